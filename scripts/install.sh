@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what pgdba and its tests need, idempotently; fast when everything is already there.
+# Debian 12: PostgreSQL 15 (preinstalled), etcd, Patroni (PyPI, in a venv of Debian's python).
+set -euo pipefail
+
+log() { printf 'install: %s\n' "$*" >&2; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+dpkg -s python3-venv >/dev/null 2>&1 || need_apt+=(python3-venv)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client-15)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian starts etcd as a service on install; pgdba runs its own etcd per cluster.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+pkill -x etcd -u etcd >/dev/null 2>&1 || true
+
+PATRONI_VENV="${PGDBA_PATRONI_VENV:-/opt/patroni}"
+if ! "$PATRONI_VENV/bin/patroni" --version >/dev/null 2>&1; then
+  log "creating the Patroni venv in $PATRONI_VENV"
+  $SUDO /usr/bin/python3 -m venv "$PATRONI_VENV"
+  $SUDO "$PATRONI_VENV/bin/pip" install -q "patroni[etcd3]>=4,<5" "psycopg[binary]>=3"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  log "cargo is missing: install a Rust toolchain (rustup) first"; exit 1
+fi
+log "ok: postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), etcd $(/usr/bin/etcd --version 2>/dev/null | head -1 | awk '{print $3}'), patroni $("$PATRONI_VENV/bin/patroni" --version | awk '{print $2}')"

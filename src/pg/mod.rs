@@ -1,0 +1,1 @@
+//! PostgreSQL knowledge: the GUC catalog and value normalization.

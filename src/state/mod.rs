@@ -1,0 +1,1 @@
+//! The state: what pgdba created, per cluster, written atomically, with a lock.
