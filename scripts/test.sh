@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: install what is missing, then format, lint and test. Tests start real
+# etcd, Patroni and PostgreSQL processes on loopback ports each test owns.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+# Real-cluster tests wait on processes, not on CPU: run more of them than there are cores.
+cargo test --quiet -- --test-threads "${PGDBA_TEST_THREADS:-6}"

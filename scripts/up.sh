@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, build pgdba, bring up the example local cluster
+# from examples/local-3node.yaml and show its status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SPEC="${1:-examples/local-3node.yaml}"
+bash scripts/install.sh
+cargo build --release --quiet
+PGDBA=target/release/pgdba
+"$PGDBA" apply -f "$SPEC" --auto-approve --format table
+echo
+"$PGDBA" plan -f "$SPEC" --format table
+echo
+# Patroni's own view of the cluster.
+CONFIG=$("$PGDBA" state show "$(awk '/^  name:/{print $2; exit}' "$SPEC")" --format json \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["members"][0]["data_dir"].rsplit("/",1)[0] + "/patroni.yml")')
+/opt/patroni/bin/patronictl -c "$CONFIG" list

@@ -1,0 +1,301 @@
+//! One function per action kind: precondition, effect, postcondition.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::Context;
+use crate::diff;
+use crate::observe::model::{PatroniMember, Role};
+use crate::observe::pg;
+use crate::plan::{Action, ActionKind};
+use crate::providers::local::config::SUPERUSER;
+use crate::providers::local::layout::HOST;
+use crate::state;
+
+type Outcome = Result<Option<String>, String>;
+
+const POLL: Duration = Duration::from_millis(200);
+
+pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
+    match &a.kind {
+        ActionKind::CreateDcs => create_dcs(ctx).await,
+        ActionKind::StartDcs => ctx.provider.start_dcs().await.map(|()| None).map_err(|e| format!("{e:#}")),
+        ActionKind::CreateMember { bootstrap } => create_member(a, ctx, *bootstrap).await,
+        ActionKind::StartMember => {
+            let name = member(a)?;
+            ctx.provider.start_member(name, ctx.creds).await.map(|()| None).map_err(|e| format!("{e:#}"))
+        }
+        ActionKind::DeleteMember => delete_member(a, ctx).await,
+        ActionKind::PatchConfig { patch } => patch_config(ctx, patch).await,
+        ActionKind::AwaitConfig { reload, restart } => await_config(a, ctx, reload, restart).await,
+        ActionKind::RestartMember => restart_member(a, ctx).await,
+        ActionKind::Switchover { candidate } => switchover(a, ctx, candidate).await,
+        ActionKind::AwaitHealthy { max_lag } => await_healthy(a, ctx, *max_lag).await,
+    }
+}
+
+fn member(a: &Action) -> Result<&str, String> {
+    a.member().ok_or_else(|| format!("{} does not name a member", a.target))
+}
+
+fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, String> {
+    ctx.provider
+        .layout()
+        .member(name)
+        .map(|m| m.api_url())
+        .ok_or_else(|| format!("no member {name} in the layout"))
+}
+
+/// Patroni's member list, from the first member whose API answers.
+async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
+    let (_, inventory) = ctx.provider.inventory();
+    let mut last = "no member runs".to_owned();
+    for m in inventory.iter().filter(|m| m.running) {
+        let url = api_url(ctx, &m.name)?;
+        match ctx.patroni.cluster(&url).await {
+            Ok(members) => return Ok(members),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("no Patroni REST API answered: {last}"))
+}
+
+async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, String> {
+    cluster_view(ctx)
+        .await?
+        .into_iter()
+        .find(|m| m.role == Role::Leader)
+        .ok_or_else(|| "the cluster has no leader".to_owned())
+}
+
+async fn create_dcs(ctx: &Context<'_>) -> Outcome {
+    let already = ctx.provider.inventory().0.exists && ctx.provider.dcs_healthy().await;
+    if !already {
+        ctx.provider.create_dcs().await.map_err(|e| format!("{e:#}"))?;
+    }
+    let layout = ctx.provider.layout();
+    ctx.recorder.update(|s| {
+        s.data_dir = Some(layout.root.display().to_string());
+        s.dcs.created = true;
+        s.dcs.endpoints = vec![layout.etcd.endpoint()];
+    })?;
+    Ok(already.then(|| "etcd already runs".to_owned()))
+}
+
+async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcome {
+    let name = member(a)?;
+    let (_, inventory) = ctx.provider.inventory();
+    let existing = inventory.iter().find(|m| m.name == name);
+    if existing.is_some_and(|m| m.running) {
+        // Precondition: the member must not exist yet; a running one is taken as created.
+        record_member(ctx, name)?;
+        return Ok(Some(format!("member {name} already runs")));
+    }
+    if !bootstrap && leader(ctx).await.is_err() {
+        return Err(format!("cannot create replica {name}: the cluster has no leader to clone"));
+    }
+    ctx.provider.create_member(name, ctx.creds).await.map_err(|e| format!("{e:#}"))?;
+    record_member(ctx, name)?;
+    Ok(None)
+}
+
+fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), String> {
+    let m = ctx
+        .provider
+        .layout()
+        .member(name)
+        .ok_or_else(|| format!("no member {name} in the layout"))?;
+    ctx.recorder.update(|s| {
+        s.members.retain(|x| x.name != name);
+        s.members.push(state::Member {
+            name: name.to_owned(),
+            host: HOST.to_owned(),
+            port: m.pg_port,
+            api_url: m.api_url(),
+            data_dir: m.data_dir.display().to_string(),
+            socket_dir: m.socket_dir.display().to_string(),
+        });
+        s.members.sort_by(|a, b| a.name.cmp(&b.name));
+    })
+}
+
+async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
+    let name = member(a)?;
+    if let Ok(l) = leader(ctx).await {
+        if l.name == name {
+            return Err(format!("member {name} is the leader; refusing to remove it (switch over first)"));
+        }
+    }
+    ctx.provider.delete_member(name).await.map_err(|e| format!("{e:#}"))?;
+    ctx.recorder.update(|s| s.members.retain(|m| m.name != name))?;
+    Ok(None)
+}
+
+async fn patch_config(ctx: &Context<'_>, patch: &serde_json::Value) -> Outcome {
+    let l = leader(ctx).await?;
+    ctx.patroni.patch_config(&l.api_url, patch).await.map_err(|e| e.to_string())?;
+    // Every member picks the new configuration up at its next loop; a reload makes it now.
+    let (_, inventory) = ctx.provider.inventory();
+    for m in inventory.iter().filter(|m| m.running) {
+        if let Ok(url) = api_url(ctx, &m.name) {
+            if let Err(e) = ctx.patroni.reload(&url).await {
+                tracing::debug!("reload of {}: {e}", m.name);
+            }
+        }
+    }
+    let params = patch
+        .get("postgresql")
+        .and_then(|p| p.get("parameters"))
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
+    ctx.recorder.update(|s| {
+        for (k, v) in &params {
+            if v.is_null() {
+                s.managed_parameters.remove(k);
+            } else {
+                s.managed_parameters.insert(k.clone());
+            }
+        }
+    })?;
+    Ok(None)
+}
+
+async fn await_config(
+    a: &Action,
+    ctx: &Context<'_>,
+    reload: &BTreeMap<String, String>,
+    restart: &BTreeMap<String, String>,
+) -> Outcome {
+    let name = member(a)?;
+    let m = ctx.provider.layout().member(name).ok_or_else(|| format!("no member {name}"))?;
+    let names: Vec<String> = reload.keys().chain(restart.keys()).cloned().collect();
+    let conn = pg::Conn {
+        host: HOST,
+        port: m.pg_port,
+        user: SUPERUSER,
+        password: &ctx.creds.superuser,
+        timeout: Duration::from_secs(3),
+    };
+    let deadline = Instant::now() + ctx.gate_timeout;
+    let mut last = String::new();
+    loop {
+        match pg::settings(&conn, &names).await {
+            Ok(settings) => {
+                let lagging: Vec<String> = names
+                    .iter()
+                    .filter(|n| {
+                        let Some(s) = settings.get(*n) else { return true };
+                        let want = reload.get(*n).or_else(|| restart.get(*n)).cloned().unwrap_or_default();
+                        let same = diff::same_setting(ctx.spec, n, &want, &s.setting);
+                        !(same || (restart.contains_key(*n) && s.pending_restart))
+                    })
+                    .cloned()
+                    .collect();
+                if lagging.is_empty() {
+                    return Ok(None);
+                }
+                last = format!("not yet applied: {}", lagging.join(", "));
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("member {name}: configuration not applied within {}s ({last})", ctx.gate_timeout.as_secs()));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
+    let name = member(a)?;
+    let url = api_url(ctx, name)?;
+    // Precondition: the member answers; Patroni restarts it only if a restart is pending.
+    let status = ctx.patroni.status(&url).await.map_err(|e| e.to_string())?;
+    let (pending, _) = crate::patroni::pending_restart(&status);
+    if !pending {
+        return Ok(Some(format!("member {name} has no pending restart")));
+    }
+    let answer = ctx.patroni.restart(&url, true).await.map_err(|e| e.to_string())?;
+    if !(200..300).contains(&answer.status) {
+        return Err(format!("restart of {name} answered {}: {}", answer.status, answer.body.trim()));
+    }
+    // Postcondition: it runs again with nothing pending.
+    let deadline = Instant::now() + ctx.gate_timeout;
+    loop {
+        if let Ok(s) = ctx.patroni.status(&url).await {
+            let running = s.get("state").and_then(|v| v.as_str()) == Some("running");
+            if running && !crate::patroni::pending_restart(&s).0 {
+                return Ok(None);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("member {name} still waits for a restart after {}s", ctx.gate_timeout.as_secs()));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
+    let from = member(a)?;
+    // Precondition: `from` leads and the candidate streams.
+    let view = cluster_view(ctx).await?;
+    let leader = view.iter().find(|m| m.role == Role::Leader).map(|m| m.name.clone());
+    if leader.as_deref() != Some(from) {
+        return Err(format!(
+            "the plan switches over from {from}, but the leader is now {}",
+            leader.as_deref().unwrap_or("nobody")
+        ));
+    }
+    let cand = view.iter().find(|m| m.name == candidate);
+    if !cand.is_some_and(|m| m.role == Role::Replica && m.state == "streaming") {
+        return Err(format!("switchover candidate {candidate} is not a streaming replica"));
+    }
+    let url = api_url(ctx, from)?;
+    ctx.patroni.switchover(&url, from, candidate).await.map_err(|e| e.to_string())?;
+    // Postcondition: the candidate leads.
+    let deadline = Instant::now() + ctx.gate_timeout;
+    loop {
+        if let Ok(l) = leader_now(ctx).await {
+            if l == candidate {
+                return Ok(Some(format!("{candidate} leads")));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{candidate} did not become the leader within {}s", ctx.gate_timeout.as_secs()));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn leader_now(ctx: &Context<'_>) -> Result<String, String> {
+    leader(ctx).await.map(|m| m.name)
+}
+
+async fn await_healthy(a: &Action, ctx: &Context<'_>, max_lag: u64) -> Outcome {
+    let name = member(a)?;
+    let deadline = Instant::now() + ctx.gate_timeout;
+    let mut last;
+    loop {
+        match cluster_view(ctx).await {
+            Ok(view) => match view.iter().find(|m| m.name == name) {
+                Some(m) => {
+                    let ok = match m.role {
+                        Role::Leader => m.state == "running",
+                        Role::Replica => m.state == "streaming" && m.lag.is_some_and(|l| l <= max_lag),
+                        Role::Other => false,
+                    };
+                    if ok {
+                        return Ok(None);
+                    }
+                    last = format!("{:?} {} lag {:?}", m.role, m.state, m.lag);
+                }
+                None => last = "not listed by Patroni yet".to_owned(),
+            },
+            Err(e) => last = e,
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("member {name} not healthy within {}s: {last}", ctx.gate_timeout.as_secs()));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

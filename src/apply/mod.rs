@@ -1,0 +1,169 @@
+//! Apply: walk an immutable plan's DAG with a concurrency cap. Each action re-checks its
+//! precondition right before it runs; when one fails its dependents are skipped, running ones
+//! finish, and the result lists what was done, failed and skipped. Progress goes to a
+//! `Reporter`; the engine never prints.
+
+mod actions;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use crate::patroni;
+use crate::plan::{Action, Plan};
+use crate::providers::local::{Credentials, Local};
+use crate::spec::model::ClusterSpec;
+use crate::state::{ClusterState, StateStore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Done,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub id: String,
+    pub kind: String,
+    pub target: String,
+    pub status: Status,
+    /// What happened: the error for a failed action, why for a skipped one, a note otherwise.
+    pub message: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub done: Vec<String>,
+    pub failed: Vec<String>,
+    pub skipped: Vec<String>,
+    pub actions: Vec<ActionResult>,
+}
+
+impl ApplyResult {
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// Where progress goes: progress bars on a terminal, nothing with `--format json`.
+pub trait Reporter: Send + Sync {
+    fn started(&self, action: &Action);
+    fn finished(&self, result: &ActionResult);
+}
+
+/// Records what apply did in the state, atomically after each step that changes what exists.
+pub struct Recorder<'a> {
+    pub store: &'a StateStore,
+    pub state: Mutex<ClusterState>,
+}
+
+impl Recorder<'_> {
+    pub fn update(&self, f: impl FnOnce(&mut ClusterState)) -> Result<(), String> {
+        let mut guard = self.state.lock().map_err(|_| "state lock poisoned".to_owned())?;
+        f(&mut guard);
+        self.store.save(&mut guard).map_err(|e| format!("{e:#}"))
+    }
+    pub fn snapshot(&self) -> Option<ClusterState> {
+        self.state.lock().ok().map(|s| s.clone())
+    }
+}
+
+/// Everything actions need.
+pub struct Context<'a> {
+    pub spec: &'a ClusterSpec,
+    pub provider: &'a Local,
+    pub patroni: &'a patroni::Client,
+    pub creds: &'a Credentials,
+    pub recorder: &'a Recorder<'a>,
+    /// How long a gate waits.
+    pub gate_timeout: Duration,
+}
+
+/// Execute `plan`: at most `parallelism` actions at once, in dependency order.
+pub async fn execute(plan: &Plan, ctx: &Context<'_>, parallelism: usize, reporter: &dyn Reporter) -> ApplyResult {
+    let parallelism = parallelism.max(1);
+    let mut status: BTreeMap<&str, Status> = BTreeMap::new();
+    let mut results: Vec<ActionResult> = Vec::new();
+    let mut running = FuturesUnordered::new();
+    let mut started: BTreeSet<&str> = BTreeSet::new();
+    loop {
+        // Skip what can no longer run; start what is ready, up to the cap.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for a in &plan.actions {
+                if started.contains(a.id.as_str()) {
+                    continue;
+                }
+                let blocked = a
+                    .depends_on
+                    .iter()
+                    .find(|d| matches!(status.get(d.as_str()), Some(Status::Failed | Status::Skipped)));
+                if let Some(dep) = blocked {
+                    started.insert(&a.id);
+                    status.insert(&a.id, Status::Skipped);
+                    let r = ActionResult {
+                        id: a.id.clone(),
+                        kind: a.kind.name().to_owned(),
+                        target: a.target.clone(),
+                        status: Status::Skipped,
+                        message: Some(format!("{dep} did not complete")),
+                        duration_ms: 0,
+                    };
+                    reporter.finished(&r);
+                    results.push(r);
+                    progressed = true;
+                    continue;
+                }
+                let ready = a.depends_on.iter().all(|d| status.get(d.as_str()) == Some(&Status::Done));
+                if ready && running.len() < parallelism {
+                    started.insert(&a.id);
+                    reporter.started(a);
+                    let span = tracing::info_span!("action", id = %a.id, kind = a.kind.name(), target = %a.target);
+                    running.push(
+                        async move {
+                            let t = Instant::now();
+                            let outcome = actions::run(a, ctx).await;
+                            (a, outcome, t.elapsed())
+                        }
+                        .instrument(span),
+                    );
+                    progressed = true;
+                }
+            }
+        }
+        let Some((a, outcome, elapsed)) = running.next().await else { break };
+        let (st, message) = match outcome {
+            Ok(note) => (Status::Done, note),
+            Err(e) => {
+                tracing::error!(id = %a.id, "{e}");
+                (Status::Failed, Some(e))
+            }
+        };
+        status.insert(&a.id, st);
+        let r = ActionResult {
+            id: a.id.clone(),
+            kind: a.kind.name().to_owned(),
+            target: a.target.clone(),
+            status: st,
+            message,
+            duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        };
+        reporter.finished(&r);
+        results.push(r);
+    }
+    let ids = |s: Status| results.iter().filter(|r| r.status == s).map(|r| r.id.clone()).collect();
+    ApplyResult {
+        done: ids(Status::Done),
+        failed: ids(Status::Failed),
+        skipped: ids(Status::Skipped),
+        actions: results,
+    }
+}

@@ -1,0 +1,63 @@
+//! Fingerprints of what was observed for each object a plan touches, so a saved plan is
+//! refused when any of them changed before it is applied. Pure.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::observe::model::Observation;
+
+/// The pseudo-address of "who leads", part of every plan that restarts or switches over.
+pub const LEADER_ADDRESS: &str = "patroni.leader";
+
+/// The observed facts behind one address, as JSON.
+pub fn observed_facts(obs: &Observation, address: &str) -> Value {
+    let (kind, name) = address.split_once('.').unwrap_or((address, ""));
+    let view = obs.patroni.as_ref();
+    match (kind, name) {
+        ("dcs", _) => json!({ "exists": obs.dcs.exists, "running": obs.dcs.running }),
+        ("patroni", "leader") => json!(view.and_then(|v| v.leader()).map(|m| m.name.clone())),
+        ("patroni", key) => json!(view.and_then(|v| v.dcs_setting(key))),
+        ("member", member) => {
+            let inv = obs.inventory.iter().find(|m| m.name == member);
+            let pm = view.and_then(|v| v.member(member));
+            json!({
+                "exists": inv.map(|m| m.exists),
+                "running": inv.map(|m| m.running),
+                "role": pm.map(|m| m.role),
+            })
+        }
+        (_, param) => {
+            let members: BTreeMap<&str, Value> = obs
+                .members
+                .iter()
+                .map(|(n, m)| {
+                    let s = m.settings.as_ref().and_then(|s| s.get(param));
+                    (
+                        n.as_str(),
+                        json!(s.map(|s| (&s.setting, &s.source, s.pending_restart))),
+                    )
+                })
+                .collect();
+            json!({ "dcs": view.and_then(|v| v.dcs_parameter(param)), "members": members })
+        }
+    }
+}
+
+/// sha256 of the facts behind one address.
+pub fn fingerprint(obs: &Observation, address: &str) -> String {
+    let facts = observed_facts(obs, address);
+    hex::encode(Sha256::digest(facts.to_string().as_bytes()))
+}
+
+/// Fingerprints of many addresses.
+pub fn fingerprints<'a>(
+    obs: &Observation,
+    addresses: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, String> {
+    addresses
+        .into_iter()
+        .map(|a| (a.to_owned(), fingerprint(obs, a)))
+        .collect()
+}

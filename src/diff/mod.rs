@@ -1,0 +1,353 @@
+//! The difference between the spec and what runs, as typed changes with addresses.
+//! Pure: no IO, no clock; never fails on a valid spec.
+
+pub mod fingerprint;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::observe::model::Observation;
+use crate::pg::{self, GucContext};
+use crate::providers::local::layout::Layout;
+use crate::spec::model::ClusterSpec;
+
+/// What a change does to its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeAction {
+    Create,
+    Update,
+    Delete,
+}
+
+/// How a change reaches the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyVia {
+    /// A statement on the primary.
+    Sql,
+    /// Written to the configuration and picked up by a reload.
+    Reload,
+    /// Needs a PostgreSQL restart of each member (rolling).
+    Restart,
+    /// Done by the provider: processes, directories.
+    Provider,
+    /// Needs the leader to move.
+    Switchover,
+}
+
+impl ApplyVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyVia::Sql => "sql",
+            ApplyVia::Reload => "reload",
+            ApplyVia::Restart => "restart",
+            ApplyVia::Provider => "provider",
+            ApplyVia::Switchover => "switchover",
+        }
+    }
+}
+
+/// One difference, addressed like `member.demo-2`, `pg_parameter.work_mem`, `patroni.ttl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub address: String,
+    pub action: ChangeAction,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub apply_via: ApplyVia,
+    pub reason: String,
+}
+
+/// The kind of object an address names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dcs,
+    Member,
+    Patroni,
+    PgParameter,
+}
+
+impl Change {
+    pub fn kind(&self) -> Kind {
+        match self.address.split_once('.').map(|(k, _)| k) {
+            Some("dcs") => Kind::Dcs,
+            Some("member") => Kind::Member,
+            Some("patroni") => Kind::Patroni,
+            _ => Kind::PgParameter,
+        }
+    }
+    /// The object's name within its kind (`demo-2`, `work_mem`).
+    pub fn name(&self) -> &str {
+        self.address.split_once('.').map_or("", |(_, n)| n)
+    }
+}
+
+pub const DCS_ADDRESS: &str = "dcs.etcd";
+
+pub fn member_address(name: &str) -> String {
+    format!("member.{name}")
+}
+pub fn parameter_address(name: &str) -> String {
+    format!("pg_parameter.{name}")
+}
+pub fn patroni_address(key: &str) -> String {
+    format!("patroni.{key}")
+}
+
+/// Everything the diff reads.
+pub struct Input<'a> {
+    pub spec: &'a ClusterSpec,
+    pub layout: &'a Layout,
+    /// GUC names pgdba set in the DCS by an earlier apply (from the state).
+    pub managed_parameters: &'a BTreeSet<String>,
+    pub observation: &'a Observation,
+}
+
+/// Does any member of this cluster exist, according to the provider or Patroni?
+pub fn cluster_exists(obs: &Observation) -> bool {
+    obs.inventory.iter().any(|m| m.exists)
+        || obs.patroni.as_ref().is_some_and(|p| !p.members.is_empty())
+}
+
+/// Members that exist now: in the provider's inventory or in Patroni's member list.
+pub fn existing_members(obs: &Observation) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = obs
+        .inventory
+        .iter()
+        .filter(|m| m.exists)
+        .map(|m| m.name.clone())
+        .collect();
+    if let Some(p) = &obs.patroni {
+        names.extend(p.members.iter().map(|m| m.name.clone()));
+    }
+    names
+}
+
+/// The Patroni settings the spec manages, with their values.
+pub fn patroni_settings(spec: &ClusterSpec) -> BTreeMap<&'static str, u64> {
+    let p = &spec.spec.patroni;
+    BTreeMap::from([
+        ("loop_wait", u64::from(p.loop_wait)),
+        ("maximum_lag_on_failover", p.maximum_lag_on_failover),
+        ("retry_timeout", u64::from(p.retry_timeout)),
+        ("ttl", u64::from(p.ttl)),
+    ])
+}
+
+/// The context of a GUC for this spec's PostgreSQL version; an unknown one counts as
+/// needing a restart, the safe side.
+pub fn parameter_context(spec: &ClusterSpec, name: &str) -> GucContext {
+    pg::catalog(spec.spec.postgres.version)
+        .and_then(|c| c.get(name))
+        .map_or(GucContext::Postmaster, |d| d.context)
+}
+
+fn via_for_context(context: GucContext) -> ApplyVia {
+    match context {
+        GucContext::Postmaster | GucContext::Internal => ApplyVia::Restart,
+        _ => ApplyVia::Reload,
+    }
+}
+
+/// Do two spellings of a GUC value mean the same to PostgreSQL?
+pub fn same_value(spec: &ClusterSpec, name: &str, a: &str, b: &str) -> bool {
+    match pg::catalog(spec.spec.postgres.version).and_then(|c| c.get(name)) {
+        Some(def) => match (def.normalize(a), def.normalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a == b,
+        },
+        None => a == b,
+    }
+}
+
+pub fn diff(input: &Input<'_>) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let obs = input.observation;
+    let spec = input.spec;
+    let exists = cluster_exists(obs);
+
+    // The DCS.
+    if !obs.dcs.exists {
+        changes.push(Change {
+            address: DCS_ADDRESS.to_owned(),
+            action: ChangeAction::Create,
+            before: None,
+            after: Some(json!({ "endpoint": input.layout.etcd.endpoint() })),
+            apply_via: ApplyVia::Provider,
+            reason: "the cluster's etcd does not exist".to_owned(),
+        });
+    } else if !obs.dcs.running {
+        changes.push(Change {
+            address: DCS_ADDRESS.to_owned(),
+            action: ChangeAction::Update,
+            before: Some(json!({ "running": false })),
+            after: Some(json!({ "running": true })),
+            apply_via: ApplyVia::Provider,
+            reason: "etcd is not running".to_owned(),
+        });
+    }
+
+    // Members.
+    let existing = existing_members(obs);
+    let leader = obs
+        .patroni
+        .as_ref()
+        .and_then(|p| p.leader())
+        .map(|m| m.name.clone());
+    let desired = input.layout.member_names();
+    let mut bootstrap_pending = existing.is_empty();
+    for m in &input.layout.members {
+        if existing.contains(&m.name) {
+            let inv = obs.inventory.iter().find(|i| i.name == m.name);
+            if inv.is_some_and(|i| !i.running) {
+                changes.push(Change {
+                    address: member_address(&m.name),
+                    action: ChangeAction::Update,
+                    before: Some(json!({ "running": false })),
+                    after: Some(json!({ "running": true })),
+                    apply_via: ApplyVia::Provider,
+                    reason: "its Patroni is not running".to_owned(),
+                });
+            }
+            continue;
+        }
+        let role = if bootstrap_pending { "primary" } else { "replica" };
+        bootstrap_pending = false;
+        changes.push(Change {
+            address: member_address(&m.name),
+            action: ChangeAction::Create,
+            before: None,
+            after: Some(json!({
+                "role": role,
+                "pg_port": m.pg_port,
+                "api_port": m.api_port,
+                "data_dir": m.data_dir.display().to_string(),
+            })),
+            apply_via: ApplyVia::Provider,
+            reason: format!("the spec asks for {} replicas", spec.spec.replicas),
+        });
+    }
+    for name in existing.iter().filter(|n| !desired.contains(n)) {
+        let is_leader = leader.as_deref() == Some(name.as_str());
+        changes.push(Change {
+            address: member_address(name),
+            action: ChangeAction::Delete,
+            before: Some(json!({ "role": if is_leader { "leader" } else { "replica" } })),
+            after: None,
+            apply_via: if is_leader { ApplyVia::Switchover } else { ApplyVia::Provider },
+            reason: if is_leader {
+                format!(
+                    "the spec asks for {} replicas; it is the leader, so the leader moves first",
+                    spec.spec.replicas
+                )
+            } else {
+                format!("the spec asks for {} replicas", spec.spec.replicas)
+            },
+        });
+    }
+
+    // Patroni's dynamic settings and the GUCs, both kept in the DCS.
+    let config = obs.patroni.as_ref().filter(|p| p.config.is_some());
+    if !exists {
+        for (key, value) in patroni_settings(spec) {
+            changes.push(Change {
+                address: patroni_address(key),
+                action: ChangeAction::Create,
+                before: None,
+                after: Some(json!(value)),
+                apply_via: ApplyVia::Provider,
+                reason: "bootstrap configuration of the new cluster".to_owned(),
+            });
+        }
+        for (name, value) in &spec.spec.postgres.parameters {
+            changes.push(Change {
+                address: parameter_address(name),
+                action: ChangeAction::Create,
+                before: None,
+                after: Some(json!(value.to_conf_string())),
+                apply_via: ApplyVia::Provider,
+                reason: "bootstrap configuration of the new cluster".to_owned(),
+            });
+        }
+    } else if let Some(view) = config {
+        for (key, value) in patroni_settings(spec) {
+            let observed = view.dcs_setting(key);
+            if observed.as_deref() != Some(value.to_string().as_str()) {
+                changes.push(Change {
+                    address: patroni_address(key),
+                    action: if observed.is_some() { ChangeAction::Update } else { ChangeAction::Create },
+                    before: observed.map(|o| o.parse::<u64>().map_or(json!(o), |n| json!(n))),
+                    after: Some(json!(value)),
+                    apply_via: ApplyVia::Reload,
+                    reason: "differs from the DCS configuration".to_owned(),
+                });
+            }
+        }
+        for (name, value) in &spec.spec.postgres.parameters {
+            let want = value.to_conf_string();
+            let observed = view.dcs_parameter(name);
+            let same = observed.as_deref().is_some_and(|o| same_value(spec, name, &want, o));
+            if !same {
+                let context = parameter_context(spec, name);
+                changes.push(Change {
+                    address: parameter_address(name),
+                    action: if observed.is_some() { ChangeAction::Update } else { ChangeAction::Create },
+                    before: observed.map(Value::String),
+                    after: Some(Value::String(want)),
+                    apply_via: via_for_context(context),
+                    reason: format!("differs from the DCS configuration (context: {})", context.as_str()),
+                });
+            }
+        }
+        for name in input.managed_parameters {
+            if spec.spec.postgres.parameters.contains_key(name) {
+                continue;
+            }
+            if let Some(observed) = view.dcs_parameter(name) {
+                let context = parameter_context(spec, name);
+                changes.push(Change {
+                    address: parameter_address(name),
+                    action: ChangeAction::Delete,
+                    before: Some(Value::String(observed)),
+                    after: None,
+                    apply_via: via_for_context(context),
+                    reason: "removed from the spec; PostgreSQL's default applies".to_owned(),
+                });
+            }
+        }
+    }
+
+    // A member that still waits for a restart (an earlier apply stopped half-way, or a
+    // change made outside pgdba) is restarted, unless a rolling restart comes anyway.
+    let rolling = changes
+        .iter()
+        .any(|c| c.kind() == Kind::PgParameter && c.apply_via == ApplyVia::Restart && exists);
+    if !rolling {
+        if let Some(view) = &obs.patroni {
+            for m in &view.members {
+                let own = obs.members.get(&m.name);
+                let pending = m.pending_restart || own.is_some_and(|o| o.pending_restart);
+                if !pending || !desired.contains(&m.name) {
+                    continue;
+                }
+                let reasons = own.map(|o| o.pending_restart_reason.join(", ")).unwrap_or_default();
+                changes.push(Change {
+                    address: member_address(&m.name),
+                    action: ChangeAction::Update,
+                    before: Some(json!({ "pending_restart": true })),
+                    after: Some(json!({ "pending_restart": false })),
+                    apply_via: ApplyVia::Restart,
+                    reason: if reasons.is_empty() {
+                        "PostgreSQL waits for a restart".to_owned()
+                    } else {
+                        format!("PostgreSQL waits for a restart ({reasons})")
+                    },
+                });
+            }
+        }
+    }
+    changes
+}

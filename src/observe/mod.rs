@@ -1,0 +1,132 @@
+//! Observation: the provider's inventory, Patroni's REST API and PostgreSQL's `pg_settings`,
+//! queried concurrently with timeouts. An unreachable part becomes a note, never an error.
+
+pub mod model;
+pub mod pg;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::patroni;
+use crate::providers::local::layout::Layout;
+use model::{Dcs, InventoryMember, Member, Observation, PatroniView, Role};
+
+/// What observation needs.
+pub struct Context<'a> {
+    pub layout: &'a Layout,
+    pub patroni: &'a patroni::Client,
+    /// pgdba's superuser password; without it `pg_settings` is not read.
+    pub superuser: Option<(&'a str, &'a str)>,
+    pub timeout: Duration,
+}
+
+struct MemberAnswer {
+    name: String,
+    status: Result<serde_json::Value, String>,
+    cluster: Option<Vec<model::PatroniMember>>,
+    config: Option<serde_json::Value>,
+    settings: Option<Result<BTreeMap<String, model::PgSetting>, String>>,
+}
+
+async fn observe_member(
+    ctx: &Context<'_>,
+    name: String,
+    api_url: String,
+    pg_port: u16,
+    params: &[String],
+) -> MemberAnswer {
+    let status = ctx.patroni.status(&api_url);
+    let cluster = ctx.patroni.cluster(&api_url);
+    let config = ctx.patroni.config(&api_url);
+    let settings = async {
+        let (user, password) = ctx.superuser?;
+        let conn = pg::Conn { host: model_host(), port: pg_port, user, password, timeout: ctx.timeout };
+        Some(pg::settings(&conn, params).await.map_err(|e| e.to_string()))
+    };
+    let (status, cluster, config, settings) = tokio::join!(status, cluster, config, settings);
+    MemberAnswer {
+        name,
+        status: status.map_err(|e| e.to_string()),
+        cluster: cluster.ok(),
+        config: config.ok(),
+        settings,
+    }
+}
+
+fn model_host() -> &'static str {
+    crate::providers::local::layout::HOST
+}
+
+/// Observe one cluster. `params` are the GUC names whose `pg_settings` rows matter.
+pub async fn observe(
+    ctx: &Context<'_>,
+    dcs: Dcs,
+    inventory: Vec<InventoryMember>,
+    params: &[String],
+) -> Observation {
+    let mut notes = Vec::new();
+    // Probe the members whose process runs: the spec's and any extra the provider has.
+    let probes = inventory.iter().filter(|m| m.running).filter_map(|m| {
+        let l = ctx.layout.member(&m.name)?;
+        Some(observe_member(ctx, m.name.clone(), l.api_url(), l.pg_port, params))
+    });
+    let answers = tokio::time::timeout(ctx.timeout * 2, join_all(probes)).await;
+    let answers = match answers {
+        Ok(a) => a,
+        Err(_) => {
+            notes.push("observation timed out".to_owned());
+            Vec::new()
+        }
+    };
+    for m in inventory.iter().filter(|m| m.exists && !m.running) {
+        notes.push(format!("member {} is stopped (its Patroni is not running)", m.name));
+    }
+
+    let mut members = BTreeMap::new();
+    let mut view: Option<PatroniView> = None;
+    let mut config_from_leader = false;
+    for a in answers {
+        let mut member = Member { name: a.name.clone(), ..Member::default() };
+        match &a.status {
+            Ok(status) => {
+                member.api_reachable = true;
+                let (pending, reasons) = patroni::pending_restart(status);
+                member.pending_restart = pending;
+                member.pending_restart_reason = reasons;
+            }
+            Err(e) => notes.push(format!("member {} unreachable: {e}", a.name)),
+        }
+        match a.settings {
+            Some(Ok(s)) => member.settings = Some(s),
+            Some(Err(e)) if a.status.is_ok() => {
+                notes.push(format!("member {}: PostgreSQL unreachable: {e}", a.name))
+            }
+            _ => {}
+        }
+        let is_leader = a
+            .status
+            .as_ref()
+            .ok()
+            .and_then(|s| s.get("role"))
+            .and_then(|r| r.as_str())
+            .is_some_and(|r| patroni::parse_role(r) == Role::Leader);
+        if let Some(cluster) = a.cluster {
+            if view.is_none() || (is_leader && !config_from_leader) {
+                let config = a.config.or_else(|| view.as_ref().and_then(|v| v.config.clone()));
+                view = Some(PatroniView { members: cluster, config });
+                config_from_leader = is_leader;
+            }
+        }
+        members.insert(a.name.clone(), member);
+    }
+    Observation {
+        cluster: ctx.layout.cluster.clone(),
+        dcs,
+        inventory,
+        patroni: view,
+        members,
+        notes,
+    }
+}

@@ -1,0 +1,125 @@
+//! What pgdba saw: plain data, produced by `observe::observe` and consumed by the pure `diff`.
+//! Nothing in here does IO; an unreachable part is recorded as an observation, never an error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything observed about one cluster at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub cluster: String,
+    pub dcs: Dcs,
+    /// The provider's inventory: members that exist on the provider (processes, data directories).
+    pub inventory: Vec<InventoryMember>,
+    /// Patroni's view of the cluster (`GET /cluster` and `GET /config` of any member that answered).
+    pub patroni: Option<PatroniView>,
+    /// Per member: its own Patroni status and its `pg_settings` rows for the parameters that matter.
+    pub members: BTreeMap<String, Member>,
+    /// Human-readable notes: "member demo-2 unreachable: connection refused".
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dcs {
+    pub endpoint: String,
+    /// The provider says the DCS exists (its data directory is there).
+    pub exists: bool,
+    /// The DCS process runs.
+    pub running: bool,
+    /// The DCS answered its health check.
+    pub healthy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InventoryMember {
+    pub name: String,
+    /// Its data directory exists (it was created once).
+    pub exists: bool,
+    /// Its Patroni process runs.
+    pub running: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Leader,
+    Replica,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatroniMember {
+    pub name: String,
+    pub role: Role,
+    /// `running`, `streaming`, `starting`, `stopped`, ...
+    pub state: String,
+    pub host: String,
+    pub port: u16,
+    pub api_url: String,
+    /// Replication lag in bytes, for replicas.
+    pub lag: Option<u64>,
+    pub pending_restart: bool,
+    pub timeline: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatroniView {
+    pub members: Vec<PatroniMember>,
+    /// The dynamic configuration stored in the DCS (`GET /config`), if it answered.
+    pub config: Option<serde_json::Value>,
+}
+
+impl PatroniView {
+    pub fn leader(&self) -> Option<&PatroniMember> {
+        self.members.iter().find(|m| m.role == Role::Leader)
+    }
+    pub fn member(&self, name: &str) -> Option<&PatroniMember> {
+        self.members.iter().find(|m| m.name == name)
+    }
+    /// `postgresql.parameters.<name>` of the DCS config, as a string.
+    pub fn dcs_parameter(&self, name: &str) -> Option<String> {
+        let v = self.config.as_ref()?.get("postgresql")?.get("parameters")?.get(name)?;
+        json_scalar_string(v)
+    }
+    /// A top-level key of the DCS config (`ttl`, `loop_wait`, ...), as a string.
+    pub fn dcs_setting(&self, key: &str) -> Option<String> {
+        json_scalar_string(self.config.as_ref()?.get(key)?)
+    }
+}
+
+/// A JSON scalar as a configuration-file string; `None` for null, arrays and objects.
+pub fn json_scalar_string(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(true) => Some("on".to_owned()),
+        serde_json::Value::Bool(false) => Some("off".to_owned()),
+        _ => None,
+    }
+}
+
+/// One member as it answered for itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    /// Its Patroni REST API answered `GET /patroni`.
+    pub api_reachable: bool,
+    /// PostgreSQL answered and these are its `pg_settings` rows for the parameters that matter.
+    pub settings: Option<BTreeMap<String, PgSetting>>,
+    pub pending_restart: bool,
+    pub pending_restart_reason: Vec<String>,
+}
+
+/// One `pg_settings` row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PgSetting {
+    pub name: String,
+    /// In the base unit (`16384` with unit `8kB`).
+    pub setting: String,
+    pub unit: Option<String>,
+    pub context: String,
+    pub source: String,
+    pub sourcefile: Option<String>,
+    pub pending_restart: bool,
+}

@@ -1,0 +1,58 @@
+//! Output: the JSON envelope of every command, the human views, and apply's reporters.
+//! Results go to stdout; progress and logs to stderr.
+
+pub mod plan;
+pub mod progress;
+
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Yaml,
+    Table,
+    Markdown,
+    Dot,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Yaml => "yaml",
+            Format::Table => "table",
+            Format::Markdown => "markdown",
+            Format::Dot => "dot",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// The one JSON object a command prints with `--format json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope {
+    pub success: bool,
+    pub timestamp: String,
+    pub command: String,
+    pub data: Value,
+    pub error: Option<ErrorBody>,
+}
+
+impl Envelope {
+    pub fn new(command: &str, data: Value, error: Option<ErrorBody>) -> Envelope {
+        Envelope {
+            success: error.is_none(),
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            command: command.to_owned(),
+            data,
+            error,
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! A small client for Patroni's REST API (`/cluster`, `/config`, `/patroni`, `/restart`,
+//! `/switchover`, `/reload`), and the parsing of its answers into `observe` data.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::observe::model::{PatroniMember, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PatroniError {
+    #[error("{url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} answered {status}: {body}")]
+    Status { url: String, status: u16, body: String },
+    #[error("{url}: unexpected answer: {what}")]
+    Shape { url: String, what: String },
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+/// An answer of a state-changing endpoint: status and body text.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Client {
+    pub fn new(timeout: Duration) -> Result<Client, PatroniError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .no_proxy()
+            .build()
+            .map_err(|source| PatroniError::Http { url: String::new(), source })?;
+        Ok(Client { http })
+    }
+
+    async fn get(&self, api_url: &str, path: &str) -> Result<Value, PatroniError> {
+        let url = format!("{api_url}{path}");
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| PatroniError::Http { url: url.clone(), source })?;
+        // /patroni answers 503 for a member that is not running but still describes it.
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|source| PatroniError::Http { url: url.clone(), source })?;
+        match serde_json::from_str(&text) {
+            Ok(v) => Ok(v),
+            Err(_) => Err(PatroniError::Status { url, status, body: text }),
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, api_url: &str, path: &str, body: &Value) -> Result<Answer, PatroniError> {
+        let url = format!("{api_url}{path}");
+        let resp = self
+            .http
+            .request(method, &url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| PatroniError::Http { url: url.clone(), source })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .text()
+            .await
+            .map_err(|source| PatroniError::Http { url: url.clone(), source })?;
+        Ok(Answer { status, body })
+    }
+
+    /// `GET /cluster`: every member as Patroni sees it.
+    pub async fn cluster(&self, api_url: &str) -> Result<Vec<PatroniMember>, PatroniError> {
+        let v = self.get(api_url, "/cluster").await?;
+        let members = v.get("members").and_then(Value::as_array).ok_or_else(|| PatroniError::Shape {
+            url: format!("{api_url}/cluster"),
+            what: "no `members` list".to_owned(),
+        })?;
+        Ok(members.iter().filter_map(parse_member).collect())
+    }
+
+    /// `GET /config`: the dynamic configuration in the DCS.
+    pub async fn config(&self, api_url: &str) -> Result<Value, PatroniError> {
+        self.get(api_url, "/config").await
+    }
+
+    /// `GET /patroni`: the member's own status.
+    pub async fn status(&self, api_url: &str) -> Result<Value, PatroniError> {
+        self.get(api_url, "/patroni").await
+    }
+
+    /// `PATCH /config`.
+    pub async fn patch_config(&self, api_url: &str, patch: &Value) -> Result<Answer, PatroniError> {
+        let a = self.send(reqwest::Method::PATCH, api_url, "/config", patch).await?;
+        ok_or_status(api_url, "/config", a)
+    }
+
+    /// `POST /restart`, only when a restart is pending if `pending_only`.
+    pub async fn restart(&self, api_url: &str, pending_only: bool) -> Result<Answer, PatroniError> {
+        let body = if pending_only { json!({ "restart_pending": true }) } else { json!({}) };
+        self.send(reqwest::Method::POST, api_url, "/restart", &body).await
+    }
+
+    /// `POST /switchover` from `leader` to `candidate`.
+    pub async fn switchover(&self, api_url: &str, leader: &str, candidate: &str) -> Result<Answer, PatroniError> {
+        let body = json!({ "leader": leader, "candidate": candidate });
+        let a = self.send(reqwest::Method::POST, api_url, "/switchover", &body).await?;
+        ok_or_status(api_url, "/switchover", a)
+    }
+
+    /// `POST /reload`: re-read the configuration now instead of at the next loop.
+    pub async fn reload(&self, api_url: &str) -> Result<Answer, PatroniError> {
+        let a = self.send(reqwest::Method::POST, api_url, "/reload", &json!({})).await?;
+        ok_or_status(api_url, "/reload", a)
+    }
+}
+
+fn ok_or_status(api_url: &str, path: &str, a: Answer) -> Result<Answer, PatroniError> {
+    if (200..300).contains(&a.status) {
+        Ok(a)
+    } else {
+        Err(PatroniError::Status { url: format!("{api_url}{path}"), status: a.status, body: a.body })
+    }
+}
+
+/// Patroni 4 says `leader`/`primary`, 3.x `master`; standbys are `replica`, `sync_standby`, ...
+pub fn parse_role(s: &str) -> Role {
+    match s {
+        "leader" | "primary" | "master" | "standby_leader" => Role::Leader,
+        "replica" | "sync_standby" | "quorum_standby" | "standby" => Role::Replica,
+        _ => Role::Other,
+    }
+}
+
+fn parse_member(v: &Value) -> Option<PatroniMember> {
+    let api_url = v.get("api_url").and_then(Value::as_str).unwrap_or_default();
+    Some(PatroniMember {
+        name: v.get("name")?.as_str()?.to_owned(),
+        role: parse_role(v.get("role").and_then(Value::as_str).unwrap_or_default()),
+        state: v.get("state").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
+        host: v.get("host").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        port: v.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+        api_url: api_url.trim_end_matches("/patroni").to_owned(),
+        lag: v.get("lag").and_then(Value::as_u64),
+        pending_restart: v.get("pending_restart").and_then(Value::as_bool).unwrap_or(false),
+        timeline: v.get("timeline").and_then(Value::as_u64),
+    })
+}
+
+/// `pending_restart` and its reasons (parameter names) from a `/patroni` answer.
+pub fn pending_restart(status: &Value) -> (bool, Vec<String>) {
+    let pending = status.get("pending_restart").and_then(Value::as_bool).unwrap_or(false);
+    let reasons = status
+        .get("pending_restart_reason")
+        .and_then(Value::as_object)
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    (pending, reasons)
+}

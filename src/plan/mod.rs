@@ -1,0 +1,179 @@
+//! The plan: the changes and the DAG of actions that realizes them. Built in one function
+//! (`build`) from a closed set of action kinds; pure: no IO, no clock. Immutable once built.
+
+pub mod graph;
+pub mod saved;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::diff::{self, ApplyVia, Change, ChangeAction};
+use crate::observe::model::Observation;
+use crate::providers::local::layout::Layout;
+use crate::spec::model::ClusterSpec;
+
+pub const FORMAT_VERSION: &str = "1";
+
+/// The closed set of things apply can do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Create and start the cluster's etcd.
+    CreateDcs,
+    /// Start the cluster's existing etcd.
+    StartDcs,
+    /// Create a member; `bootstrap` makes it initialize the cluster (the first primary).
+    CreateMember { bootstrap: bool },
+    /// Start an existing, stopped member.
+    StartMember,
+    /// Stop a member and remove its data.
+    DeleteMember,
+    /// Write the dynamic configuration (GUCs and Patroni settings) to the DCS.
+    PatchConfig { patch: Value },
+    /// Gate: the member runs with the new configuration (reloaded values visible in
+    /// `pg_settings`; values that need a restart marked `pending_restart`).
+    AwaitConfig {
+        reload: BTreeMap<String, String>,
+        restart: BTreeMap<String, String>,
+    },
+    /// Restart PostgreSQL on a member if a restart is pending.
+    RestartMember,
+    /// Move the leader from `target` to `candidate`.
+    Switchover { candidate: String },
+    /// Gate: the member runs; a replica streams with lag under `max_lag` bytes.
+    AwaitHealthy { max_lag: u64 },
+}
+
+impl ActionKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionKind::CreateDcs => "create_dcs",
+            ActionKind::StartDcs => "start_dcs",
+            ActionKind::CreateMember { .. } => "create_member",
+            ActionKind::StartMember => "start_member",
+            ActionKind::DeleteMember => "delete_member",
+            ActionKind::PatchConfig { .. } => "patch_config",
+            ActionKind::AwaitConfig { .. } => "await_config",
+            ActionKind::RestartMember => "restart_member",
+            ActionKind::Switchover { .. } => "switchover",
+            ActionKind::AwaitHealthy { .. } => "await_healthy",
+        }
+    }
+    /// Does this action restart PostgreSQL or move the leader?
+    pub fn disruption(&self) -> Option<&'static str> {
+        match self {
+            ActionKind::RestartMember => Some("restart"),
+            ActionKind::Switchover { .. } => Some("switchover"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: ActionKind,
+    /// What it acts on: `dcs.etcd`, `member.demo-1`, `dcs.config`.
+    pub target: String,
+    pub depends_on: Vec<String>,
+    /// The addresses of the changes this action realizes (in part).
+    pub changes: Vec<String>,
+}
+
+impl Action {
+    /// The member name for member-targeted actions.
+    pub fn member(&self) -> Option<&str> {
+        self.target.strip_prefix("member.")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    pub restarts: usize,
+    pub switchovers: usize,
+}
+
+/// One cluster's plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub name: String,
+    pub summary: Summary,
+    pub changes: Vec<Change>,
+    pub actions: Vec<Action>,
+    /// What observation noticed (unreachable members, ...).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.actions.is_empty()
+    }
+    pub fn action(&self, id: &str) -> Option<&Action> {
+        self.actions.iter().find(|a| a.id == id)
+    }
+    /// Every address whose observed facts the plan relies on.
+    pub fn touched_addresses(&self) -> BTreeSet<String> {
+        let mut set: BTreeSet<String> = self.changes.iter().map(|c| c.address.clone()).collect();
+        for a in &self.actions {
+            if a.kind.disruption().is_some() {
+                set.insert(diff::fingerprint::LEADER_ADDRESS.to_owned());
+            }
+            if a.target.starts_with("member.") {
+                set.insert(a.target.clone());
+            }
+        }
+        set
+    }
+}
+
+/// spec + what runs → the plan.
+pub fn build(
+    spec: &ClusterSpec,
+    layout: &Layout,
+    managed_parameters: &BTreeSet<String>,
+    observation: &Observation,
+) -> Plan {
+    let changes = diff::diff(&diff::Input {
+        spec,
+        layout,
+        managed_parameters,
+        observation,
+    });
+    let actions = graph::actions(spec, &changes, observation);
+    let summary = summarize(&changes, &actions);
+    Plan {
+        name: spec.metadata.name.clone(),
+        summary,
+        changes,
+        actions,
+        notes: observation.notes.clone(),
+    }
+}
+
+fn summarize(changes: &[Change], actions: &[Action]) -> Summary {
+    let count = |a: ChangeAction| changes.iter().filter(|c| c.action == a).count();
+    Summary {
+        add: count(ChangeAction::Create),
+        change: count(ChangeAction::Update),
+        destroy: count(ChangeAction::Delete),
+        restarts: actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::RestartMember)
+            .count(),
+        switchovers: actions
+            .iter()
+            .filter(|a| matches!(a.kind, ActionKind::Switchover { .. }))
+            .count(),
+    }
+}
+
+/// Is any change realized through this path?
+pub fn any_via(changes: &[Change], via: ApplyVia) -> bool {
+    changes.iter().any(|c| c.apply_via == via)
+}

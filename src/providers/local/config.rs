@@ -1,0 +1,104 @@
+//! The files the local provider writes: each member's `patroni.yml` and etcd's command line.
+//! Pure: values in, text out. Passwords are not written here: Patroni gets them from its
+//! environment (`PATRONI_SUPERUSER_PASSWORD`, ...), so no configuration file holds a secret.
+
+use serde_json::{Value, json};
+
+use super::layout::{HOST, Layout, MemberLayout};
+use crate::spec::model::ClusterSpec;
+
+pub const SUPERUSER: &str = "postgres";
+pub const REPLICATION_USER: &str = "replicator";
+pub const REWIND_USER: &str = "rewind_user";
+
+/// Patroni's dynamic configuration at bootstrap: the spec's Patroni settings and GUCs.
+pub fn bootstrap_dcs(spec: &ClusterSpec) -> Value {
+    let p = &spec.spec.patroni;
+    let params: serde_json::Map<String, Value> = spec
+        .spec
+        .postgres
+        .parameters
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
+        .collect();
+    json!({
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        "maximum_lag_on_failover": p.maximum_lag_on_failover,
+        "postgresql": {
+            "use_pg_rewind": true,
+            "use_slots": true,
+            "parameters": params,
+        },
+    })
+}
+
+/// One member's `patroni.yml` as a JSON value (rendered to YAML by the caller).
+pub fn patroni_config(spec: &ClusterSpec, layout: &Layout, m: &MemberLayout) -> Value {
+    json!({
+        "scope": layout.cluster,
+        "namespace": "/service/",
+        "name": m.name,
+        "log": { "level": "INFO" },
+        "restapi": {
+            "listen": format!("{HOST}:{}", m.api_port),
+            "connect_address": format!("{HOST}:{}", m.api_port),
+        },
+        "etcd3": { "hosts": format!("{HOST}:{}", layout.etcd.client_port) },
+        "bootstrap": {
+            "dcs": bootstrap_dcs(spec),
+            "initdb": [ { "encoding": "UTF8" }, { "locale": "C.UTF-8" }, "data-checksums" ],
+        },
+        "postgresql": {
+            "listen": format!("{HOST}:{}", m.pg_port),
+            "connect_address": format!("{HOST}:{}", m.pg_port),
+            "data_dir": m.data_dir,
+            "bin_dir": layout.bin_dir,
+            "pgpass": m.dir.join("pgpass"),
+            "authentication": {
+                "superuser": { "username": SUPERUSER },
+                "replication": { "username": REPLICATION_USER },
+                "rewind": { "username": REWIND_USER },
+            },
+            "parameters": {
+                "unix_socket_directories": m.socket_dir,
+            },
+            "pg_hba": [
+                format!("local all {SUPERUSER} peer"),
+                "local all all scram-sha-256".to_owned(),
+                format!("host replication {REPLICATION_USER} 127.0.0.1/32 scram-sha-256"),
+                "host all all 127.0.0.1/32 scram-sha-256".to_owned(),
+            ],
+        },
+        "tags": { "nofailover": false, "noloadbalance": false, "clonefrom": false, "nosync": false },
+    })
+}
+
+/// etcd's command line for a single-member DCS on loopback.
+pub fn etcd_args(layout: &Layout) -> Vec<String> {
+    let e = &layout.etcd;
+    let name = format!("pgdba-{}", layout.cluster);
+    let client = format!("http://{HOST}:{}", e.client_port);
+    let peer = format!("http://{HOST}:{}", e.peer_port);
+    vec![
+        "--name".into(),
+        name.clone(),
+        "--data-dir".into(),
+        e.data_dir.display().to_string(),
+        "--listen-client-urls".into(),
+        client.clone(),
+        "--advertise-client-urls".into(),
+        client,
+        "--listen-peer-urls".into(),
+        peer.clone(),
+        "--initial-advertise-peer-urls".into(),
+        peer.clone(),
+        "--initial-cluster".into(),
+        format!("{name}={peer}"),
+        "--initial-cluster-state".into(),
+        "new".into(),
+        "--initial-cluster-token".into(),
+        format!("pgdba-{}", layout.cluster),
+    ]
+}

@@ -1,0 +1,151 @@
+//! Where a local cluster lives: directories and ports, resolved from the spec and its defaults.
+//! Pure: no IO.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::model::{ClusterSpec, LocalProvider};
+
+pub const DEFAULT_ROOT: &str = "/var/lib/pgdba";
+pub const DEFAULT_PG_PORT: u16 = 15432;
+pub const DEFAULT_API_PORT: u16 = 18008;
+pub const DEFAULT_ETCD_PORT: u16 = 12379;
+pub const DEFAULT_RUN_AS: &str = "postgres";
+pub const DEFAULT_PATRONI_BIN: &str = "/opt/patroni/bin/patroni";
+pub const DEFAULT_ETCD_BIN: &str = "/usr/bin/etcd";
+pub const HOST: &str = "127.0.0.1";
+
+/// The resolved layout of one local cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layout {
+    pub cluster: String,
+    pub root: PathBuf,
+    pub run_as: String,
+    pub bin_dir: PathBuf,
+    pub patroni_bin: PathBuf,
+    pub etcd_bin: PathBuf,
+    pub etcd: EtcdLayout,
+    /// Every member slot the spec asks for, index 0 first.
+    pub members: Vec<MemberLayout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtcdLayout {
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+impl EtcdLayout {
+    pub fn endpoint(&self) -> String {
+        format!("http://{HOST}:{}", self.client_port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberLayout {
+    pub name: String,
+    pub index: u32,
+    pub pg_port: u16,
+    pub api_port: u16,
+    /// The member's own directory: config, logs, pidfile, socket dir and `data/`.
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub socket_dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+impl MemberLayout {
+    pub fn api_url(&self) -> String {
+        format!("http://{HOST}:{}", self.api_port)
+    }
+}
+
+/// The name of member `index` of cluster `cluster`.
+pub fn member_name(cluster: &str, index: u32) -> String {
+    format!("{cluster}-{index}")
+}
+
+/// The index of a member name of this cluster (`demo-2` → 2).
+pub fn member_index(cluster: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok()
+}
+
+impl Layout {
+    pub fn new(spec: &ClusterSpec, local: &LocalProvider) -> Layout {
+        let cluster = spec.metadata.name.clone();
+        let root = local
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| Path::new(DEFAULT_ROOT).join(&cluster));
+        let pg_port = local.pg_port.unwrap_or(DEFAULT_PG_PORT);
+        let api_port = local.api_port.unwrap_or(DEFAULT_API_PORT);
+        let etcd_port = local.etcd_port.unwrap_or(DEFAULT_ETCD_PORT);
+        let etcd_dir = root.join("etcd");
+        let etcd = EtcdLayout {
+            client_port: etcd_port,
+            peer_port: etcd_port.saturating_add(1),
+            data_dir: etcd_dir.join("data"),
+            log: etcd_dir.join("etcd.log"),
+            pidfile: etcd_dir.join("etcd.pid"),
+        };
+        let members = (0..=spec.spec.replicas)
+            .map(|i| Self::member_at(&cluster, &root, pg_port, api_port, i))
+            .collect();
+        Layout {
+            run_as: local.run_as.clone().unwrap_or_else(|| DEFAULT_RUN_AS.to_owned()),
+            bin_dir: local.bin_dir.clone().unwrap_or_else(|| {
+                PathBuf::from(format!("/usr/lib/postgresql/{}/bin", spec.spec.postgres.version))
+            }),
+            patroni_bin: local
+                .patroni_bin
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PATRONI_BIN)),
+            etcd_bin: local.etcd_bin.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ETCD_BIN)),
+            cluster,
+            root,
+            etcd,
+            members,
+        }
+    }
+
+    fn member_at(cluster: &str, root: &Path, pg_port: u16, api_port: u16, index: u32) -> MemberLayout {
+        let name = member_name(cluster, index);
+        let dir = root.join(&name);
+        let offset = u16::try_from(index).unwrap_or(u16::MAX);
+        MemberLayout {
+            pg_port: pg_port.saturating_add(offset),
+            api_port: api_port.saturating_add(offset),
+            data_dir: dir.join("data"),
+            socket_dir: dir.join("run"),
+            config: dir.join("patroni.yml"),
+            log: dir.join("patroni.log"),
+            pidfile: dir.join("patroni.pid"),
+            dir,
+            name,
+            index,
+        }
+    }
+
+    /// The layout of a member by name, also for a member beyond the spec's count
+    /// (one that is to be removed).
+    pub fn member(&self, name: &str) -> Option<MemberLayout> {
+        if let Some(m) = self.members.iter().find(|m| m.name == name) {
+            return Some(m.clone());
+        }
+        let index = member_index(&self.cluster, name)?;
+        let first = self.members.first()?;
+        let pg = first.pg_port;
+        let api = first.api_port;
+        Some(Self::member_at(&self.cluster, &self.root, pg, api, index))
+    }
+
+    pub fn member_names(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.name.clone()).collect()
+    }
+}

@@ -1,0 +1,328 @@
+//! The `local` provider: the cluster's etcd and each member's Patroni (which runs PostgreSQL)
+//! as processes on this machine, as an unprivileged user, in the directories and on the ports
+//! of its `Layout`.
+
+pub mod config;
+pub mod layout;
+pub mod process;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::json;
+
+use crate::observe::model::{Dcs, InventoryMember};
+use crate::spec::model::ClusterSpec;
+use layout::{Layout, MemberLayout};
+use process::{RunAs, Spawn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("user {user}: {message}")]
+    User { user: String, message: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("process {pid} did not stop")]
+    Stuck { pid: u32 },
+    #[error("{what} did not come up within {secs}s; last lines of {log}:\n{tail}")]
+    Timeout { what: String, secs: u64, log: String, tail: String },
+    #[error("{what} exited right after start; last lines of {log}:\n{tail}")]
+    Exited { what: String, log: String, tail: String },
+    #[error("no member {0} in this cluster's layout")]
+    UnknownMember(String),
+    #[error("etcd at {endpoint}: {message}")]
+    Etcd { endpoint: String, message: String },
+}
+
+impl ProviderError {
+    pub fn io(path: &Path, source: std::io::Error) -> ProviderError {
+        ProviderError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// The passwords Patroni needs for pgdba's own roles.
+#[derive(Clone)]
+pub struct Credentials {
+    pub superuser: String,
+    pub replication: String,
+    pub rewind: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(sensitive)")
+    }
+}
+
+pub struct Local {
+    spec: ClusterSpec,
+    layout: Layout,
+    http: reqwest::Client,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Local {
+    pub fn new(spec: &ClusterSpec, layout: &Layout) -> Local {
+        Local {
+            spec: spec.clone(),
+            layout: layout.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .no_proxy()
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn run_as(&self) -> Result<RunAs, ProviderError> {
+        RunAs::resolve(&self.layout.run_as)
+    }
+
+    /// What exists on this machine: the DCS and every member directory of this cluster.
+    /// Reads directories and `/proc`; never fails (a missing root means nothing exists).
+    pub fn inventory(&self) -> (Dcs, Vec<InventoryMember>) {
+        let e = &self.layout.etcd;
+        let dcs = Dcs {
+            endpoint: e.endpoint(),
+            exists: e.data_dir.exists(),
+            running: process::running_pid(&e.pidfile, "etcd").is_some(),
+            healthy: false,
+        };
+        let mut members = Vec::new();
+        if let Ok(entries) = fs::read_dir(&self.layout.root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if layout::member_index(&self.layout.cluster, &name).is_none() {
+                    continue;
+                }
+                let Some(m) = self.layout.member(&name) else { continue };
+                members.push(InventoryMember {
+                    exists: m.data_dir.exists() || m.config.exists(),
+                    running: process::running_pid(&m.pidfile, "patroni").is_some(),
+                    name,
+                });
+            }
+        }
+        members.sort_by_key(|m| layout::member_index(&self.layout.cluster, &m.name));
+        (dcs, members)
+    }
+
+    /// Does etcd answer its health check?
+    pub async fn dcs_healthy(&self) -> bool {
+        let url = format!("{}/health", self.layout.etcd.endpoint());
+        match self.http.get(&url).send().await {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v.get("health").cloned())
+                .is_some_and(|h| h == json!("true") || h == json!(true)),
+            Err(_) => false,
+        }
+    }
+
+    fn check_ports(&self, ports: &[(u16, String)]) -> Result<(), ProviderError> {
+        for (port, what) in ports {
+            if !process::port_free(*port) {
+                return Err(ProviderError::Config(format!(
+                    "port {port} ({what}) is already in use on {}; choose other ports in spec.provider.local",
+                    layout::HOST
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Create the cluster's root and its etcd, start etcd and wait until it is healthy.
+    pub async fn create_dcs(&self) -> Result<(), ProviderError> {
+        let run_as = self.run_as()?;
+        process::check_traversable(&self.layout.root)?;
+        run_as.make_dir(&self.layout.root, 0o755)?;
+        let dir = self.layout.etcd.data_dir.parent().unwrap_or(&self.layout.root);
+        run_as.make_dir(dir, 0o700)?;
+        self.start_dcs().await
+    }
+
+    /// Start the existing etcd and wait until it is healthy.
+    pub async fn start_dcs(&self) -> Result<(), ProviderError> {
+        let e = &self.layout.etcd;
+        if process::running_pid(&e.pidfile, "etcd").is_none() {
+            let run_as = self.run_as()?;
+            self.check_ports(&[
+                (e.client_port, "etcd client".to_owned()),
+                (e.peer_port, "etcd peer".to_owned()),
+            ])?;
+            let dir = e.data_dir.parent().unwrap_or(&self.layout.root).to_path_buf();
+            process::spawn(
+                run_as,
+                Spawn {
+                    program: &self.layout.etcd_bin,
+                    args: config::etcd_args(&self.layout),
+                    envs: Vec::new(),
+                    cwd: &dir,
+                    log: &e.log,
+                    pidfile: &e.pidfile,
+                },
+            )?;
+        }
+        let start = Instant::now();
+        while start.elapsed() < START_TIMEOUT {
+            if self.dcs_healthy().await {
+                return Ok(());
+            }
+            if process::running_pid(&e.pidfile, "etcd").is_none() {
+                return Err(ProviderError::Exited {
+                    what: "etcd".to_owned(),
+                    log: e.log.display().to_string(),
+                    tail: process::tail(&e.log, 15),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ProviderError::Timeout {
+            what: "etcd".to_owned(),
+            secs: START_TIMEOUT.as_secs(),
+            log: e.log.display().to_string(),
+            tail: process::tail(&e.log, 15),
+        })
+    }
+
+    fn member_layout(&self, name: &str) -> Result<MemberLayout, ProviderError> {
+        self.layout.member(name).ok_or_else(|| ProviderError::UnknownMember(name.to_owned()))
+    }
+
+    /// Create a member's directories and configuration and start its Patroni. Patroni then
+    /// initializes the cluster (the first member) or clones the primary (the others).
+    /// Returns once its REST API answers; the health gate waits for the rest.
+    pub async fn create_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
+        let m = self.member_layout(name)?;
+        let run_as = self.run_as()?;
+        run_as.make_dir(&m.dir, 0o750)?;
+        run_as.make_dir(&m.socket_dir, 0o755)?;
+        let cfg = config::patroni_config(&self.spec, &self.layout, &m);
+        let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
+        run_as.write_file(&m.config, yaml.as_bytes(), 0o600)?;
+        self.start_member(name, creds).await
+    }
+
+    /// Start an existing member's Patroni; returns once its REST API answers.
+    pub async fn start_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
+        let m = self.member_layout(name)?;
+        if process::running_pid(&m.pidfile, "patroni").is_none() {
+            let run_as = self.run_as()?;
+            self.check_ports(&[
+                (m.pg_port, format!("member {name} PostgreSQL")),
+                (m.api_port, format!("member {name} Patroni REST API")),
+            ])?;
+            let envs = vec![
+                ("PATRONI_SUPERUSER_PASSWORD".to_owned(), creds.superuser.clone()),
+                ("PATRONI_REPLICATION_PASSWORD".to_owned(), creds.replication.clone()),
+                ("PATRONI_REWIND_PASSWORD".to_owned(), creds.rewind.clone()),
+            ];
+            process::spawn(
+                run_as,
+                Spawn {
+                    program: &self.layout.patroni_bin,
+                    args: vec![m.config.display().to_string()],
+                    envs,
+                    cwd: &m.dir,
+                    log: &m.log,
+                    pidfile: &m.pidfile,
+                },
+            )?;
+        }
+        let start = Instant::now();
+        let url = format!("{}/patroni", m.api_url());
+        while start.elapsed() < START_TIMEOUT {
+            if self.http.get(&url).send().await.is_ok() {
+                return Ok(());
+            }
+            if process::running_pid(&m.pidfile, "patroni").is_none() {
+                return Err(ProviderError::Exited {
+                    what: format!("Patroni of member {name}"),
+                    log: m.log.display().to_string(),
+                    tail: process::tail(&m.log, 15),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ProviderError::Timeout {
+            what: format!("the REST API of member {name}"),
+            secs: START_TIMEOUT.as_secs(),
+            log: m.log.display().to_string(),
+            tail: process::tail(&m.log, 15),
+        })
+    }
+
+    /// Stop a member's Patroni (which stops its PostgreSQL cleanly).
+    pub async fn stop_member(&self, name: &str) -> Result<(), ProviderError> {
+        let m = self.member_layout(name)?;
+        if let Some(pid) = process::running_pid(&m.pidfile, "patroni") {
+            process::stop(pid, "patroni", Duration::from_secs(60)).await?;
+        }
+        // Patroni stops PostgreSQL on SIGTERM; a postmaster left behind (Patroni killed)
+        // is stopped through its own pidfile.
+        let pm = m.data_dir.join("postmaster.pid");
+        if let Some(pid) = fs::read_to_string(&pm)
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        {
+            process::stop(pid, "postgres", Duration::from_secs(30)).await?;
+        }
+        Ok(())
+    }
+
+    /// Stop a member, forget it in the DCS and remove its directory.
+    pub async fn delete_member(&self, name: &str) -> Result<(), ProviderError> {
+        let m = self.member_layout(name)?;
+        self.stop_member(name).await?;
+        self.forget_member(name).await?;
+        process::remove_dir(&m.dir)
+    }
+
+    /// Delete a member's key from the DCS, so Patroni no longer lists it (and the leader drops
+    /// its replication slot) instead of waiting for the key's TTL.
+    async fn forget_member(&self, name: &str) -> Result<(), ProviderError> {
+        let key = format!("/service/{}/members/{name}", self.layout.cluster);
+        let endpoint = self.layout.etcd.endpoint();
+        let url = format!("{endpoint}/v3/kv/deleterange");
+        let body = json!({ "key": base64::engine::general_purpose::STANDARD.encode(key.as_bytes()) });
+        match self.http.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(ProviderError::Etcd { endpoint, message: format!("deleterange answered {}", r.status()) }),
+            Err(e) => Err(ProviderError::Etcd { endpoint, message: e.to_string() }),
+        }
+    }
+
+    /// Stop every member and etcd, and remove the cluster's root directory.
+    pub async fn destroy(&self) -> Result<(), ProviderError> {
+        let (_, members) = self.inventory();
+        let stops = members.iter().map(|m| self.stop_member(&m.name));
+        for r in futures::future::join_all(stops).await {
+            r?;
+        }
+        if let Some(pid) = process::running_pid(&self.layout.etcd.pidfile, "etcd") {
+            process::stop(pid, "etcd", Duration::from_secs(30)).await?;
+        }
+        process::remove_dir(&self.layout.root)
+    }
+}

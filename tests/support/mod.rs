@@ -1,0 +1,220 @@
+//! Shared helpers for tests that run the real binary against real etcd/Patroni/PostgreSQL.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const PATRONICTL: &str = "/opt/patroni/bin/patronictl";
+
+/// Everything one test's cluster needs: a temp dir (traversable by the `postgres` user), its
+/// own ports, a spec file and a state dir. Dropping it destroys the cluster.
+pub struct TestCluster {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub spec: PathBuf,
+    pub state_dir: PathBuf,
+    pub pg_port: u16,
+    pub api_port: u16,
+    pub etcd_port: u16,
+    /// Everything the binary printed, for the secrets check.
+    pub transcript: std::cell::RefCell<String>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pgdba")
+}
+
+impl TestCluster {
+    /// `port_base` must be unique per test: the test owns base..base+9 for PostgreSQL,
+    /// base+10.. for the REST APIs and base+20, base+21 for etcd.
+    pub fn new(name: &str, port_base: u16) -> TestCluster {
+        let dir = tempfile::Builder::new().prefix(&format!("pgdba-{name}-")).tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let t = TestCluster {
+            name: name.to_owned(),
+            spec: dir.path().join(format!("{name}.yaml")),
+            state_dir: dir.path().join("state"),
+            pg_port: port_base,
+            api_port: port_base + 10,
+            etcd_port: port_base + 20,
+            dir,
+            transcript: Default::default(),
+        };
+        t
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Write the spec with these parameters and replicas.
+    pub fn write_spec(&self, replicas: u32, params: &[(&str, &str)]) {
+        let params: Vec<String> = params.iter().map(|(k, v)| format!("      {k}: {v}")).collect();
+        let text = format!(
+            "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: {name}\n  labels: {{env: test}}\nspec:\n  provider:\n    local:\n      data_dir: {data}\n      pg_port: {pg}\n      api_port: {api}\n      etcd_port: {etcd}\n  postgres:\n    version: 15\n    parameters:\n{params}\n  replicas: {replicas}\n  patroni: {{ttl: 30, loop_wait: 10, retry_timeout: 10}}\n",
+            name = self.name,
+            data = self.data_dir().display(),
+            pg = self.pg_port,
+            api = self.api_port,
+            etcd = self.etcd_port,
+            params = params.join("\n"),
+        );
+        std::fs::write(&self.spec, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args).env("PGDBA_STATE_DIR", &self.state_dir).env_remove("PGDBA_LOG").current_dir(self.dir.path());
+        c
+    }
+
+    fn record(&self, args: &[&str], out: &Output) -> Run {
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_ne!(run.code, 101, "pgdba panicked on {args:?}: {run:?}");
+        let mut t = self.transcript.borrow_mut();
+        t.push_str(&format!("$ pgdba {}\n{}\n{}\n", args.join(" "), run.stdout, run.stderr));
+        run
+    }
+
+    /// Run pgdba and wait for it.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().unwrap();
+        self.record(args, &out)
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    pub fn finish(&self, args: &[&str], child: Child) -> Run {
+        let out = child.wait_with_output().unwrap();
+        self.record(args, &out)
+    }
+
+    pub fn spec_str(&self) -> &str {
+        self.spec.to_str().unwrap()
+    }
+
+    pub fn apply(&self) -> Run {
+        let r = self.run(&["apply", "-f", self.spec_str(), "--auto-approve", "--format", "json"]);
+        assert_eq!(r.code, 0, "apply failed: {r:?}");
+        r
+    }
+
+    pub fn plan_json(&self) -> (i32, Value) {
+        let r = self.run(&["plan", "-f", self.spec_str(), "--format", "json", "--detailed-exitcode"]);
+        assert!(r.code == 0 || r.code == 2, "{r:?}");
+        (r.code, r.json())
+    }
+
+    pub fn member_config(&self, i: u32) -> PathBuf {
+        self.data_dir().join(format!("{}-{i}", self.name)).join("patroni.yml")
+    }
+
+    pub fn socket_dir(&self, member: &str) -> PathBuf {
+        self.data_dir().join(member).join("run")
+    }
+
+    /// `patronictl list` as JSON, through a member's config (any that still exists).
+    pub fn patronictl_list(&self) -> Vec<Value> {
+        let config = (0..10).map(|i| self.member_config(i)).find(|p| p.exists()).expect("no member config");
+        let out = Command::new(PATRONICTL).args(["-c", config.to_str().unwrap(), "list", "-f", "json"]).output().unwrap();
+        assert!(out.status.success(), "patronictl list: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn patronictl(&self, args: &[&str]) -> Output {
+        let config = (0..10).map(|i| self.member_config(i)).find(|p| p.exists()).expect("no member config");
+        let mut all = vec!["-c", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = Command::new(PATRONICTL).args(&all).output().unwrap();
+        assert!(out.status.success(), "patronictl {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// psql as the `postgres` OS user over the member's Unix socket (peer authentication).
+    pub fn psql(&self, member: &str, port: u16, sql: &str) -> String {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-X", "-A", "-t", "-h"])
+            .arg(self.socket_dir(member))
+            .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql on {member}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// (name, port) of every member in the state.
+    pub fn members(&self) -> Vec<(String, u16)> {
+        let r = self.run(&["state", "show", &self.name, "--format", "json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.json()["data"]["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["name"].as_str().unwrap().to_owned(), m["port"].as_u64().unwrap() as u16))
+            .collect()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if self.state_dir.join(format!("{}.json", self.name)).exists() {
+            let _ = self.command(&["destroy", "-f", self.spec.to_str().unwrap_or_default(), "--confirm", "--format", "json"]).output();
+        }
+        // Whatever is left (a test that failed half-way): stop processes under our data dir.
+        let _ = Command::new("pkill").args(["-f", &self.data_dir().display().to_string()]).status();
+    }
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
