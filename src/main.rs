@@ -1,4 +1,4 @@
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -49,8 +49,9 @@ fn main() -> ExitCode {
     ExitCode::from(outcome.exit)
 }
 
+/// Print the result; a closed stdout or stderr (`pgdba plan | head`) is not an error worth a panic.
 fn print(name: &str, format: Format, o: &commands::Outcome) {
-    match format {
+    let text = match format {
         Format::Json | Format::Yaml => {
             let env = Envelope::new(
                 name,
@@ -62,14 +63,15 @@ fn print(name: &str, format: Format, o: &commands::Outcome) {
             } else {
                 serde_yaml::to_string(&env).unwrap_or_default()
             };
-            println!("{text}");
+            format!("{text}\n")
         }
-        _ => {
-            if o.error.is_some() {
-                eprint!("{}", o.human);
-            } else {
-                print!("{}", o.human);
-            }
-        }
-    }
+        _ => o.human.clone(),
+    };
+    let result = if o.error.is_some() && !matches!(format, Format::Json | Format::Yaml) {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+    };
+    drop(result);
 }

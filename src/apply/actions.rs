@@ -91,12 +91,27 @@ async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcom
         record_member(ctx, name)?;
         return Ok(Some(format!("member {name} already runs")));
     }
-    if !bootstrap && leader(ctx).await.is_err() {
-        return Err(format!("cannot create replica {name}: the cluster has no leader to clone"));
+    if !bootstrap {
+        let leader = leader(ctx)
+            .await
+            .map_err(|e| format!("cannot create replica {name}: no leader to clone ({e})"))?;
+        // The leader creates a member's slot only in its own loop (up to loop_wait later); made
+        // now, the new replica streams as soon as its base backup is done. Patroni adopts it.
+        let conn = pg_conn(ctx, &leader.name)?;
+        pg::ensure_physical_slot(&conn, &slot_name(name)).await.map_err(|e| format!("slot for {name} on {}: {e}", leader.name))?;
     }
     ctx.provider.create_member(name, ctx.creds).await.map_err(|e| format!("{e:#}"))?;
     record_member(ctx, name)?;
     Ok(None)
+}
+
+/// Patroni's slot name for a member: lowercase, anything but [a-z0-9_] becomes `_`.
+fn slot_name(member: &str) -> String {
+    member
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
+        .collect()
 }
 
 fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), String> {
@@ -134,15 +149,8 @@ async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
 async fn patch_config(ctx: &Context<'_>, patch: &serde_json::Value) -> Outcome {
     let l = leader(ctx).await?;
     ctx.patroni.patch_config(&l.api_url, patch).await.map_err(|e| e.to_string())?;
-    // Every member picks the new configuration up at its next loop; a reload makes it now.
-    let (_, inventory) = ctx.provider.inventory();
-    for m in inventory.iter().filter(|m| m.running) {
-        if let Ok(url) = api_url(ctx, &m.name) {
-            if let Err(e) = ctx.patroni.reload(&url).await {
-                tracing::debug!("reload of {}: {e}", m.name);
-            }
-        }
-    }
+    // Every member watches the config key and applies it within about a second; a
+    // `POST /reload` would only delay that (it is scheduled for the next loop).
     let params = patch
         .get("postgresql")
         .and_then(|p| p.get("parameters"))
@@ -168,17 +176,10 @@ async fn await_config(
     restart: &BTreeMap<String, String>,
 ) -> Outcome {
     let name = member(a)?;
-    let m = ctx.provider.layout().member(name).ok_or_else(|| format!("no member {name}"))?;
     let names: Vec<String> = reload.keys().chain(restart.keys()).cloned().collect();
-    let conn = pg::Conn {
-        host: HOST,
-        port: m.pg_port,
-        user: SUPERUSER,
-        password: &ctx.creds.superuser,
-        timeout: Duration::from_secs(3),
-    };
+    let conn = pg_conn(ctx, name)?;
     let deadline = Instant::now() + ctx.gate_timeout;
-    let mut last = String::new();
+    let mut last;
     loop {
         match pg::settings(&conn, &names).await {
             Ok(settings) => {
@@ -206,25 +207,39 @@ async fn await_config(
     }
 }
 
+fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'a>, String> {
+    let m = ctx.provider.layout().member(name).ok_or_else(|| format!("no member {name} in the layout"))?;
+    Ok(pg::Conn {
+        host: HOST,
+        port: m.pg_port,
+        user: SUPERUSER,
+        password: &ctx.creds.superuser,
+        timeout: Duration::from_secs(3),
+    })
+}
+
 async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let name = member(a)?;
     let url = api_url(ctx, name)?;
-    // Precondition: the member answers; Patroni restarts it only if a restart is pending.
+    let conn = pg_conn(ctx, name)?;
+    // Precondition: a restart is pending, as PostgreSQL says (`pg_settings`) or Patroni does.
+    // A demoted primary has already restarted with the new configuration.
     let status = ctx.patroni.status(&url).await.map_err(|e| e.to_string())?;
-    let (pending, _) = crate::patroni::pending_restart(&status);
-    if !pending {
+    let by_patroni = crate::patroni::pending_restart(&status).0;
+    let by_pg = pg::pending_restarts(&conn).await.map_err(|e| format!("member {name}: {e}"))? > 0;
+    if !by_patroni && !by_pg {
         return Ok(Some(format!("member {name} has no pending restart")));
     }
-    let answer = ctx.patroni.restart(&url, true).await.map_err(|e| e.to_string())?;
+    let answer = ctx.patroni.restart(&url, false).await.map_err(|e| e.to_string())?;
     if !(200..300).contains(&answer.status) {
         return Err(format!("restart of {name} answered {}: {}", answer.status, answer.body.trim()));
     }
-    // Postcondition: it runs again with nothing pending.
+    // Postcondition: it runs again, and neither PostgreSQL nor Patroni has a restart pending.
     let deadline = Instant::now() + ctx.gate_timeout;
     loop {
         if let Ok(s) = ctx.patroni.status(&url).await {
             let running = s.get("state").and_then(|v| v.as_str()) == Some("running");
-            if running && !crate::patroni::pending_restart(&s).0 {
+            if running && !crate::patroni::pending_restart(&s).0 && pg::pending_restarts(&conn).await.is_ok_and(|n| n == 0) {
                 return Ok(None);
             }
         }
@@ -271,28 +286,44 @@ async fn leader_now(ctx: &Context<'_>) -> Result<String, String> {
     leader(ctx).await.map(|m| m.name)
 }
 
+/// Health as the member reports it live (`GET /patroni`), which is up to `loop_wait` fresher than
+/// the member keys `/cluster` is built from: a leader runs; a replica runs, streams, and its
+/// received WAL is within `max_lag` bytes of the leader's.
+async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<(), String> {
+    let status = ctx.patroni.status(&api_url(ctx, name)?).await.map_err(|e| e.to_string())?;
+    let field = |k: &str| status.get(k).and_then(|v| v.as_str()).unwrap_or("none").to_owned();
+    let (state, role) = (field("state"), field("role"));
+    if state != "running" {
+        return Err(format!("{role} {state}"));
+    }
+    match crate::patroni::parse_role(&role) {
+        Role::Leader => Ok(()),
+        Role::Replica => {
+            if field("replication_state") != "streaming" {
+                return Err(format!("replica, replication {}", field("replication_state")));
+            }
+            let received = status
+                .pointer("/xlog/received_location")
+                .and_then(|v| v.as_u64())
+                .ok_or("replica without a received WAL location")?;
+            let leader = leader(ctx).await?;
+            let lstatus = ctx.patroni.status(&api_url(ctx, &leader.name)?).await.map_err(|e| e.to_string())?;
+            let head = lstatus.pointer("/xlog/location").and_then(|v| v.as_u64()).unwrap_or(0);
+            let lag = head.saturating_sub(received);
+            if lag <= max_lag { Ok(()) } else { Err(format!("replica streaming, {lag} bytes behind")) }
+        }
+        Role::Other => Err(format!("{role} {state}")),
+    }
+}
+
 async fn await_healthy(a: &Action, ctx: &Context<'_>, max_lag: u64) -> Outcome {
     let name = member(a)?;
     let deadline = Instant::now() + ctx.gate_timeout;
-    let mut last;
     loop {
-        match cluster_view(ctx).await {
-            Ok(view) => match view.iter().find(|m| m.name == name) {
-                Some(m) => {
-                    let ok = match m.role {
-                        Role::Leader => m.state == "running",
-                        Role::Replica => m.state == "streaming" && m.lag.is_some_and(|l| l <= max_lag),
-                        Role::Other => false,
-                    };
-                    if ok {
-                        return Ok(None);
-                    }
-                    last = format!("{:?} {} lag {:?}", m.role, m.state, m.lag);
-                }
-                None => last = "not listed by Patroni yet".to_owned(),
-            },
-            Err(e) => last = e,
-        }
+        let last = match member_health(ctx, name, max_lag).await {
+            Ok(()) => return Ok(None),
+            Err(e) => e,
+        };
         if Instant::now() >= deadline {
             return Err(format!("member {name} not healthy within {}s: {last}", ctx.gate_timeout.as_secs()));
         }

@@ -13,7 +13,7 @@ use super::{Command, Global, StateCommand};
 use crate::apply::{self, Recorder, Reporter};
 use crate::diff::fingerprint;
 use crate::observe::{self, model::Observation};
-use crate::output::{self, ErrorBody, Format, plan as plan_view, progress};
+use crate::output::{ErrorBody, Format, plan as plan_view, progress};
 use crate::patroni;
 use crate::plan::{self, Plan, saved::{SAVED_FORMAT, SavedPlan, StateRef}};
 use crate::providers::local::{Credentials, Local, config::SUPERUSER, layout::Layout};

@@ -163,6 +163,21 @@ pub fn same_value(spec: &ClusterSpec, name: &str, a: &str, b: &str) -> bool {
     }
 }
 
+/// Does a spec value mean what a member's `pg_settings.setting` (in the base unit) holds?
+pub fn same_setting(spec: &ClusterSpec, name: &str, spec_value: &str, setting: &str) -> bool {
+    match pg::catalog(spec.spec.postgres.version).and_then(|c| c.get(name)) {
+        Some(def) => def.equivalent(spec_value, setting),
+        None => spec_value == setting,
+    }
+}
+
+fn replicas_reason(n: u32) -> String {
+    match n {
+        1 => "the spec asks for 1 replica".to_owned(),
+        n => format!("the spec asks for {n} replicas"),
+    }
+}
+
 pub fn diff(input: &Input<'_>) -> Vec<Change> {
     let mut changes = Vec::new();
     let obs = input.observation;
@@ -227,7 +242,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                 "data_dir": m.data_dir.display().to_string(),
             })),
             apply_via: ApplyVia::Provider,
-            reason: format!("the spec asks for {} replicas", spec.spec.replicas),
+            reason: replicas_reason(spec.spec.replicas),
         });
     }
     for name in existing.iter().filter(|n| !desired.contains(n)) {
@@ -239,12 +254,9 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
             after: None,
             apply_via: if is_leader { ApplyVia::Switchover } else { ApplyVia::Provider },
             reason: if is_leader {
-                format!(
-                    "the spec asks for {} replicas; it is the leader, so the leader moves first",
-                    spec.spec.replicas
-                )
+                format!("{}; it leads, so the leader moves first", replicas_reason(spec.spec.replicas))
             } else {
-                format!("the spec asks for {} replicas", spec.spec.replicas)
+                replicas_reason(spec.spec.replicas)
             },
         });
     }

@@ -121,6 +121,23 @@ pub async fn observe(
         }
         members.insert(a.name.clone(), member);
     }
+    if let Some(v) = &view {
+        for m in &v.members {
+            let healthy = match m.role {
+                Role::Leader => m.state == "running",
+                Role::Replica => m.state == "streaming",
+                Role::Other => false,
+            };
+            if !healthy {
+                notes.push(format!("member {} is {:?} and {}", m.name, m.role, m.state).to_lowercase());
+            }
+        }
+        for m in inventory.iter().filter(|m| m.running) {
+            if v.member(&m.name).is_none() {
+                notes.push(format!("member {} runs but Patroni does not list it", m.name));
+            }
+        }
+    }
     Observation {
         cluster: ctx.layout.cluster.clone(),
         dcs,

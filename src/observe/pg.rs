@@ -61,3 +61,26 @@ pub async fn settings(conn: &Conn<'_>, names: &[String]) -> Result<BTreeMap<Stri
     }
     Ok(out)
 }
+
+/// How many settings wait for a restart (`pg_settings.pending_restart`), as PostgreSQL itself
+/// knows right after a reload, before Patroni notices.
+pub async fn pending_restarts(conn: &Conn<'_>) -> Result<i64, tokio_postgres::Error> {
+    let client = conn.connect().await?;
+    let row = client
+        .query_one("SELECT count(*) FROM pg_settings WHERE pending_restart", &[])
+        .await?;
+    row.try_get(0)
+}
+
+/// Create a physical replication slot reserving WAL now, unless it exists.
+pub async fn ensure_physical_slot(conn: &Conn<'_>, slot: &str) -> Result<(), tokio_postgres::Error> {
+    let client = conn.connect().await?;
+    client
+        .execute(
+            "SELECT pg_create_physical_replication_slot($1, true) \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&slot],
+        )
+        .await?;
+    Ok(())
+}

@@ -155,7 +155,21 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         } else {
             ActionKind::StartDcs
         };
-        ready.push(b.add(kind, &c.address, &[], vec![c.address.clone()]));
+        let restart_dcs = kind == ActionKind::StartDcs;
+        let dcs = b.add(kind, &c.address, &[], vec![c.address.clone()]);
+        ready.push(dcs.clone());
+        if restart_dcs {
+            // Members that ran without their DCS come back once it does; wait for them.
+            for m in obs.inventory.iter().filter(|m| m.exists && m.running) {
+                let gate = b.add(
+                    ActionKind::AwaitHealthy { max_lag },
+                    &diff::member_address(&m.name),
+                    std::slice::from_ref(&dcs),
+                    Vec::new(),
+                );
+                ready.push(gate);
+            }
+        }
     }
     let dcs_ready = ready.clone();
     for c in members(ChangeAction::Update)

@@ -58,6 +58,13 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Secrets, StateError> {
     })
 }
 
+/// Loads the secrets at `path` if they exist; never creates them (for read-only commands).
+pub(super) fn load(path: &Path) -> Result<Option<Secrets>, StateError> {
+    fsutil::read_optional(path)?
+        .map(|bytes| parse(path, &bytes))
+        .transpose()
+}
+
 /// Loads the secrets at `path`, or generates them and creates the file. Two processes racing here
 /// end up with the same secrets: the file is created exclusively and the loser reads the winner's.
 pub(super) fn load_or_create(path: &Path) -> Result<Secrets, StateError> {

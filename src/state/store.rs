@@ -210,6 +210,12 @@ impl StateStore {
         let path = self.secrets_path(cluster)?;
         secrets::load_or_create(&path)
     }
+
+    /// The generated passwords of `cluster` if they exist; never creates them.
+    pub fn read_secrets(&self, cluster: &str) -> Result<Option<Secrets>, StateError> {
+        let path = self.secrets_path(cluster)?;
+        secrets::load(&path)
+    }
 }
 
 /// `demo.json` → `demo`; `None` for lock, secrets and temp files and anything else.

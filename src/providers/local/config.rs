@@ -56,6 +56,8 @@ pub fn patroni_config(spec: &ClusterSpec, layout: &Layout, m: &MemberLayout) -> 
             "data_dir": m.data_dir,
             "bin_dir": layout.bin_dir,
             "pgpass": m.dir.join("pgpass"),
+            // An immediate checkpoint for the base backup of a new replica, not a spread one.
+            "basebackup": [ { "checkpoint": "fast" } ],
             "authentication": {
                 "superuser": { "username": SUPERUSER },
                 "replication": { "username": REPLICATION_USER },

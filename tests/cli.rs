@@ -1,0 +1,202 @@
+//! The binary's contract without a running cluster: bad input is a clear error with
+//! file:line:column and exit 1 (never a panic), the JSON envelope's shape, refusals and locks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::bin;
+
+struct Dir(tempfile::TempDir);
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> String {
+        let p = self.0.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    }
+    fn run(&self, args: &[&str]) -> Out {
+        let out = Command::new(bin())
+            .args(args)
+            .env("PGDBA_STATE_DIR", self.0.path().join("state"))
+            .current_dir(self.0.path())
+            .output()
+            .unwrap();
+        let o = Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_ne!(o.code, 101, "pgdba panicked on {args:?}:\n{}", o.stderr);
+        o
+    }
+}
+
+/// A valid spec on ports nothing listens on; nothing is started by the tests here.
+const SPEC: &str = "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: cli\nspec:\n  provider:\n    local: {data_dir: /nonexistent/pgdba-cli, pg_port: 39432, api_port: 39008, etcd_port: 39379}\n  postgres:\n    parameters: {work_mem: 4MB}\n  replicas: 1\n";
+
+#[test]
+fn malformed_specs_exit_1_with_file_line_column() {
+    let d = Dir::new();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("broken.yaml", b"apiVersion: pgdba/v1\nkind: [Cluster\n".to_vec(), "broken.yaml:"),
+        ("empty.yaml", Vec::new(), "empty.yaml:1:1"),
+        ("garbage.yaml", vec![0xff, 0xfe, 0x00, 0x13, 0x37, 0xc3, 0x28, 0x0a], "garbage.yaml:1:"),
+        ("types.yaml", SPEC.replace("replicas: 1", "replicas: two").into_bytes(), "types.yaml:10:13"),
+        ("unknown.yaml", SPEC.replace("  replicas: 1", "  replicas: 1\n  replica: 3").into_bytes(), "unknown.yaml:11:3"),
+        ("negative.yaml", SPEC.replace("replicas: 1", "replicas: -1").into_bytes(), "negative.yaml:10:13"),
+    ];
+    for (name, bytes, location) in cases {
+        let path = d.write(name, &bytes);
+        let o = d.run(&["validate", "-f", &path, "--format", "table"]);
+        assert_eq!(o.code, 1, "{name}: {}", o.stderr);
+        assert!(o.stderr.contains(location), "{name}: expected {location} in:\n{}", o.stderr);
+        let j = d.run(&["plan", "-f", &path, "--format", "json"]);
+        assert_eq!(j.code, 1, "{name}");
+        let env = j.json();
+        assert_eq!(env["success"], false);
+        assert_eq!(env["error"]["code"], "INVALID_SPEC");
+        assert!(env["data"]["diagnostics"][0]["line"].as_u64().unwrap() >= 1);
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let d = Dir::new();
+    let bad = SPEC
+        .replace("name: cli", "name: Bad_Name")
+        .replace("work_mem: 4MB", "work_mem: 4 parsecs, wrok_mem: 1MB")
+        .replace("replicas: 1", "replicas: -2");
+    let path = d.write("many.yaml", bad.as_bytes());
+    let o = d.run(&["validate", "-f", &path, "--format", "json"]);
+    assert_eq!(o.code, 1);
+    let diags = o.json()["data"]["diagnostics"].as_array().unwrap().len();
+    assert!(diags >= 2, "{}", o.stdout);
+}
+
+#[test]
+fn a_valid_spec_validates_and_the_envelope_has_its_fields() {
+    let d = Dir::new();
+    let path = d.write("ok.yaml", SPEC.as_bytes());
+    let o = d.run(&["validate", "-f", &path, "--format", "json"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let env = o.json();
+    for key in ["success", "timestamp", "command", "data", "error"] {
+        assert!(env.get(key).is_some(), "{key} missing: {env}");
+    }
+    assert_eq!(env["command"], "validate");
+    assert_eq!(env["error"], Value::Null);
+    chrono::DateTime::parse_from_rfc3339(env["timestamp"].as_str().unwrap()).unwrap();
+    // The example specs validate too.
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let o = d.run(&["validate", "-f", examples.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+}
+
+#[test]
+fn plan_of_a_cluster_that_does_not_exist_creates_everything() {
+    let d = Dir::new();
+    let path = d.write("new.yaml", SPEC.as_bytes());
+    let o = d.run(&["plan", "-f", &path, "--format", "json", "--detailed-exitcode"]);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let c = &o.json()["data"]["clusters"][0];
+    assert_eq!(c["name"], "cli");
+    assert_eq!(c["summary"]["add"], 1 + 2 + 4 + 1);
+    let dot = d.run(&["plan", "-f", &path, "--format", "dot"]);
+    assert_eq!(dot.code, 0);
+    assert!(dot.stdout.contains("\"cli/create_member:cli-0\" -> \"cli/await_healthy:cli-0\""), "{}", dot.stdout);
+}
+
+#[test]
+fn apply_without_a_terminal_needs_auto_approve() {
+    let d = Dir::new();
+    let path = d.write("new.yaml", SPEC.as_bytes());
+    let o = d.run(&["apply", "-f", &path, "--format", "json"]);
+    assert_eq!(o.code, 1);
+    assert_eq!(o.json()["error"]["code"], "APPROVAL_REQUIRED");
+}
+
+#[test]
+fn a_stale_lock_is_reported_and_only_broken_by_force() {
+    let d = Dir::new();
+    let path = d.write("locked.yaml", SPEC.as_bytes());
+    std::fs::create_dir_all(d.0.path().join("state")).unwrap();
+    // pid 2^22+1 is above Linux's pid_max: no such process.
+    let lock = r#"{"id":"x","owner":"someone","pid":4194305,"host":"HOST","operation":"apply","created_at":"2026-01-01T00:00:00Z"}"#;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    d.write("state/cli.lock", lock.replace("HOST", host.trim()).as_bytes());
+    let o = d.run(&["apply", "-f", &path, "--auto-approve", "--format", "json"]);
+    assert_eq!(o.code, 1);
+    let err = &o.json()["error"];
+    assert_eq!(err["code"], "STATE_LOCKED");
+    let msg = err["message"].as_str().unwrap();
+    assert!(msg.contains("4194305") && msg.contains("stale"), "{msg}");
+    let o = d.run(&["state", "unlock", "cli", "--format", "json"]);
+    assert_eq!(o.json()["error"]["code"], "CONFIRMATION_REQUIRED");
+    let o = d.run(&["state", "unlock", "cli", "--force", "--format", "json"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert_eq!(o.json()["data"]["removed"]["pid"], 4194305);
+    assert!(!d.0.path().join("state/cli.lock").exists());
+}
+
+#[test]
+fn destroy_is_refused_without_confirm_and_for_production() {
+    let d = Dir::new();
+    let path = d.write("c.yaml", SPEC.as_bytes());
+    let o = d.run(&["destroy", "-f", &path, "--format", "json"]);
+    assert_eq!(o.json()["error"]["code"], "CONFIRMATION_REQUIRED");
+    let prod = d.write("p.yaml", SPEC.replace("name: cli\n", "name: cli\n  labels: {env: production}\n").as_bytes());
+    let o = d.run(&["destroy", "-f", &prod, "--confirm", "--format", "json"]);
+    assert_eq!(o.code, 1);
+    assert_eq!(o.json()["error"]["code"], "PROTECTED");
+    // No state: pgdba did not create it, so it does not destroy it.
+    let o = d.run(&["destroy", "-f", &path, "--confirm", "--format", "json"]);
+    assert_eq!(o.json()["error"]["code"], "NOT_MANAGED");
+}
+
+#[test]
+fn a_corrupt_saved_plan_is_an_error_with_position() {
+    let d = Dir::new();
+    let p = d.write("bad.plan", b"{\"format\": \"pgdba-plan/1\",\n \"plan\": [");
+    let o = d.run(&["apply", &p, "--format", "json"]);
+    assert_eq!(o.code, 1);
+    assert_eq!(o.json()["error"]["code"], "INVALID_PLAN");
+    assert!(o.json()["error"]["message"].as_str().unwrap().contains("bad.plan:2:"));
+}
+
+#[test]
+fn state_list_and_show_on_an_empty_state_dir() {
+    let d = Dir::new();
+    let o = d.run(&["state", "list", "--format", "json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.json()["data"]["clusters"], serde_json::json!([]));
+    let o = d.run(&["state", "show", "nope", "--format", "json"]);
+    assert_eq!(o.code, 1);
+    assert_eq!(o.json()["error"]["code"], "NOT_FOUND");
+}
+
+#[test]
+fn unsupported_formats_are_refused() {
+    let d = Dir::new();
+    let path = d.write("ok.yaml", SPEC.as_bytes());
+    let o = d.run(&["validate", "-f", &path, "--format", "dot"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("does not print --format dot"), "{}", o.stderr);
+}
