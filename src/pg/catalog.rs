@@ -152,7 +152,7 @@ impl Catalog {
 
 /// Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of two
 /// neighbours (`wrok` → `work` is 1).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let width = b.len() + 1;

@@ -12,6 +12,7 @@ mod guc;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use catalog::edit_distance;
 pub use catalog::{Catalog, CatalogError, catalog, supported_majors};
 pub use guc::{GucContext, GucDef, GucValueError, Normalized, Unit, VarType};
 
