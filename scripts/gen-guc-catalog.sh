@@ -37,7 +37,8 @@ cleanup() {
 trap cleanup EXIT
 
 # A free TCP port: ask the kernel for one, then let PostgreSQL bind it (listen on loopback only).
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null)" \
+    || port=$((20000 + RANDOM % 20000))
 
 as_pg "${bindir}/initdb" -D "${data}" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >/dev/null
 as_pg "${bindir}/pg_ctl" -D "${data}" -l "${work}/server.log" -w -t 60 \

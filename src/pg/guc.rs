@@ -582,7 +582,8 @@ fn same_spelling(a: &str, b: &str) -> bool {
     strip(a) == strip(b)
 }
 
-/// `" (8kB pages)"` style suffix used in messages: the base unit after a base-unit count.
+/// The base unit after a base-unit count in messages: `4096kB`, `0 × 8kB` (pages read badly
+/// as `08kB`).
 fn base_unit_suffix(unit: Unit) -> String {
     match unit {
         Unit::Memory { bytes: 8192 } => " × 8kB".to_owned(),
