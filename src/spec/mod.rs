@@ -1,2 +1,151 @@
 //! The spec: parsing (YAML, with positions), validation with diagnostics, the JSON Schema.
+//!
+//! One pass reports every problem of a file: YAML is parsed into a JSON value that remembers
+//! where each key and value stands (`yaml`), checked against the JSON Schema generated from
+//! `model` (`schema`, the single source of truth for shape, types and ranges) and against
+//! PostgreSQL's GUC catalog and Patroni's rules (`semantic`); only a spec with no problem is
+//! deserialized into [`model::ClusterSpec`].
+//!
+//! Architecture Invariant: `spec/` reads files only in [`load_file`] and [`discover`]; all
+//! else is pure. It never panics on any input.
+
+mod diagnostic;
 pub mod model;
+mod schema;
+mod semantic;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use diagnostic::Diagnostic;
+pub use schema::json_schema;
+
+use diagnostic::{Pos, Source, bare};
+
+/// A spec file, loaded and valid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedSpec {
+    pub path: PathBuf,
+    pub spec: model::ClusterSpec,
+    /// SHA-256 of the file's bytes, lower-case hex.
+    pub source_hash: String,
+}
+
+/// Reads, parses and validates one spec file. An unreadable file is one diagnostic at 1:1.
+pub fn load_file(path: &Path) -> Result<LoadedSpec, Vec<Diagnostic>> {
+    let label = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| vec![bare(&label, format!("cannot read the spec file: {e}"))])?;
+    let spec = load_str(&label, &bytes)?;
+    Ok(LoadedSpec {
+        path: path.to_path_buf(),
+        spec,
+        source_hash: hex::encode(Sha256::digest(&bytes)),
+    })
+}
+
+/// Parses and validates a spec from its bytes; `file_label` names it in diagnostics.
+/// On error, every problem found, sorted by position.
+pub fn load_str(file_label: &str, text: &[u8]) -> Result<model::ClusterSpec, Vec<Diagnostic>> {
+    let text = match std::str::from_utf8(text) {
+        Ok(t) => t,
+        Err(e) => return Err(vec![invalid_utf8(file_label, text, e.valid_up_to())]),
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let source = Source::new(file_label, text);
+    if let Some((at, c)) = first_control_char(text) {
+        return Err(vec![source.diag(
+            at,
+            format!(
+                "control character U+{:04X} is not allowed in a spec (is this a binary file?)",
+                u32::from(c)
+            ),
+        )]);
+    }
+    let (doc, positions) = match yaml::parse(text) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Err(vec![bare(file_label, "empty spec")]),
+        Err(e) => return Err(vec![source.diag(e.pos, e.message)]),
+    };
+    let mut problems = schema::check(&doc, &positions);
+    for (at, message) in semantic::check(&doc, &positions) {
+        // A value the schema already rejected needs no second message.
+        if !problems.iter().any(|(p, _)| *p == at) {
+            problems.push((at, message));
+        }
+    }
+    if problems.is_empty() {
+        match serde_json::from_value(doc) {
+            Ok(spec) => return Ok(spec),
+            Err(e) => problems.push((
+                Pos::START,
+                format!("internal error: the spec passed the schema but not the model: {e}"),
+            )),
+        }
+    }
+    problems.sort_by_key(|p| p.0);
+    problems.dedup();
+    Err(problems
+        .into_iter()
+        .map(|(at, message)| source.diag(at, message))
+        .collect())
+}
+
+/// The spec files a path names: a file is itself; a directory is every `*.yaml` / `*.yml`
+/// directly in it (not recursive, hidden files skipped), sorted. No spec is an error.
+pub fn discover(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let label = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| bare(&label, format!("cannot read: {e}")))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| bare(&label, format!("cannot list the directory: {e}")))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| bare(&label, format!("cannot list the directory: {e}")))?;
+        let p = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_spec = !name.starts_with('.')
+            && p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if is_spec && p.is_file() {
+            found.push(p);
+        }
+    }
+    if found.is_empty() {
+        return Err(bare(
+            &label,
+            "no spec files (*.yaml, *.yml) in this directory",
+        ));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A diagnostic at the first byte that is not UTF-8.
+fn invalid_utf8(label: &str, bytes: &[u8], valid_up_to: usize) -> Diagnostic {
+    let valid = String::from_utf8_lossy(&bytes[..valid_up_to]);
+    let at = diagnostic::end_pos(&valid);
+    let bad = bytes.get(valid_up_to).copied().unwrap_or_default();
+    let lossy = String::from_utf8_lossy(bytes);
+    Source::new(label, &lossy).diag(
+        at,
+        format!(
+            "invalid UTF-8 (byte 0x{bad:02X}): a spec must be UTF-8 text (is this a binary file?)"
+        ),
+    )
+}
+
+/// The first character YAML does not allow in a stream (C0/C1 controls other than tab, line
+/// feed, carriage return and NEL), with its position.
+fn first_control_char(text: &str) -> Option<(Pos, char)> {
+    let (i, c) = text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))?;
+    Some((diagnostic::end_pos(&text[..i]), c))
+}

@@ -1,0 +1,527 @@
+//! Loading specs through the public API: good specs load, and every problem of a bad spec is
+//! reported at its exact line:column with a readable message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use pgdba::spec::model::{GucValue, Provider};
+use pgdba::spec::{self, Diagnostic};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/specs")
+        .join(rel)
+}
+
+fn diagnostics(rel: &str) -> Vec<Diagnostic> {
+    match spec::load_file(&fixture(rel)) {
+        Ok(_) => panic!("{rel} loaded, but it has problems"),
+        Err(d) => d,
+    }
+}
+
+/// Asserts the diagnostics are exactly these, in this order: (line, column, message fragment).
+#[track_caller]
+fn assert_diags(rel: &str, want: &[(usize, usize, &str)]) {
+    let got = diagnostics(rel);
+    let shown: Vec<String> = got.iter().map(ToString::to_string).collect();
+    let shown = shown.join("\n");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{rel}: wrong number of diagnostics:\n{shown}"
+    );
+    for (d, (line, column, fragment)) in got.iter().zip(want) {
+        assert_eq!(
+            (d.line, d.column),
+            (*line, *column),
+            "{rel}: position of {d}\nall:\n{shown}"
+        );
+        assert!(
+            d.message.contains(fragment),
+            "{rel}: {:?} does not contain {fragment:?}",
+            d.message
+        );
+        assert!(d.file.ends_with(rel), "{rel}: file {}", d.file);
+    }
+}
+
+#[test]
+fn the_contract_demo_spec_loads() {
+    let loaded = spec::load_file(&fixture("good/demo.yaml")).unwrap();
+    let s = &loaded.spec;
+    assert_eq!(s.metadata.name, "demo");
+    assert_eq!(
+        s.metadata.labels.get("env").map(String::as_str),
+        Some("dev")
+    );
+    assert!(matches!(s.spec.provider, Provider::Local(_)));
+    assert_eq!(s.spec.postgres.version, 15);
+    assert_eq!(s.spec.replicas, 2);
+    let p = &s.spec.postgres.parameters;
+    assert_eq!(p["max_connections"], GucValue::Int(100));
+    assert_eq!(p["work_mem"], GucValue::Str("4MB".into()));
+    assert_eq!(p["shared_buffers"], GucValue::Str("128MB".into()));
+    assert_eq!(
+        (
+            s.spec.patroni.ttl,
+            s.spec.patroni.loop_wait,
+            s.spec.patroni.retry_timeout
+        ),
+        (30, 10, 10)
+    );
+    assert_eq!(loaded.path, fixture("good/demo.yaml"));
+}
+
+#[test]
+fn source_hash_is_the_sha256_of_the_file_bytes() {
+    use sha2::{Digest, Sha256};
+    let path = fixture("good/demo.yaml");
+    let bytes = std::fs::read(&path).unwrap();
+    let a = spec::load_file(&path).unwrap().source_hash;
+    assert_eq!(a, hex::encode(Sha256::digest(&bytes)));
+    // A comment changes the bytes, hence the hash, and not the spec.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("demo.yaml");
+    let mut text = String::from_utf8(bytes).unwrap();
+    text.push_str("# touched\n");
+    std::fs::write(&copy, text).unwrap();
+    let b = spec::load_file(&copy).unwrap();
+    assert_ne!(a, b.source_hash);
+    assert_eq!(b.spec, spec::load_file(&path).unwrap().spec);
+}
+
+#[test]
+fn every_good_fixture_loads() {
+    for path in spec::discover(&fixture("good")).unwrap() {
+        if let Err(diags) = spec::load_file(&path) {
+            let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            panic!("{}:\n{}", path.display(), shown.join("\n"));
+        }
+    }
+}
+
+#[test]
+fn the_full_spec_keeps_every_field() {
+    let s = spec::load_file(&fixture("good/full.yaml")).unwrap().spec;
+    let Provider::Local(local) = &s.spec.provider;
+    assert_eq!(local.pg_port, Some(25432));
+    assert_eq!(local.run_as.as_deref(), Some("postgres"));
+    let p = &s.spec.postgres.parameters;
+    // YAML 1.2: `on` and `yes` are strings, `true` a bool; PostgreSQL reads them all as on.
+    assert_eq!(p["wal_compression"], GucValue::Str("on".into()));
+    assert_eq!(p["log_connections"], GucValue::Str("yes".into()));
+    assert_eq!(p["fsync"], GucValue::Bool(true));
+    assert_eq!(p["checkpoint_completion_target"], GucValue::Float(0.9));
+    assert_eq!(p["pg_stat_statements.max"], GucValue::Int(10000));
+    assert_eq!(s.metadata.labels["team"], "42");
+    assert_eq!(s.spec.patroni.maximum_lag_on_failover, 33554432);
+}
+
+#[test]
+fn defaults_fill_what_a_minimal_spec_leaves_out() {
+    let s = spec::load_file(&fixture("good/minimal.yml")).unwrap().spec;
+    assert_eq!(s.spec.postgres.version, 15);
+    assert!(s.spec.postgres.parameters.is_empty());
+    assert_eq!(s.spec.patroni.ttl, 30);
+    assert!(s.metadata.labels.is_empty());
+}
+
+#[test]
+fn several_problems_in_one_file_are_all_reported_in_order() {
+    assert_diags(
+        "bad/many-problems.yaml",
+        &[
+            (
+                1,
+                13,
+                "apiVersion: `pgdba/v2` is not supported; expected one of: pgdba/v1",
+            ),
+            (
+                4,
+                9,
+                "metadata.name `Demo_1`: use lowercase letters, digits and '-'",
+            ),
+            (
+                11,
+                7,
+                "unknown parameter `wrok_mem` for PostgreSQL 15 (did you mean `work_mem`?)",
+            ),
+            (
+                12,
+                17,
+                "unknown unit `parsecs` for work_mem; use one of B, kB, MB, GB, TB",
+            ),
+            (13, 14, "`maybe` is not a boolean; fsync takes on or off"),
+            (
+                14,
+                23,
+                "`1kB` (= 0 × 8kB) is below the minimum 128kB of shared_buffers",
+            ),
+            (15, 7, "parameter `port` is managed by pgdba"),
+            (17, 13, "spec.replicas: -1 is less than the minimum 0"),
+            (
+                18,
+                3,
+                "unknown field `colour` in spec, expected one of: provider, postgres, replicas, patroni",
+            ),
+            (
+                20,
+                10,
+                "ttl 20 is too short: Patroni needs ttl >= loop_wait + 2 × retry_timeout = 10 + 2 × 10 = 30",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn unknown_fields_point_at_the_key_at_every_depth() {
+    assert_diags(
+        "bad/unknown-fields.yaml",
+        &[
+            (
+                3,
+                1,
+                "unknown field `colour` at the top level, expected one of: apiVersion, kind, metadata, spec",
+            ),
+            (
+                6,
+                3,
+                "unknown field `labelz` in metadata, expected one of: name, labels (did you mean `labels`?)",
+            ),
+            (
+                10,
+                7,
+                "unknown field `pg_prot` in spec.provider.local, expected one of: data_dir, pg_port,",
+            ),
+            (
+                13,
+                5,
+                "unknown field `bogus` in spec.postgres, expected one of: version, parameters",
+            ),
+            (
+                17,
+                5,
+                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover (did you mean `loop_wait`?)",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn wrong_types_point_at_the_value() {
+    assert_diags(
+        "bad/wrong-types.yaml",
+        &[
+            (
+                6,
+                10,
+                "metadata.labels.env: expected a string, found an integer `1` (quote it to make it a string)",
+            ),
+            (
+                10,
+                16,
+                "spec.provider.local.pg_port: expected an integer, found a string `5432x`",
+            ),
+            (
+                12,
+                14,
+                "spec.postgres.version: expected an integer, found a string `15` (remove the quotes)",
+            ),
+            (
+                13,
+                17,
+                "spec.postgres.parameters: expected a mapping, found a list",
+            ),
+            (
+                14,
+                13,
+                "spec.replicas: expected an integer, found a string `two`",
+            ),
+            (
+                16,
+                10,
+                "spec.patroni.ttl: expected an integer, found a string `30s`",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn single_problem_fixtures() {
+    let cases: &[(&str, usize, usize, &str)] = &[
+        (
+            "bad/negative-replicas.yaml",
+            8,
+            13,
+            "spec.replicas: -1 is less than the minimum 0",
+        ),
+        (
+            "bad/bad-name.yaml",
+            4,
+            9,
+            "metadata.name `Demo_1`: use lowercase letters, digits and '-'",
+        ),
+        (
+            "bad/unknown-guc.yaml",
+            10,
+            7,
+            "unknown parameter `wrok_mem` for PostgreSQL 15 (did you mean `work_mem`?)",
+        ),
+        (
+            "bad/guc-wrong-unit.yaml",
+            10,
+            17,
+            "`4 parsecs`: unknown unit `parsecs` for work_mem",
+        ),
+        (
+            "bad/bad-bool.yaml",
+            10,
+            14,
+            "`maybe` is not a boolean; fsync takes on or off",
+        ),
+        (
+            "bad/unsupported-version.yaml",
+            9,
+            14,
+            "PostgreSQL 16 is not supported yet (supported: 15)",
+        ),
+        (
+            "bad/ttl-rule.yaml",
+            10,
+            10,
+            "spec.patroni.ttl 30 is too short: Patroni needs ttl >= loop_wait + 2 × retry_timeout = 10 + 2 × 15 = 40",
+        ),
+        // ttl left at its default: point at the patroni block that breaks the rule.
+        (
+            "bad/ttl-rule-default.yaml",
+            9,
+            3,
+            "spec.patroni.ttl (default 30) is too short",
+        ),
+        (
+            "bad/broken-yaml.yaml",
+            4,
+            13,
+            "invalid YAML: mapping values are not allowed in this context",
+        ),
+        (
+            "bad/duplicate-key.yaml",
+            9,
+            3,
+            "duplicate key `replicas` (first set at line 8, column 3)",
+        ),
+        ("bad/multi-doc.yaml", 9, 1, "a second YAML document"),
+        (
+            "bad/unknown-provider.yaml",
+            7,
+            5,
+            "unknown field `docker` in spec.provider, expected one of: local",
+        ),
+        (
+            "bad/not-a-mapping.yaml",
+            1,
+            1,
+            "a spec must be a mapping with apiVersion, kind, metadata and spec; found a list",
+        ),
+        ("bad/empty.yaml", 1, 1, "empty spec"),
+        ("bad/comments-only.yaml", 1, 1, "empty spec"),
+        ("bad/binary.yaml", 1, 1, "invalid UTF-8 (byte 0x89)"),
+        ("bad/bad-utf8.yaml", 2, 10, "invalid UTF-8 (byte 0xFF)"),
+        ("bad/control-char.yaml", 4, 11, "control character U+0001"),
+    ];
+    for (rel, line, column, fragment) in cases {
+        assert_diags(rel, &[(*line, *column, fragment)]);
+    }
+}
+
+#[test]
+fn gucs_pgdba_owns_read_only_gucs_and_case_duplicates_are_refused() {
+    assert_diags(
+        "bad/managed-internal-duplicate-guc.yaml",
+        &[
+            (
+                10,
+                7,
+                "parameter `port` is managed by pgdba and cannot be set here: the port comes from the provider: set spec.provider.local.pg_port",
+            ),
+            (11, 7, "parameter `server_version` is read-only"),
+            (
+                13,
+                7,
+                "parameter `work_mem` is set twice (also as `Work_Mem`",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn missing_fields_point_at_the_parent_key() {
+    assert_diags(
+        "bad/missing-fields.yaml",
+        &[
+            (3, 1, "missing field `name` in metadata"),
+            (5, 1, "missing field `replicas` in spec"),
+        ],
+    );
+}
+
+#[test]
+fn guc_values_of_no_usable_type_are_reported() {
+    assert_diags(
+        "bad/null-guc.yaml",
+        &[
+            (
+                10,
+                7,
+                "spec.postgres.parameters.work_mem: expected a boolean, a number or a string, found nothing",
+            ),
+            (
+                11,
+                24,
+                "spec.postgres.parameters.max_connections: expected a boolean, a number or a string, found a list",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn provider_fields_are_checked_through_the_provider_enum() {
+    assert_diags(
+        "bad/provider-bad-field.yaml",
+        &[
+            (
+                8,
+                16,
+                "spec.provider.local.pg_port: 80 is less than the minimum 1024",
+            ),
+            (9, 7, "unknown field `bogus` in spec.provider.local"),
+        ],
+    );
+}
+
+#[test]
+fn diagnostics_display_as_file_line_col_error_then_the_snippet() {
+    let d = diagnostics("bad/unknown-guc.yaml");
+    let shown = d[0].to_string();
+    let file = fixture("bad/unknown-guc.yaml").display().to_string();
+    assert_eq!(
+        shown,
+        format!(
+            "{file}:10:7: error: unknown parameter `wrok_mem` for PostgreSQL 15 (did you mean \
+             `work_mem`?)\n 10 |       wrok_mem: 4MB\n    |       ^"
+        )
+    );
+    // No source line for an empty file.
+    assert_eq!(diagnostics("bad/empty.yaml")[0].snippet, None);
+}
+
+#[test]
+fn load_str_labels_diagnostics_with_the_given_name() {
+    let err = spec::load_str("inline", b"kind: Cluster\n").unwrap_err();
+    assert!(err.iter().all(|d| d.file == "inline"));
+    assert!(
+        err.iter()
+            .any(|d| d.message.contains("missing field `apiVersion`"))
+    );
+    assert_eq!((err[0].line, err[0].column), (1, 1));
+}
+
+#[test]
+fn an_unreadable_file_is_one_diagnostic_at_1_1() {
+    let err = spec::load_file(Path::new("/nonexistent/pgdba/spec.yaml")).unwrap_err();
+    assert_eq!(err.len(), 1);
+    assert_eq!((err[0].line, err[0].column), (1, 1));
+    assert!(
+        err[0].message.contains("cannot read the spec file"),
+        "{}",
+        err[0]
+    );
+    assert_eq!(err[0].file, "/nonexistent/pgdba/spec.yaml");
+}
+
+#[test]
+fn yaml_1_2_keeps_on_and_yes_as_strings_and_guc_checks_accept_them() {
+    let text = b"apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: a}\nspec:\n  provider: {local: {}}\n  replicas: 0\n  postgres:\n    parameters: {fsync: on, hot_standby_feedback: yes, wal_compression: off}\n";
+    let s = spec::load_str("t.yaml", text).unwrap();
+    assert_eq!(
+        s.spec.postgres.parameters["fsync"],
+        GucValue::Str("on".into())
+    );
+}
+
+#[test]
+fn a_bom_is_skipped_and_crlf_line_ends_are_fine() {
+    let text = "\u{feff}apiVersion: pgdba/v1\r\nkind: Cluster\r\nmetadata:\r\n  name: a\r\nspec:\r\n  provider: {local: {}}\r\n  replicas: -1\r\n";
+    let err = spec::load_str("t.yaml", text.as_bytes()).unwrap_err();
+    assert_eq!((err[0].line, err[0].column), (7, 13), "{}", err[0]);
+    assert!(!err[0].snippet.as_deref().unwrap_or_default().contains('\r'));
+}
+
+#[test]
+fn anchors_and_aliases_are_resolved() {
+    let text = b"apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: a, labels: &l {env: dev}}\nspec:\n  provider: {local: {}}\n  replicas: 0\n  postgres: {parameters: *l}\n";
+    // The alias brings `env: dev` into the parameters: an unknown GUC, reported at the alias.
+    let err = spec::load_str("t.yaml", text).unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].message.contains("unknown parameter `env`"),
+        "{}",
+        err[0]
+    );
+}
+
+#[test]
+fn custom_extension_gucs_pass_through() {
+    let text = b"apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: a}\nspec:\n  provider: {local: {}}\n  replicas: 0\n  postgres:\n    parameters: {auto_explain.log_min_duration: 5s}\n";
+    assert!(spec::load_str("t.yaml", text).is_ok());
+}
+
+#[test]
+fn out_of_range_integers_for_the_model_are_schema_errors_not_panics() {
+    let text = b"apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: a}\nspec:\n  provider: {local: {pg_port: 70000}}\n  replicas: 0\n  patroni: {ttl: 99999999999}\n";
+    let err = spec::load_str("t.yaml", text).unwrap_err();
+    let msgs: Vec<&str> = err.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].contains("70000 is more than the maximum 65535"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[1].contains("99999999999 is more than the maximum 4294967295"),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn discover_lists_specs_of_a_directory_sorted() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["b.yaml", "a.yml", "c.YAML", "notes.txt", ".hidden.yaml"] {
+        std::fs::write(dir.path().join(name), "x").unwrap();
+    }
+    std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
+    std::fs::write(dir.path().join("sub.yaml/inner.yaml"), "x").unwrap();
+    let found = spec::discover(dir.path()).unwrap();
+    let names: Vec<String> = found
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.yml", "b.yaml", "c.YAML"]);
+}
+
+#[test]
+fn discover_of_a_file_is_that_file() {
+    let f = fixture("good/demo.yaml");
+    assert_eq!(spec::discover(&f).unwrap(), vec![f]);
+}
+
+#[test]
+fn discover_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = spec::discover(dir.path()).unwrap_err();
+    assert!(err.message.contains("no spec files"), "{err}");
+    assert_eq!(err.file, dir.path().display().to_string());
+    let err = spec::discover(&dir.path().join("missing")).unwrap_err();
+    assert!(err.message.contains("cannot read"), "{err}");
+    assert_eq!((err.line, err.column), (1, 1));
+}
