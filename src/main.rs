@@ -15,7 +15,8 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PGDBA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+            tracing_subscriber::EnvFilter::try_from_env("PGDBA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -23,7 +24,11 @@ fn main() -> ExitCode {
     let format = cli
         .global
         .format
-        .unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });
+        .unwrap_or(if std::io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Json
+        });
     let name = commands::command_name(&cli.command);
     let outcome = if !commands::supports(&cli.command, format) {
         commands::Failure {
@@ -34,7 +39,10 @@ fn main() -> ExitCode {
         }
         .into_outcome()
     } else {
-        match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt.block_on(commands::run(cli.command, &cli.global, format)),
             Err(e) => commands::Failure {
                 code: "INTERNAL",
@@ -56,7 +64,11 @@ fn print(name: &str, format: Format, o: &commands::Outcome) {
             let env = Envelope::new(
                 name,
                 o.data.clone(),
-                o.error.as_ref().map(|e| ErrorBody { code: e.code.clone(), message: e.message.clone(), hint: e.hint.clone() }),
+                o.error.as_ref().map(|e| ErrorBody {
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                    hint: e.hint.clone(),
+                }),
             );
             let text = if format == Format::Json {
                 serde_json::to_string_pretty(&env).unwrap_or_default()

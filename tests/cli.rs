@@ -19,7 +19,8 @@ struct Out {
 
 impl Out {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
     }
 }
 
@@ -56,18 +57,43 @@ const SPEC: &str = "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: cli\
 fn malformed_specs_exit_1_with_file_line_column() {
     let d = Dir::new();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("broken.yaml", b"apiVersion: pgdba/v1\nkind: [Cluster\n".to_vec(), "broken.yaml:"),
+        (
+            "broken.yaml",
+            b"apiVersion: pgdba/v1\nkind: [Cluster\n".to_vec(),
+            "broken.yaml:",
+        ),
         ("empty.yaml", Vec::new(), "empty.yaml:1:1"),
-        ("garbage.yaml", vec![0xff, 0xfe, 0x00, 0x13, 0x37, 0xc3, 0x28, 0x0a], "garbage.yaml:1:"),
-        ("types.yaml", SPEC.replace("replicas: 1", "replicas: two").into_bytes(), "types.yaml:10:13"),
-        ("unknown.yaml", SPEC.replace("  replicas: 1", "  replicas: 1\n  replica: 3").into_bytes(), "unknown.yaml:11:3"),
-        ("negative.yaml", SPEC.replace("replicas: 1", "replicas: -1").into_bytes(), "negative.yaml:10:13"),
+        (
+            "garbage.yaml",
+            vec![0xff, 0xfe, 0x00, 0x13, 0x37, 0xc3, 0x28, 0x0a],
+            "garbage.yaml:1:",
+        ),
+        (
+            "types.yaml",
+            SPEC.replace("replicas: 1", "replicas: two").into_bytes(),
+            "types.yaml:10:13",
+        ),
+        (
+            "unknown.yaml",
+            SPEC.replace("  replicas: 1", "  replicas: 1\n  replica: 3")
+                .into_bytes(),
+            "unknown.yaml:11:3",
+        ),
+        (
+            "negative.yaml",
+            SPEC.replace("replicas: 1", "replicas: -1").into_bytes(),
+            "negative.yaml:10:13",
+        ),
     ];
     for (name, bytes, location) in cases {
         let path = d.write(name, &bytes);
         let o = d.run(&["validate", "-f", &path, "--format", "table"]);
         assert_eq!(o.code, 1, "{name}: {}", o.stderr);
-        assert!(o.stderr.contains(location), "{name}: expected {location} in:\n{}", o.stderr);
+        assert!(
+            o.stderr.contains(location),
+            "{name}: expected {location} in:\n{}",
+            o.stderr
+        );
         let j = d.run(&["plan", "-f", &path, "--format", "json"]);
         assert_eq!(j.code, 1, "{name}");
         let env = j.json();
@@ -106,7 +132,13 @@ fn a_valid_spec_validates_and_the_envelope_has_its_fields() {
     chrono::DateTime::parse_from_rfc3339(env["timestamp"].as_str().unwrap()).unwrap();
     // The example specs validate too.
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let o = d.run(&["validate", "-f", examples.to_str().unwrap(), "--format", "json"]);
+    let o = d.run(&[
+        "validate",
+        "-f",
+        examples.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(o.code, 0, "{}", o.stdout);
 }
 
@@ -114,14 +146,26 @@ fn a_valid_spec_validates_and_the_envelope_has_its_fields() {
 fn plan_of_a_cluster_that_does_not_exist_creates_everything() {
     let d = Dir::new();
     let path = d.write("new.yaml", SPEC.as_bytes());
-    let o = d.run(&["plan", "-f", &path, "--format", "json", "--detailed-exitcode"]);
+    let o = d.run(&[
+        "plan",
+        "-f",
+        &path,
+        "--format",
+        "json",
+        "--detailed-exitcode",
+    ]);
     assert_eq!(o.code, 2, "{}", o.stderr);
     let c = &o.json()["data"]["clusters"][0];
     assert_eq!(c["name"], "cli");
     assert_eq!(c["summary"]["add"], 1 + 2 + 4 + 1);
     let dot = d.run(&["plan", "-f", &path, "--format", "dot"]);
     assert_eq!(dot.code, 0);
-    assert!(dot.stdout.contains("\"cli/create_member:cli-0\" -> \"cli/await_healthy:cli-0\""), "{}", dot.stdout);
+    assert!(
+        dot.stdout
+            .contains("\"cli/create_member:cli-0\" -> \"cli/await_healthy:cli-0\""),
+        "{}",
+        dot.stdout
+    );
 }
 
 #[test]
@@ -141,7 +185,10 @@ fn a_stale_lock_is_reported_and_only_broken_by_force() {
     // pid 2^22+1 is above Linux's pid_max: no such process.
     let lock = r#"{"id":"x","owner":"someone","pid":4194305,"host":"HOST","operation":"apply","created_at":"2026-01-01T00:00:00Z"}"#;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    d.write("state/cli.lock", lock.replace("HOST", host.trim()).as_bytes());
+    d.write(
+        "state/cli.lock",
+        lock.replace("HOST", host.trim()).as_bytes(),
+    );
     let o = d.run(&["apply", "-f", &path, "--auto-approve", "--format", "json"]);
     assert_eq!(o.code, 1);
     let err = &o.json()["error"];
@@ -162,7 +209,11 @@ fn destroy_is_refused_without_confirm_and_for_production() {
     let path = d.write("c.yaml", SPEC.as_bytes());
     let o = d.run(&["destroy", "-f", &path, "--format", "json"]);
     assert_eq!(o.json()["error"]["code"], "CONFIRMATION_REQUIRED");
-    let prod = d.write("p.yaml", SPEC.replace("name: cli\n", "name: cli\n  labels: {env: production}\n").as_bytes());
+    let prod = d.write(
+        "p.yaml",
+        SPEC.replace("name: cli\n", "name: cli\n  labels: {env: production}\n")
+            .as_bytes(),
+    );
     let o = d.run(&["destroy", "-f", &prod, "--confirm", "--format", "json"]);
     assert_eq!(o.code, 1);
     assert_eq!(o.json()["error"]["code"], "PROTECTED");
@@ -178,7 +229,12 @@ fn a_corrupt_saved_plan_is_an_error_with_position() {
     let o = d.run(&["apply", &p, "--format", "json"]);
     assert_eq!(o.code, 1);
     assert_eq!(o.json()["error"]["code"], "INVALID_PLAN");
-    assert!(o.json()["error"]["message"].as_str().unwrap().contains("bad.plan:2:"));
+    assert!(
+        o.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad.plan:2:")
+    );
 }
 
 #[test]
@@ -198,5 +254,9 @@ fn unsupported_formats_are_refused() {
     let path = d.write("ok.yaml", SPEC.as_bytes());
     let o = d.run(&["validate", "-f", &path, "--format", "dot"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("does not print --format dot"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("does not print --format dot"),
+        "{}",
+        o.stderr
+    );
 }

@@ -12,17 +12,33 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{TestCluster, all_files, wait_for};
 
-const PARAMS: &[(&str, &str)] = &[("max_connections", "100"), ("shared_buffers", "128MB"), ("work_mem", "4MB")];
+const PARAMS: &[(&str, &str)] = &[
+    ("max_connections", "100"),
+    ("shared_buffers", "128MB"),
+    ("work_mem", "4MB"),
+];
 
 fn with(params: &[(&str, &'static str)], key: &str, value: &'static str) -> Vec<(String, String)> {
     params
         .iter()
-        .map(|(k, v)| (k.to_string(), if *k == key { value.to_string() } else { v.to_string() }))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                if *k == key {
+                    value.to_string()
+                } else {
+                    v.to_string()
+                },
+            )
+        })
         .collect()
 }
 
 fn write(t: &TestCluster, replicas: u32, params: &[(String, String)]) {
-    let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let p: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     t.write_spec(replicas, &p);
 }
 
@@ -31,13 +47,21 @@ fn clusters(plan: &Value) -> &Value {
 }
 
 fn action_ids(plan: &Value) -> Vec<String> {
-    clusters(plan)["actions"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect()
+    clusters(plan)["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Leader name and the names of streaming replicas, from `patronictl list`.
 fn topology(t: &TestCluster) -> (Option<String>, Vec<String>, usize) {
     let list = t.patronictl_list();
-    let leader = list.iter().find(|m| m["Role"] == "Leader").map(|m| m["Member"].as_str().unwrap().to_owned());
+    let leader = list
+        .iter()
+        .find(|m| m["Role"] == "Leader")
+        .map(|m| m["Member"].as_str().unwrap().to_owned());
     let streaming = list
         .iter()
         .filter(|m| m["Role"] == "Replica" && m["State"] == "streaming")
@@ -47,7 +71,10 @@ fn topology(t: &TestCluster) -> (Option<String>, Vec<String>, usize) {
 }
 
 fn show_everywhere(t: &TestCluster, setting: &str) -> Vec<String> {
-    t.members().iter().map(|(name, port)| t.psql(name, *port, &format!("SHOW {setting}"))).collect()
+    t.members()
+        .iter()
+        .map(|(name, port)| t.psql(name, *port, &format!("SHOW {setting}")))
+        .collect()
 }
 
 #[test]
@@ -68,7 +95,12 @@ fn local_cluster_lifecycle() {
     assert_eq!(code, 0, "{plan:#}");
     assert!(clusters(&plan)["changes"].as_array().unwrap().is_empty());
     let table = t.run(&["plan", "-f", t.spec_str(), "--format", "table"]);
-    assert!(table.stdout.contains("No changes. The cluster matches the spec."), "{table:?}");
+    assert!(
+        table
+            .stdout
+            .contains("No changes. The cluster matches the spec."),
+        "{table:?}"
+    );
 
     // work_mem: one change via reload, no restart. Two applies at once: the second one is
     // refused with STATE_LOCKED, naming the holder, while the first proceeds.
@@ -80,15 +112,30 @@ fn local_cluster_lifecycle() {
     assert_eq!(changes[0]["address"], "pg_parameter.work_mem");
     assert_eq!(changes[0]["apply_via"], "reload");
     assert_eq!(clusters(&plan)["summary"]["restarts"], 0);
-    let args = ["apply", "-f", t.spec_str(), "--auto-approve", "--format", "json"];
+    let args = [
+        "apply",
+        "-f",
+        t.spec_str(),
+        "--auto-approve",
+        "--format",
+        "json",
+    ];
     let first = t.spawn(&args);
     let lock = t.state_dir.join("life.lock");
-    wait_for("the first apply's lock", Duration::from_secs(30), || lock.exists().then_some(()));
+    wait_for("the first apply's lock", Duration::from_secs(30), || {
+        lock.exists().then_some(())
+    });
     let second = t.run(&args);
     assert_eq!(second.code, 1, "{second:?}");
     let err = &second.json()["error"];
     assert_eq!(err["code"], "STATE_LOCKED");
-    assert!(err["message"].as_str().unwrap().contains(&format!("pid {}", first.id())), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {}", first.id())),
+        "{err}"
+    );
     let first = t.finish(&args, first);
     assert_eq!(first.code, 0, "{first:?}");
     assert_eq!(show_everywhere(&t, "work_mem"), vec!["8MB"; 3]);
@@ -97,18 +144,44 @@ fn local_cluster_lifecycle() {
     // A saved plan, then an out-of-band change to what it touches: refused as stale.
     write(&t, 2, &with(PARAMS, "work_mem", "16MB"));
     let saved = t.dir.path().join("work_mem.plan");
-    let r = t.run(&["plan", "-f", t.spec_str(), "--out", saved.to_str().unwrap(), "--format", "json"]);
+    let r = t.run(&[
+        "plan",
+        "-f",
+        t.spec_str(),
+        "--out",
+        saved.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    t.patronictl(&["edit-config", "--force", "-s", "postgresql.parameters.work_mem=32MB"]);
+    t.patronictl(&[
+        "edit-config",
+        "--force",
+        "-s",
+        "postgresql.parameters.work_mem=32MB",
+    ]);
     let r = t.run(&["apply", saved.to_str().unwrap(), "--format", "json"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(r.json()["error"]["code"], "STALE_PLAN");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("pg_parameter.work_mem"));
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pg_parameter.work_mem")
+    );
     // A fresh plan sees the out-of-band value and restores the spec's.
     let (code, plan) = t.plan_json();
     assert_eq!(code, 2);
     assert_eq!(clusters(&plan)["changes"][0]["before"], "32MB");
-    let r = t.run(&["plan", "-f", t.spec_str(), "--out", saved.to_str().unwrap(), "--format", "json"]);
+    let r = t.run(&[
+        "plan",
+        "-f",
+        t.spec_str(),
+        "--out",
+        saved.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(r.code, 0);
     let r = t.run(&["apply", saved.to_str().unwrap(), "--format", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -119,8 +192,16 @@ fn local_cluster_lifecycle() {
 
     // shared_buffers: a rolling restart, replicas one at a time, a switchover, then the old primary.
     let params = with(PARAMS, "work_mem", "16MB");
-    let params: Vec<(String, String)> =
-        params.into_iter().map(|(k, v)| if k == "shared_buffers" { (k, "256MB".to_owned()) } else { (k, v) }).collect();
+    let params: Vec<(String, String)> = params
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "shared_buffers" {
+                (k, "256MB".to_owned())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
     write(&t, 2, &params);
     let (leader, _, _) = topology(&t);
     let leader = leader.unwrap();
@@ -128,19 +209,46 @@ fn local_cluster_lifecycle() {
     assert_eq!(code, 2);
     assert_eq!(clusters(&plan)["changes"][0]["apply_via"], "restart");
     let ids = action_ids(&plan);
-    let pos = |id: &str| ids.iter().position(|x| x == id).unwrap_or_else(|| panic!("{id} not in {ids:?}"));
-    let replicas: Vec<String> = t.members().into_iter().map(|m| m.0).filter(|m| *m != leader).collect();
-    assert!(pos(&format!("restart_member:{}", replicas[0])) < pos(&format!("restart_member:{}", replicas[1])));
+    let pos = |id: &str| {
+        ids.iter()
+            .position(|x| x == id)
+            .unwrap_or_else(|| panic!("{id} not in {ids:?}"))
+    };
+    let replicas: Vec<String> = t
+        .members()
+        .into_iter()
+        .map(|m| m.0)
+        .filter(|m| *m != leader)
+        .collect();
+    assert!(
+        pos(&format!("restart_member:{}", replicas[0]))
+            < pos(&format!("restart_member:{}", replicas[1]))
+    );
     assert!(pos(&format!("restart_member:{}", replicas[1])) < pos(&format!("switchover:{leader}")));
     assert!(pos(&format!("switchover:{leader}")) < pos(&format!("restart_member:{leader}")));
     t.apply();
     assert_eq!(show_everywhere(&t, "shared_buffers"), vec!["256MB"; 3]);
     for (name, port) in t.members() {
-        assert_eq!(t.psql(&name, port, "SELECT count(*) FROM pg_settings WHERE pending_restart"), "0", "{name}");
+        assert_eq!(
+            t.psql(
+                &name,
+                port,
+                "SELECT count(*) FROM pg_settings WHERE pending_restart"
+            ),
+            "0",
+            "{name}"
+        );
     }
-    assert!(t.patronictl_list().iter().all(|m| m.get("Pending restart").is_none_or(|v| v == "" || v.is_null())));
+    assert!(t.patronictl_list().iter().all(|m| {
+        m.get("Pending restart")
+            .is_none_or(|v| v == "" || v.is_null())
+    }));
     let (new_leader, streaming, _) = topology(&t);
-    assert_ne!(new_leader.as_deref(), Some(leader.as_str()), "the leader moved during the rolling restart");
+    assert_ne!(
+        new_leader.as_deref(),
+        Some(leader.as_str()),
+        "the leader moved during the rolling restart"
+    );
     assert_eq!(streaming.len(), 2);
     assert_eq!(t.plan_json().0, 0);
 
@@ -165,9 +273,17 @@ fn local_cluster_lifecycle() {
     // Verbose runs log, and no output, state file, saved plan or config holds a secret.
     let r = t.run(&["plan", "-f", t.spec_str(), "-vv", "--format", "table"]);
     assert_eq!(r.code, 0);
-    let secrets: Value = serde_json::from_slice(&std::fs::read(t.state_dir.join("life.secrets.json")).unwrap()).unwrap();
-    let passwords: Vec<String> =
-        secrets.as_object().unwrap().values().filter_map(|v| v.as_str()).map(str::to_owned).filter(|s| s.len() >= 16).collect();
+    let secrets: Value =
+        serde_json::from_slice(&std::fs::read(t.state_dir.join("life.secrets.json")).unwrap())
+            .unwrap();
+    let passwords: Vec<String> = secrets
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_str())
+        .map(str::to_owned)
+        .filter(|s| s.len() >= 16)
+        .collect();
     assert_eq!(passwords.len(), 3, "{secrets}");
     let mut texts = vec![("transcript".to_owned(), t.transcript.borrow().clone())];
     for f in all_files(t.dir.path()) {
@@ -176,7 +292,9 @@ fn local_cluster_lifecycle() {
         // which libpq needs to clone and rewind; PostgreSQL's binary relation and WAL files.
         let skip = name.ends_with("secrets.json")
             || f.file_name().is_some_and(|n| n == "pgpass")
-            || ["/pg_wal/", "/base/", "/global/", "/pg_xact/"].iter().any(|d| name.contains(d));
+            || ["/pg_wal/", "/base/", "/global/", "/pg_xact/"]
+                .iter()
+                .any(|d| name.contains(d));
         if skip {
             continue;
         }
@@ -186,20 +304,37 @@ fn local_cluster_lifecycle() {
     }
     for (name, text) in &texts {
         for p in &passwords {
-            assert!(!text.contains(p.as_str()), "a generated password appears in clear in {name}");
+            assert!(
+                !text.contains(p.as_str()),
+                "a generated password appears in clear in {name}"
+            );
         }
     }
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(t.state_dir.join("life.secrets.json")).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(t.state_dir.join("life.secrets.json"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 
     // Destroy: refused without --confirm, then everything is gone.
     let r = t.run(&["destroy", "-f", t.spec_str(), "--format", "json"]);
     assert_eq!(r.code, 1);
     assert_eq!(r.json()["error"]["code"], "CONFIRMATION_REQUIRED");
-    let r = t.run(&["destroy", "-f", t.spec_str(), "--confirm", "--format", "json"]);
+    let r = t.run(&[
+        "destroy",
+        "-f",
+        t.spec_str(),
+        "--confirm",
+        "--format",
+        "json",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!t.data_dir().exists());
     assert!(!t.state_dir.join("life.json").exists());
     let (code, plan) = t.plan_json();
-    assert_eq!(code, 2, "after destroy the plan creates everything again: {plan:#}");
+    assert_eq!(
+        code, 2,
+        "after destroy the plan creates everything again: {plan:#}"
+    );
 }

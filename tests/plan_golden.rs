@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use pgdba::observe::model::{Dcs, InventoryMember, Member, Observation, PatroniMember, PatroniView, PgSetting, Role};
+use pgdba::observe::model::{
+    Dcs, InventoryMember, Member, Observation, PatroniMember, PatroniView, PgSetting, Role,
+};
 use pgdba::output::plan::{dot, table};
 use pgdba::plan::{self, ActionKind, Plan};
 use pgdba::providers::local::layout::Layout;
@@ -53,7 +55,11 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
         .enumerate()
         .map(|(i, n)| PatroniMember {
             name: n.to_string(),
-            role: if *n == leader { Role::Leader } else { Role::Replica },
+            role: if *n == leader {
+                Role::Leader
+            } else {
+                Role::Replica
+            },
             state: if *n == leader { "running" } else { "streaming" }.to_owned(),
             host: "127.0.0.1".to_owned(),
             port: 15432 + i as u16,
@@ -66,42 +72,64 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
     let settings: BTreeMap<String, PgSetting> = params
         .iter()
         .map(|(k, v)| {
-            (k.to_string(), PgSetting {
-                name: k.to_string(),
-                setting: v.to_string(),
-                unit: None,
-                context: "user".to_owned(),
-                source: "configuration file".to_owned(),
-                sourcefile: None,
-                pending_restart: false,
-            })
+            (
+                k.to_string(),
+                PgSetting {
+                    name: k.to_string(),
+                    setting: v.to_string(),
+                    unit: None,
+                    context: "user".to_owned(),
+                    source: "configuration file".to_owned(),
+                    sourcefile: None,
+                    pending_restart: false,
+                },
+            )
         })
         .collect();
     Observation {
         cluster: "demo".to_owned(),
-        dcs: Dcs { endpoint: "http://127.0.0.1:12379".to_owned(), exists: true, running: true, healthy: true },
+        dcs: Dcs {
+            endpoint: "http://127.0.0.1:12379".to_owned(),
+            exists: true,
+            running: true,
+            healthy: true,
+        },
         inventory: members
             .iter()
-            .map(|n| InventoryMember { name: n.to_string(), exists: true, running: true })
+            .map(|n| InventoryMember {
+                name: n.to_string(),
+                exists: true,
+                running: true,
+            })
             .collect(),
-        patroni: Some(PatroniView { members: pm, config: Some(config) }),
+        patroni: Some(PatroniView {
+            members: pm,
+            config: Some(config),
+        }),
         members: members
             .iter()
             .map(|n| {
-                (n.to_string(), Member {
-                    name: n.to_string(),
-                    api_reachable: true,
-                    settings: Some(settings.clone()),
-                    pending_restart: false,
-                    pending_restart_reason: Vec::new(),
-                })
+                (
+                    n.to_string(),
+                    Member {
+                        name: n.to_string(),
+                        api_reachable: true,
+                        settings: Some(settings.clone()),
+                        pending_restart: false,
+                        pending_restart_reason: Vec::new(),
+                    },
+                )
             })
             .collect(),
         notes: Vec::new(),
     }
 }
 
-const PARAMS: &[(&str, &str)] = &[("max_connections", "100"), ("shared_buffers", "128MB"), ("work_mem", "4MB")];
+const PARAMS: &[(&str, &str)] = &[
+    ("max_connections", "100"),
+    ("shared_buffers", "128MB"),
+    ("work_mem", "4MB"),
+];
 const THREE: &[&str] = &["demo-0", "demo-1", "demo-2"];
 
 fn build(s: &ClusterSpec, obs: &Observation, managed: &[&str]) -> Plan {
@@ -118,16 +146,26 @@ fn check(name: &str, plan: &Plan) {
     rendered.push_str("\n--- json ---\n");
     rendered.push_str(&serde_json::to_string_pretty(plan).unwrap());
     rendered.push('\n');
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.txt"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.txt"));
     if std::env::var_os("PGDBA_BLESS").is_some() {
         std::fs::write(&path, &rendered).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing; run with PGDBA_BLESS=1 to create it", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing; run with PGDBA_BLESS=1 to create it",
+            path.display()
+        )
+    });
     if expected != rendered {
         let diff = similar::TextDiff::from_lines(&expected, &rendered);
-        panic!("{name}: the plan differs from {}:\n{}", path.display(), diff.unified_diff());
+        panic!(
+            "{name}: the plan differs from {}:\n{}",
+            path.display(),
+            diff.unified_diff()
+        );
     }
 }
 
@@ -136,7 +174,10 @@ fn ids(plan: &Plan) -> Vec<&str> {
 }
 
 fn position(plan: &Plan, id: &str) -> usize {
-    plan.actions.iter().position(|a| a.id == id).unwrap_or_else(|| panic!("no action {id} in {:?}", ids(plan)))
+    plan.actions
+        .iter()
+        .position(|a| a.id == id)
+        .unwrap_or_else(|| panic!("no action {id} in {:?}", ids(plan)))
 }
 
 /// Is `before` an ancestor of `after` in the DAG?
@@ -161,11 +202,26 @@ fn ordered(plan: &Plan, before: &str, after: &str) -> bool {
 fn fresh_cluster_bootstraps_the_primary_before_the_replicas() {
     let s = spec(BASE);
     let plan = build(&s, &Observation::default(), &[]);
-    assert_eq!(plan.summary.add, 1 + 3 + 4 + 3, "dcs, 3 members, 4 patroni settings, 3 parameters");
+    assert_eq!(
+        plan.summary.add,
+        1 + 3 + 4 + 3,
+        "dcs, 3 members, 4 patroni settings, 3 parameters"
+    );
     assert!(ordered(&plan, "create_dcs:etcd", "create_member:demo-0"));
-    assert!(ordered(&plan, "await_healthy:demo-0", "create_member:demo-1"));
-    assert!(ordered(&plan, "await_healthy:demo-0", "create_member:demo-2"));
-    assert!(!ordered(&plan, "create_member:demo-1", "create_member:demo-2"), "replicas are created in parallel");
+    assert!(ordered(
+        &plan,
+        "await_healthy:demo-0",
+        "create_member:demo-1"
+    ));
+    assert!(ordered(
+        &plan,
+        "await_healthy:demo-0",
+        "create_member:demo-2"
+    ));
+    assert!(
+        !ordered(&plan, "create_member:demo-1", "create_member:demo-2"),
+        "replicas are created in parallel"
+    );
     check("fresh_cluster", &plan);
 }
 
@@ -180,7 +236,15 @@ fn converged_cluster_has_no_changes() {
 #[test]
 fn units_and_spellings_compare_normalized() {
     // The DCS holds other spellings of the same values.
-    let obs = running(THREE, "demo-0", &[("max_connections", "100"), ("shared_buffers", "16384"), ("work_mem", "4096kB")]);
+    let obs = running(
+        THREE,
+        "demo-0",
+        &[
+            ("max_connections", "100"),
+            ("shared_buffers", "16384"),
+            ("work_mem", "4096kB"),
+        ],
+    );
     let plan = build(&spec(BASE), &obs, &managed_all());
     assert!(plan.is_empty(), "{}", table(&plan));
 }
@@ -208,10 +272,16 @@ fn shared_buffers_rolls_replicas_then_switchover_then_old_primary() {
     let sw = position(&plan, "switchover:demo-0");
     let r0 = position(&plan, "restart_member:demo-0");
     assert!(r1 < r2 && r2 < sw && sw < r0, "{:?}", ids(&plan));
-    assert!(ordered(&plan, "await_healthy:demo-1", "restart_member:demo-2"), "one replica at a time, with a gate");
+    assert!(
+        ordered(&plan, "await_healthy:demo-1", "restart_member:demo-2"),
+        "one replica at a time, with a gate"
+    );
     assert!(ordered(&plan, "await_healthy:demo-2", "switchover:demo-0"));
     assert!(ordered(&plan, "switchover:demo-0", "restart_member:demo-0"));
-    assert!(ordered(&plan, "await_config:demo-1", "restart_member:demo-1"), "restart only once the config is there");
+    assert!(
+        ordered(&plan, "await_config:demo-1", "restart_member:demo-1"),
+        "restart only once the config is there"
+    );
     match &plan.action("switchover:demo-0").unwrap().kind {
         ActionKind::Switchover { candidate } => assert_eq!(candidate, "demo-1"),
         k => panic!("{k:?}"),
@@ -265,15 +335,30 @@ fn removing_the_leader_switches_over_first() {
 #[test]
 fn more_replicas_adds_a_member_after_the_config() {
     let s = spec(BASE);
-    let plan = build(&s, &running(&["demo-0", "demo-1"], "demo-0", PARAMS), &managed_all());
+    let plan = build(
+        &s,
+        &running(&["demo-0", "demo-1"], "demo-0", PARAMS),
+        &managed_all(),
+    );
     assert_eq!(plan.summary.add, 1);
-    assert_eq!(ids(&plan), vec!["create_member:demo-2", "await_healthy:demo-2"]);
+    assert_eq!(
+        ids(&plan),
+        vec!["create_member:demo-2", "await_healthy:demo-2"]
+    );
 }
 
 #[test]
 fn a_pending_restart_left_by_a_failed_apply_is_finished() {
     // The DCS already has the new value; demo-0 (leader) and demo-2 still wait for a restart.
-    let mut obs = running(THREE, "demo-0", &[("max_connections", "100"), ("shared_buffers", "256MB"), ("work_mem", "4MB")]);
+    let mut obs = running(
+        THREE,
+        "demo-0",
+        &[
+            ("max_connections", "100"),
+            ("shared_buffers", "256MB"),
+            ("work_mem", "4MB"),
+        ],
+    );
     for n in ["demo-0", "demo-2"] {
         let m = obs.members.get_mut(n).unwrap();
         m.pending_restart = true;
@@ -282,7 +367,10 @@ fn a_pending_restart_left_by_a_failed_apply_is_finished() {
     let s = spec_with("shared_buffers: 128MB", "shared_buffers: 256MB");
     let plan = build(&s, &obs, &managed_all());
     assert_eq!(plan.changes.len(), 2, "{}", table(&plan));
-    assert!(plan.action("restart_member:demo-1").is_none(), "demo-1 has nothing pending");
+    assert!(
+        plan.action("restart_member:demo-1").is_none(),
+        "demo-1 has nothing pending"
+    );
     assert!(position(&plan, "restart_member:demo-2") < position(&plan, "switchover:demo-0"));
     assert!(position(&plan, "switchover:demo-0") < position(&plan, "restart_member:demo-0"));
     check("pending_restart_resumed", &plan);
@@ -301,13 +389,20 @@ fn a_parameter_removed_from_the_spec_is_reset() {
 fn a_parameter_pgdba_never_managed_is_left_alone() {
     let mut params = PARAMS.to_vec();
     params.push(("log_min_duration_statement", "1s"));
-    let plan = build(&spec(BASE), &running(THREE, "demo-0", &params), &managed_all());
+    let plan = build(
+        &spec(BASE),
+        &running(THREE, "demo-0", &params),
+        &managed_all(),
+    );
     assert!(plan.is_empty(), "{}", table(&plan));
 }
 
 #[test]
 fn patroni_settings_change_through_the_dcs() {
-    let s = spec(&BASE.replace("  replicas: 2\n", "  replicas: 2\n  patroni: {ttl: 40, loop_wait: 10, retry_timeout: 10}\n"));
+    let s = spec(&BASE.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  patroni: {ttl: 40, loop_wait: 10, retry_timeout: 10}\n",
+    ));
     let plan = build(&s, &running(THREE, "demo-0", PARAMS), &managed_all());
     assert_eq!(plan.changes.len(), 1);
     assert_eq!(plan.changes[0].address, "patroni.ttl");
@@ -322,9 +417,13 @@ fn a_stopped_member_is_started_and_an_unreachable_one_is_noted() {
         p.members.retain(|m| m.name != "demo-2");
     }
     obs.members.remove("demo-2");
-    obs.notes.push("member demo-2 is stopped (its Patroni is not running)".to_owned());
+    obs.notes
+        .push("member demo-2 is stopped (its Patroni is not running)".to_owned());
     let plan = build(&spec(BASE), &obs, &managed_all());
-    assert_eq!(ids(&plan), vec!["start_member:demo-2", "await_healthy:demo-2"]);
+    assert_eq!(
+        ids(&plan),
+        vec!["start_member:demo-2", "await_healthy:demo-2"]
+    );
     assert!(table(&plan).contains("note: member demo-2 is stopped"));
 }
 
@@ -335,7 +434,11 @@ fn dot_output_has_every_action_and_edge() {
     let d = dot(std::slice::from_ref(&plan));
     assert!(d.starts_with("digraph pgdba {"));
     for a in &plan.actions {
-        assert!(d.contains(&format!("\"demo/{}\" [label=", a.id)), "{}", a.id);
+        assert!(
+            d.contains(&format!("\"demo/{}\" [label=", a.id)),
+            "{}",
+            a.id
+        );
     }
     let edges: usize = plan.actions.iter().map(|a| a.depends_on.len()).sum();
     assert_eq!(d.matches(" -> ").count(), edges);

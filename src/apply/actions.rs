@@ -19,11 +19,20 @@ const POLL: Duration = Duration::from_millis(200);
 pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
     match &a.kind {
         ActionKind::CreateDcs => create_dcs(ctx).await,
-        ActionKind::StartDcs => ctx.provider.start_dcs().await.map(|()| None).map_err(|e| format!("{e:#}")),
+        ActionKind::StartDcs => ctx
+            .provider
+            .start_dcs()
+            .await
+            .map(|()| None)
+            .map_err(|e| format!("{e:#}")),
         ActionKind::CreateMember { bootstrap } => create_member(a, ctx, *bootstrap).await,
         ActionKind::StartMember => {
             let name = member(a)?;
-            ctx.provider.start_member(name, ctx.creds).await.map(|()| None).map_err(|e| format!("{e:#}"))
+            ctx.provider
+                .start_member(name, ctx.creds)
+                .await
+                .map(|()| None)
+                .map_err(|e| format!("{e:#}"))
         }
         ActionKind::DeleteMember => delete_member(a, ctx).await,
         ActionKind::PatchConfig { patch } => patch_config(ctx, patch).await,
@@ -35,7 +44,8 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
 }
 
 fn member(a: &Action) -> Result<&str, String> {
-    a.member().ok_or_else(|| format!("{} does not name a member", a.target))
+    a.member()
+        .ok_or_else(|| format!("{} does not name a member", a.target))
 }
 
 fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, String> {
@@ -71,7 +81,10 @@ async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, String> {
 async fn create_dcs(ctx: &Context<'_>) -> Outcome {
     let already = ctx.provider.inventory().0.exists && ctx.provider.dcs_healthy().await;
     if !already {
-        ctx.provider.create_dcs().await.map_err(|e| format!("{e:#}"))?;
+        ctx.provider
+            .create_dcs()
+            .await
+            .map_err(|e| format!("{e:#}"))?;
     }
     let layout = ctx.provider.layout();
     ctx.recorder.update(|s| {
@@ -98,9 +111,14 @@ async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcom
         // The leader creates a member's slot only in its own loop (up to loop_wait later); made
         // now, the new replica streams as soon as its base backup is done. Patroni adopts it.
         let conn = pg_conn(ctx, &leader.name)?;
-        pg::ensure_physical_slot(&conn, &slot_name(name)).await.map_err(|e| format!("slot for {name} on {}: {e}", leader.name))?;
+        pg::ensure_physical_slot(&conn, &slot_name(name))
+            .await
+            .map_err(|e| format!("slot for {name} on {}: {e}", leader.name))?;
     }
-    ctx.provider.create_member(name, ctx.creds).await.map_err(|e| format!("{e:#}"))?;
+    ctx.provider
+        .create_member(name, ctx.creds)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     record_member(ctx, name)?;
     Ok(None)
 }
@@ -110,7 +128,13 @@ fn slot_name(member: &str) -> String {
     member
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -138,17 +162,26 @@ async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let name = member(a)?;
     if let Ok(l) = leader(ctx).await {
         if l.name == name {
-            return Err(format!("member {name} is the leader; refusing to remove it (switch over first)"));
+            return Err(format!(
+                "member {name} is the leader; refusing to remove it (switch over first)"
+            ));
         }
     }
-    ctx.provider.delete_member(name).await.map_err(|e| format!("{e:#}"))?;
-    ctx.recorder.update(|s| s.members.retain(|m| m.name != name))?;
+    ctx.provider
+        .delete_member(name)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    ctx.recorder
+        .update(|s| s.members.retain(|m| m.name != name))?;
     Ok(None)
 }
 
 async fn patch_config(ctx: &Context<'_>, patch: &serde_json::Value) -> Outcome {
     let l = leader(ctx).await?;
-    ctx.patroni.patch_config(&l.api_url, patch).await.map_err(|e| e.to_string())?;
+    ctx.patroni
+        .patch_config(&l.api_url, patch)
+        .await
+        .map_err(|e| e.to_string())?;
     // Every member watches the config key and applies it within about a second; a
     // `POST /reload` would only delay that (it is scheduled for the next loop).
     let params = patch
@@ -186,8 +219,14 @@ async fn await_config(
                 let lagging: Vec<String> = names
                     .iter()
                     .filter(|n| {
-                        let Some(s) = settings.get(*n) else { return true };
-                        let want = reload.get(*n).or_else(|| restart.get(*n)).cloned().unwrap_or_default();
+                        let Some(s) = settings.get(*n) else {
+                            return true;
+                        };
+                        let want = reload
+                            .get(*n)
+                            .or_else(|| restart.get(*n))
+                            .cloned()
+                            .unwrap_or_default();
                         let same = diff::same_setting(ctx.spec, n, &want, &s.setting);
                         !(same || (restart.contains_key(*n) && s.pending_restart))
                     })
@@ -201,14 +240,21 @@ async fn await_config(
             Err(e) => last = e.to_string(),
         }
         if Instant::now() >= deadline {
-            return Err(format!("member {name}: configuration not applied within {}s ({last})", ctx.gate_timeout.as_secs()));
+            return Err(format!(
+                "member {name}: configuration not applied within {}s ({last})",
+                ctx.gate_timeout.as_secs()
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
 fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'a>, String> {
-    let m = ctx.provider.layout().member(name).ok_or_else(|| format!("no member {name} in the layout"))?;
+    let m = ctx
+        .provider
+        .layout()
+        .member(name)
+        .ok_or_else(|| format!("no member {name} in the layout"))?;
     Ok(pg::Conn {
         host: HOST,
         port: m.pg_port,
@@ -226,25 +272,42 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     // A demoted primary has already restarted with the new configuration.
     let status = ctx.patroni.status(&url).await.map_err(|e| e.to_string())?;
     let by_patroni = crate::patroni::pending_restart(&status).0;
-    let by_pg = pg::pending_restarts(&conn).await.map_err(|e| format!("member {name}: {e}"))? > 0;
+    let by_pg = pg::pending_restarts(&conn)
+        .await
+        .map_err(|e| format!("member {name}: {e}"))?
+        > 0;
     if !by_patroni && !by_pg {
         return Ok(Some(format!("member {name} has no pending restart")));
     }
-    let answer = ctx.patroni.restart(&url, false).await.map_err(|e| e.to_string())?;
+    let answer = ctx
+        .patroni
+        .restart(&url, false)
+        .await
+        .map_err(|e| e.to_string())?;
     if !(200..300).contains(&answer.status) {
-        return Err(format!("restart of {name} answered {}: {}", answer.status, answer.body.trim()));
+        return Err(format!(
+            "restart of {name} answered {}: {}",
+            answer.status,
+            answer.body.trim()
+        ));
     }
     // Postcondition: it runs again, and neither PostgreSQL nor Patroni has a restart pending.
     let deadline = Instant::now() + ctx.gate_timeout;
     loop {
         if let Ok(s) = ctx.patroni.status(&url).await {
             let running = s.get("state").and_then(|v| v.as_str()) == Some("running");
-            if running && !crate::patroni::pending_restart(&s).0 && pg::pending_restarts(&conn).await.is_ok_and(|n| n == 0) {
+            if running
+                && !crate::patroni::pending_restart(&s).0
+                && pg::pending_restarts(&conn).await.is_ok_and(|n| n == 0)
+            {
                 return Ok(None);
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!("member {name} still waits for a restart after {}s", ctx.gate_timeout.as_secs()));
+            return Err(format!(
+                "member {name} still waits for a restart after {}s",
+                ctx.gate_timeout.as_secs()
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -254,7 +317,10 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
     let from = member(a)?;
     // Precondition: `from` leads and the candidate streams.
     let view = cluster_view(ctx).await?;
-    let leader = view.iter().find(|m| m.role == Role::Leader).map(|m| m.name.clone());
+    let leader = view
+        .iter()
+        .find(|m| m.role == Role::Leader)
+        .map(|m| m.name.clone());
     if leader.as_deref() != Some(from) {
         return Err(format!(
             "the plan switches over from {from}, but the leader is now {}",
@@ -263,10 +329,15 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
     }
     let cand = view.iter().find(|m| m.name == candidate);
     if !cand.is_some_and(|m| m.role == Role::Replica && m.state == "streaming") {
-        return Err(format!("switchover candidate {candidate} is not a streaming replica"));
+        return Err(format!(
+            "switchover candidate {candidate} is not a streaming replica"
+        ));
     }
     let url = api_url(ctx, from)?;
-    ctx.patroni.switchover(&url, from, candidate).await.map_err(|e| e.to_string())?;
+    ctx.patroni
+        .switchover(&url, from, candidate)
+        .await
+        .map_err(|e| e.to_string())?;
     // Postcondition: the candidate leads.
     let deadline = Instant::now() + ctx.gate_timeout;
     loop {
@@ -276,7 +347,10 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!("{candidate} did not become the leader within {}s", ctx.gate_timeout.as_secs()));
+            return Err(format!(
+                "{candidate} did not become the leader within {}s",
+                ctx.gate_timeout.as_secs()
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -290,8 +364,18 @@ async fn leader_now(ctx: &Context<'_>) -> Result<String, String> {
 /// the member keys `/cluster` is built from: a leader runs; a replica runs, streams, and its
 /// received WAL is within `max_lag` bytes of the leader's.
 async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<(), String> {
-    let status = ctx.patroni.status(&api_url(ctx, name)?).await.map_err(|e| e.to_string())?;
-    let field = |k: &str| status.get(k).and_then(|v| v.as_str()).unwrap_or("none").to_owned();
+    let status = ctx
+        .patroni
+        .status(&api_url(ctx, name)?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let field = |k: &str| {
+        status
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("none")
+            .to_owned()
+    };
     let (state, role) = (field("state"), field("role"));
     if state != "running" {
         return Err(format!("{role} {state}"));
@@ -300,17 +384,31 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
         Role::Leader => Ok(()),
         Role::Replica => {
             if field("replication_state") != "streaming" {
-                return Err(format!("replica, replication {}", field("replication_state")));
+                return Err(format!(
+                    "replica, replication {}",
+                    field("replication_state")
+                ));
             }
             let received = status
                 .pointer("/xlog/received_location")
                 .and_then(|v| v.as_u64())
                 .ok_or("replica without a received WAL location")?;
             let leader = leader(ctx).await?;
-            let lstatus = ctx.patroni.status(&api_url(ctx, &leader.name)?).await.map_err(|e| e.to_string())?;
-            let head = lstatus.pointer("/xlog/location").and_then(|v| v.as_u64()).unwrap_or(0);
+            let lstatus = ctx
+                .patroni
+                .status(&api_url(ctx, &leader.name)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            let head = lstatus
+                .pointer("/xlog/location")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
             let lag = head.saturating_sub(received);
-            if lag <= max_lag { Ok(()) } else { Err(format!("replica streaming, {lag} bytes behind")) }
+            if lag <= max_lag {
+                Ok(())
+            } else {
+                Err(format!("replica streaming, {lag} bytes behind"))
+            }
         }
         Role::Other => Err(format!("{role} {state}")),
     }
@@ -325,7 +423,10 @@ async fn await_healthy(a: &Action, ctx: &Context<'_>, max_lag: u64) -> Outcome {
             Err(e) => e,
         };
         if Instant::now() >= deadline {
-            return Err(format!("member {name} not healthy within {}s: {last}", ctx.gate_timeout.as_secs()));
+            return Err(format!(
+                "member {name} not healthy within {}s: {last}",
+                ctx.gate_timeout.as_secs()
+            ));
         }
         tokio::time::sleep(POLL).await;
     }

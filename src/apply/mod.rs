@@ -66,7 +66,10 @@ pub struct Recorder<'a> {
 
 impl Recorder<'_> {
     pub fn update(&self, f: impl FnOnce(&mut ClusterState)) -> Result<(), String> {
-        let mut guard = self.state.lock().map_err(|_| "state lock poisoned".to_owned())?;
+        let mut guard = self
+            .state
+            .lock()
+            .map_err(|_| "state lock poisoned".to_owned())?;
         f(&mut guard);
         self.store.save(&mut guard).map_err(|e| format!("{e:#}"))
     }
@@ -87,7 +90,12 @@ pub struct Context<'a> {
 }
 
 /// Execute `plan`: at most `parallelism` actions at once, in dependency order.
-pub async fn execute(plan: &Plan, ctx: &Context<'_>, parallelism: usize, reporter: &dyn Reporter) -> ApplyResult {
+pub async fn execute(
+    plan: &Plan,
+    ctx: &Context<'_>,
+    parallelism: usize,
+    reporter: &dyn Reporter,
+) -> ApplyResult {
     let parallelism = parallelism.max(1);
     let mut status: BTreeMap<&str, Status> = BTreeMap::new();
     let mut results: Vec<ActionResult> = Vec::new();
@@ -102,10 +110,12 @@ pub async fn execute(plan: &Plan, ctx: &Context<'_>, parallelism: usize, reporte
                 if started.contains(a.id.as_str()) {
                     continue;
                 }
-                let blocked = a
-                    .depends_on
-                    .iter()
-                    .find(|d| matches!(status.get(d.as_str()), Some(Status::Failed | Status::Skipped)));
+                let blocked = a.depends_on.iter().find(|d| {
+                    matches!(
+                        status.get(d.as_str()),
+                        Some(Status::Failed | Status::Skipped)
+                    )
+                });
                 if let Some(dep) = blocked {
                     started.insert(&a.id);
                     status.insert(&a.id, Status::Skipped);
@@ -122,7 +132,10 @@ pub async fn execute(plan: &Plan, ctx: &Context<'_>, parallelism: usize, reporte
                     progressed = true;
                     continue;
                 }
-                let ready = a.depends_on.iter().all(|d| status.get(d.as_str()) == Some(&Status::Done));
+                let ready = a
+                    .depends_on
+                    .iter()
+                    .all(|d| status.get(d.as_str()) == Some(&Status::Done));
                 if ready && running.len() < parallelism {
                     started.insert(&a.id);
                     reporter.started(a);
@@ -139,7 +152,9 @@ pub async fn execute(plan: &Plan, ctx: &Context<'_>, parallelism: usize, reporte
                 }
             }
         }
-        let Some((a, outcome, elapsed)) = running.next().await else { break };
+        let Some((a, outcome, elapsed)) = running.next().await else {
+            break;
+        };
         let (st, message) = match outcome {
             Ok(note) => (Status::Done, note),
             Err(e) => {
@@ -159,7 +174,13 @@ pub async fn execute(plan: &Plan, ctx: &Context<'_>, parallelism: usize, reporte
         reporter.finished(&r);
         results.push(r);
     }
-    let ids = |s: Status| results.iter().filter(|r| r.status == s).map(|r| r.id.clone()).collect();
+    let ids = |s: Status| {
+        results
+            .iter()
+            .filter(|r| r.status == s)
+            .map(|r| r.id.clone())
+            .collect()
+    };
     ApplyResult {
         done: ids(Status::Done),
         failed: ids(Status::Failed),

@@ -1,6 +1,9 @@
 //! Running commands: from parsed arguments to an `Outcome` (data for the JSON envelope, text
 //! for people, an exit code). All IO of the CLI edge lives here; the engine never prints.
 
+// `Failure` is the CLI edge's error, made at most once per run: its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,9 +18,15 @@ use crate::diff::fingerprint;
 use crate::observe::{self, model::Observation};
 use crate::output::{ErrorBody, Format, plan as plan_view, progress};
 use crate::patroni;
-use crate::plan::{self, Plan, saved::{SAVED_FORMAT, SavedPlan, StateRef}};
+use crate::plan::{
+    self, Plan,
+    saved::{SAVED_FORMAT, SavedPlan, StateRef},
+};
 use crate::providers::local::{Credentials, Local, config::SUPERUSER, layout::Layout};
-use crate::spec::{self, LoadedSpec, model::{ClusterSpec, Provider}};
+use crate::spec::{
+    self, LoadedSpec,
+    model::{ClusterSpec, Provider},
+};
 use crate::state::{ClusterState, StateError, StateStore};
 
 /// What a command produced.
@@ -30,7 +39,12 @@ pub struct Outcome {
 
 impl Outcome {
     fn ok(data: Value, human: String) -> Outcome {
-        Outcome { data, human, exit: 0, error: None }
+        Outcome {
+            data,
+            human,
+            exit: 0,
+            error: None,
+        }
     }
 }
 
@@ -45,7 +59,12 @@ pub struct Failure {
 
 impl Failure {
     fn new(code: &'static str, message: impl Into<String>) -> Failure {
-        Failure { code, message: message.into(), hint: None, data: Value::Null }
+        Failure {
+            code,
+            message: message.into(),
+            hint: None,
+            data: Value::Null,
+        }
     }
     fn hint(mut self, hint: impl Into<String>) -> Failure {
         self.hint = Some(hint.into());
@@ -76,7 +95,11 @@ impl Failure {
             },
             data: self.data,
             exit: 1,
-            error: Some(ErrorBody { code: self.code.to_owned(), message: self.message, hint: self.hint }),
+            error: Some(ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+                hint: self.hint,
+            }),
         }
     }
 }
@@ -105,12 +128,23 @@ pub fn supports(c: &Command, f: Format) -> bool {
 pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
     let result = match command {
         Command::Validate { file } => validate(&file),
-        Command::Plan { file, out, detailed_exitcode } => {
-            plan_cmd(g, format, &file, out.as_deref(), detailed_exitcode).await
-        }
-        Command::Apply { plan_file: Some(p), .. } => apply_saved(g, format, &p).await,
-        Command::Apply { file: Some(f), auto_approve, .. } => apply_spec(g, format, &f, auto_approve).await,
-        Command::Apply { .. } => Err(Failure::new("USAGE", "apply needs -f SPEC or a saved plan file")),
+        Command::Plan {
+            file,
+            out,
+            detailed_exitcode,
+        } => plan_cmd(g, format, &file, out.as_deref(), detailed_exitcode).await,
+        Command::Apply {
+            plan_file: Some(p), ..
+        } => apply_saved(g, format, &p).await,
+        Command::Apply {
+            file: Some(f),
+            auto_approve,
+            ..
+        } => apply_spec(g, format, &f, auto_approve).await,
+        Command::Apply { .. } => Err(Failure::new(
+            "USAGE",
+            "apply needs -f SPEC or a saved plan file",
+        )),
         Command::Destroy { file, confirm } => destroy(g, &file, confirm).await,
         Command::State(s) => state_cmd(g, s),
     };
@@ -158,7 +192,12 @@ fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
         if !names.insert(s.spec.metadata.name.clone()) {
             return Err(Failure::new(
                 "INVALID_SPEC",
-                format!("{}: cluster name `{}` is used by another spec in {}", s.path.display(), s.spec.metadata.name, path.display()),
+                format!(
+                    "{}: cluster name `{}` is used by another spec in {}",
+                    s.path.display(),
+                    s.spec.metadata.name,
+                    path.display()
+                ),
             ));
         }
     }
@@ -168,7 +207,14 @@ fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
 fn load_one(path: &Path, command: &str) -> Result<LoadedSpec, Failure> {
     let mut all = load_all(path)?;
     if all.len() != 1 {
-        return Err(Failure::new("USAGE", format!("{command} takes one spec file; {} holds {}", path.display(), all.len())));
+        return Err(Failure::new(
+            "USAGE",
+            format!(
+                "{command} takes one spec file; {} holds {}",
+                path.display(),
+                all.len()
+            ),
+        ));
     }
     Ok(all.remove(0))
 }
@@ -181,7 +227,13 @@ fn validate(path: &Path) -> Result<Outcome, Failure> {
         .collect();
     let human = loaded
         .iter()
-        .map(|s| format!("{}: valid (cluster {})\n", s.path.display(), s.spec.metadata.name))
+        .map(|s| {
+            format!(
+                "{}: valid (cluster {})\n",
+                s.path.display(),
+                s.spec.metadata.name
+            )
+        })
         .collect();
     Ok(Outcome::ok(json!({ "valid": true, "specs": names }), human))
 }
@@ -201,7 +253,11 @@ impl Cluster {
         let Provider::Local(local) = &spec.spec.provider;
         let layout = Layout::new(spec, local);
         let provider = Local::new(spec, &layout);
-        Cluster { spec: spec.clone(), layout, provider }
+        Cluster {
+            spec: spec.clone(),
+            layout,
+            provider,
+        }
     }
 
     fn name(&self) -> &str {
@@ -215,7 +271,11 @@ fn patroni_client() -> Result<patroni::Client, Failure> {
     patroni::Client::new(OBSERVE_TIMEOUT).map_err(|e| Failure::new("INTERNAL", e.to_string()))
 }
 
-async fn observe_cluster(c: &Cluster, creds: Option<&Credentials>, managed: &BTreeSet<String>) -> Result<Observation, Failure> {
+async fn observe_cluster(
+    c: &Cluster,
+    creds: Option<&Credentials>,
+    managed: &BTreeSet<String>,
+) -> Result<Observation, Failure> {
     let client = patroni_client()?;
     let (mut dcs, inventory) = c.provider.inventory();
     let mut params: BTreeSet<String> = c.spec.spec.postgres.parameters.keys().cloned().collect();
@@ -235,13 +295,24 @@ async fn observe_cluster(c: &Cluster, creds: Option<&Credentials>, managed: &BTr
     let mut obs = obs;
     obs.dcs = dcs;
     if obs.dcs.running && !obs.dcs.healthy {
-        obs.notes.push(format!("etcd at {} runs but is not healthy", obs.dcs.endpoint));
+        obs.notes.push(format!(
+            "etcd at {} runs but is not healthy",
+            obs.dcs.endpoint
+        ));
     }
     Ok(obs)
 }
 
-fn credentials(store: &StateStore, cluster: &str, create: bool) -> Result<Option<Credentials>, Failure> {
-    let secrets = if create { Some(store.secrets(cluster)?) } else { store.read_secrets(cluster)? };
+fn credentials(
+    store: &StateStore,
+    cluster: &str,
+    create: bool,
+) -> Result<Option<Credentials>, Failure> {
+    let secrets = if create {
+        Some(store.secrets(cluster)?)
+    } else {
+        store.read_secrets(cluster)?
+    };
     Ok(secrets.map(|s| Credentials {
         superuser: s.superuser_password.clone(),
         replication: s.replication_password.clone(),
@@ -258,10 +329,17 @@ struct Planned {
     plan: Plan,
 }
 
-async fn plan_one(store: &StateStore, loaded: &LoadedSpec, creds: Option<&Credentials>) -> Result<Planned, Failure> {
+async fn plan_one(
+    store: &StateStore,
+    loaded: &LoadedSpec,
+    creds: Option<&Credentials>,
+) -> Result<Planned, Failure> {
     let cluster = Cluster::new(&loaded.spec);
     let state = store.load(cluster.name())?;
-    let managed = state.as_ref().map(|s| s.managed_parameters.clone()).unwrap_or_default();
+    let managed = state
+        .as_ref()
+        .map(|s| s.managed_parameters.clone())
+        .unwrap_or_default();
     let creds = match creds {
         Some(c) => Some(c.clone()),
         None => credentials(store, cluster.name(), false)?,
@@ -291,15 +369,27 @@ fn saved_plan(p: &Planned) -> SavedPlan {
         spec_path: p.loaded_path.display().to_string(),
         spec_hash: p.spec_hash.clone(),
         spec: p.cluster.spec.clone(),
-        state: p.state.as_ref().map(|s| StateRef { lineage: s.lineage.clone(), serial: s.serial }),
+        state: p.state.as_ref().map(|s| StateRef {
+            lineage: s.lineage.clone(),
+            serial: s.serial,
+        }),
         fingerprints: fingerprint::fingerprints(&p.observation, touched.iter().map(String::as_str)),
         plan: p.plan.clone(),
     }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
     let io = |e: std::io::Error| Failure::new("IO_ERROR", format!("{}: {e}", path.display()));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
@@ -307,7 +397,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-async fn plan_cmd(g: &Global, format: Format, path: &Path, out: Option<&Path>, detailed: bool) -> Result<Outcome, Failure> {
+async fn plan_cmd(
+    g: &Global,
+    format: Format,
+    path: &Path,
+    out: Option<&Path>,
+    detailed: bool,
+) -> Result<Outcome, Failure> {
     let specs = load_all(path)?;
     let store = StateStore::new(&g.state_dir);
     let sem = tokio::sync::Semaphore::new(g.parallelism.max(1));
@@ -322,21 +418,33 @@ async fn plan_cmd(g: &Global, format: Format, path: &Path, out: Option<&Path>, d
     }
     if let Some(out) = out {
         if planned.len() != 1 {
-            return Err(Failure::new("USAGE", "--out saves the plan of one cluster; give one spec file"));
+            return Err(Failure::new(
+                "USAGE",
+                "--out saves the plan of one cluster; give one spec file",
+            ));
         }
         let saved = saved_plan(&planned[0]);
-        let bytes = serde_json::to_vec_pretty(&saved).map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&saved)
+            .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
         write_atomic(out, &bytes)?;
     }
     let plans: Vec<&Plan> = planned.iter().map(|p| &p.plan).collect();
     let pending = plans.iter().any(|p| !p.is_empty());
     let mut human = match format {
         Format::Dot => plan_view::dot(&plans.iter().map(|p| (*p).clone()).collect::<Vec<_>>()),
-        _ => plans.iter().map(|p| plan_view::table(p)).collect::<Vec<_>>().join("\n"),
+        _ => plans
+            .iter()
+            .map(|p| plan_view::table(p))
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
     if let Some(out) = out {
         if format != Format::Dot {
-            human.push_str(&format!("\nSaved the plan to {}. Apply exactly it with: pgdba apply {}\n", out.display(), out.display()));
+            human.push_str(&format!(
+                "\nSaved the plan to {}. Apply exactly it with: pgdba apply {}\n",
+                out.display(),
+                out.display()
+            ));
         }
     }
     let mut outcome = Outcome::ok(plan_data(&plans), human);
@@ -354,7 +462,11 @@ fn confirm(plan: &Plan) -> Result<(), Failure> {
         return Err(Failure::new("APPROVAL_REQUIRED", "apply asks for approval, and stdin is not a terminal")
             .hint("review the plan, then run with --auto-approve, or save it with `plan --out` and apply that file"));
     }
-    eprint!("{}\nDo you want to perform these actions on cluster {}? Only 'yes' will be accepted: ", plan_view::table(plan), plan.name);
+    eprint!(
+        "{}\nDo you want to perform these actions on cluster {}? Only 'yes' will be accepted: ",
+        plan_view::table(plan),
+        plan.name
+    );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -378,8 +490,12 @@ async fn execute(
         Some(s) => s,
         None => ClusterState::new(cluster.name(), "local"),
     };
-    let recorder = Recorder { store, state: Mutex::new(state) };
-    let client = patroni::Client::new(Duration::from_secs(120)).map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
+    let recorder = Recorder {
+        store,
+        state: Mutex::new(state),
+    };
+    let client = patroni::Client::new(Duration::from_secs(120))
+        .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
     let ctx = apply::Context {
         spec: &cluster.spec,
         provider: &cluster.provider,
@@ -389,22 +505,30 @@ async fn execute(
         gate_timeout: gate_timeout(&cluster.spec),
     };
     let bars;
-    let reporter: &dyn Reporter = if format == Format::Table && std::io::stderr().is_terminal() && !plan.actions.is_empty() {
-        bars = progress::Bars::new(plan.actions.len());
-        &bars
-    } else {
-        &progress::Quiet
-    };
+    let reporter: &dyn Reporter =
+        if format == Format::Table && std::io::stderr().is_terminal() && !plan.actions.is_empty() {
+            bars = progress::Bars::new(plan.actions.len());
+            &bars
+        } else {
+            &progress::Quiet
+        };
     let result = apply::execute(plan, &ctx, g.parallelism, reporter).await;
     if result.succeeded() {
-        recorder.update(|s| s.spec_hash = Some(spec_hash.to_owned())).map_err(|e| Failure::new("STATE_ERROR", e))?;
+        recorder
+            .update(|s| s.spec_hash = Some(spec_hash.to_owned()))
+            .map_err(|e| Failure::new("STATE_ERROR", e))?;
     }
     let serial = recorder.snapshot().map(|s| s.serial);
     let data = json!({ "cluster": plan.name, "summary": plan.summary, "result": result, "state_serial": serial });
     let mut human = String::new();
     for r in &result.actions {
         if r.status != apply::Status::Done {
-            human.push_str(&format!("  {:?} {}: {}\n", r.status, r.id, r.message.clone().unwrap_or_default()));
+            human.push_str(&format!(
+                "  {:?} {}: {}\n",
+                r.status,
+                r.id,
+                r.message.clone().unwrap_or_default()
+            ));
         }
     }
     if result.succeeded() {
@@ -440,43 +564,89 @@ fn gate_timeout(spec: &ClusterSpec) -> Duration {
     Duration::from_secs(u64::from(p.ttl + p.loop_wait) * 2 + 60)
 }
 
-async fn apply_spec(g: &Global, format: Format, path: &Path, auto_approve: bool) -> Result<Outcome, Failure> {
+async fn apply_spec(
+    g: &Global,
+    format: Format,
+    path: &Path,
+    auto_approve: bool,
+) -> Result<Outcome, Failure> {
     let loaded = load_one(path, "apply")?;
     let store = StateStore::new(&g.state_dir);
     let name = loaded.spec.metadata.name.clone();
     let _lock = store.lock(&name, "apply")?;
-    let creds = credentials(&store, &name, true)?.ok_or_else(|| Failure::new("STATE_ERROR", "no credentials"))?;
+    let creds = credentials(&store, &name, true)?
+        .ok_or_else(|| Failure::new("STATE_ERROR", "no credentials"))?;
     let planned = plan_one(&store, &loaded, Some(&creds)).await?;
     if !auto_approve && !planned.plan.is_empty() {
         confirm(&planned.plan)?;
     }
-    execute(g, format, &store, &planned.cluster, &planned.spec_hash, &planned.plan, &creds).await
+    execute(
+        g,
+        format,
+        &store,
+        &planned.cluster,
+        &planned.spec_hash,
+        &planned.plan,
+        &creds,
+    )
+    .await
 }
 
 async fn apply_saved(g: &Global, format: Format, path: &Path) -> Result<Outcome, Failure> {
-    let bytes = std::fs::read(path).map_err(|e| Failure::new("IO_ERROR", format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::new("IO_ERROR", format!("{}: {e}", path.display())))?;
     let saved: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| {
-        Failure::new("INVALID_PLAN", format!("{}:{}:{}: not a saved pgdba plan: {e}", path.display(), e.line(), e.column()))
+        Failure::new(
+            "INVALID_PLAN",
+            format!(
+                "{}:{}:{}: not a saved pgdba plan: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ),
+        )
     })?;
     if saved.format != SAVED_FORMAT {
-        return Err(Failure::new("INVALID_PLAN", format!("{}: plan format {} is not {SAVED_FORMAT}", path.display(), saved.format)));
+        return Err(Failure::new(
+            "INVALID_PLAN",
+            format!(
+                "{}: plan format {} is not {SAVED_FORMAT}",
+                path.display(),
+                saved.format
+            ),
+        ));
     }
     let store = StateStore::new(&g.state_dir);
     let name = saved.spec.metadata.name.clone();
     let _lock = store.lock(&name, "apply")?;
     let state = store.load(&name)?;
-    let now = state.as_ref().map(|s| StateRef { lineage: s.lineage.clone(), serial: s.serial });
+    let now = state.as_ref().map(|s| StateRef {
+        lineage: s.lineage.clone(),
+        serial: s.serial,
+    });
     if now != saved.state {
-        let show = |s: &Option<StateRef>| s.as_ref().map_or("no state".to_owned(), |s| format!("lineage {} serial {}", s.lineage, s.serial));
+        let show = |s: &Option<StateRef>| {
+            s.as_ref().map_or("no state".to_owned(), |s| {
+                format!("lineage {} serial {}", s.lineage, s.serial)
+            })
+        };
         return Err(Failure::new(
             "STALE_PLAN",
-            format!("the plan was made against {} of cluster {name}; the state is now at {}", show(&saved.state), show(&now)),
+            format!(
+                "the plan was made against {} of cluster {name}; the state is now at {}",
+                show(&saved.state),
+                show(&now)
+            ),
         )
         .hint("run `pgdba plan` again and review the new plan"));
     }
-    let creds = credentials(&store, &name, true)?.ok_or_else(|| Failure::new("STATE_ERROR", "no credentials"))?;
+    let creds = credentials(&store, &name, true)?
+        .ok_or_else(|| Failure::new("STATE_ERROR", "no credentials"))?;
     let cluster = Cluster::new(&saved.spec);
-    let managed = state.as_ref().map(|s| s.managed_parameters.clone()).unwrap_or_default();
+    let managed = state
+        .as_ref()
+        .map(|s| s.managed_parameters.clone())
+        .unwrap_or_default();
     let obs = observe_cluster(&cluster, Some(&creds), &managed).await?;
     let changed: Vec<&String> = saved
         .fingerprints
@@ -489,13 +659,26 @@ async fn apply_saved(g: &Global, format: Format, path: &Path) -> Result<Outcome,
             "STALE_PLAN",
             format!(
                 "what the plan touches changed since it was made: {}",
-                changed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                changed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
         .hint("run `pgdba plan` again and review the new plan")
         .data(json!({ "changed": changed })));
     }
-    execute(g, format, &store, &cluster, &saved.spec_hash, &saved.plan, &creds).await
+    execute(
+        g,
+        format,
+        &store,
+        &cluster,
+        &saved.spec_hash,
+        &saved.plan,
+        &creds,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -505,23 +688,46 @@ async fn destroy(g: &Global, path: &Path, confirmed: bool) -> Result<Outcome, Fa
     let loaded = load_one(path, "destroy")?;
     let name = loaded.spec.metadata.name.clone();
     if loaded.spec.metadata.labels.get("env").map(String::as_str) == Some("production") {
-        return Err(Failure::new("PROTECTED", format!("cluster {name} is labelled env: production; pgdba does not destroy it"))
-            .hint("remove the label in the spec first if you really mean it"));
+        return Err(Failure::new(
+            "PROTECTED",
+            format!("cluster {name} is labelled env: production; pgdba does not destroy it"),
+        )
+        .hint("remove the label in the spec first if you really mean it"));
     }
     if !confirmed {
-        return Err(Failure::new("CONFIRMATION_REQUIRED", format!("destroy removes every member, the DCS and all data of cluster {name}"))
-            .hint("add --confirm"));
+        return Err(Failure::new(
+            "CONFIRMATION_REQUIRED",
+            format!("destroy removes every member, the DCS and all data of cluster {name}"),
+        )
+        .hint("add --confirm"));
     }
     let store = StateStore::new(&g.state_dir);
     let _lock = store.lock(&name, "destroy")?;
     let Some(state) = store.load(&name)? else {
-        return Err(Failure::new("NOT_MANAGED", format!("there is no state for cluster {name} in {}: pgdba did not create it", g.state_dir.display())));
+        return Err(Failure::new(
+            "NOT_MANAGED",
+            format!(
+                "there is no state for cluster {name} in {}: pgdba did not create it",
+                g.state_dir.display()
+            ),
+        ));
     };
     let cluster = Cluster::new(&loaded.spec);
-    cluster.provider.destroy().await.map_err(|e| Failure::new("DESTROY_FAILED", format!("{e:#}")))?;
+    cluster
+        .provider
+        .destroy()
+        .await
+        .map_err(|e| Failure::new("DESTROY_FAILED", format!("{e:#}")))?;
     store.remove(&name)?;
     let data = json!({ "cluster": name, "destroyed": { "members": state.members.iter().map(|m| &m.name).collect::<Vec<_>>(), "data_dir": cluster.layout.root } });
-    Ok(Outcome::ok(data, format!("Destroyed cluster {name}: {} members, its etcd and {}.\n", state.members.len(), cluster.layout.root.display())))
+    Ok(Outcome::ok(
+        data,
+        format!(
+            "Destroyed cluster {name}: {} members, its etcd and {}.\n",
+            state.members.len(),
+            cluster.layout.root.display()
+        ),
+    ))
 }
 
 fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
@@ -531,7 +737,10 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
             let list = store.list()?;
             let mut human = String::new();
             for s in &list {
-                human.push_str(&format!("{}\tserial {}\t{} members\t{}\n", s.cluster, s.serial, s.members, s.updated_at));
+                human.push_str(&format!(
+                    "{}\tserial {}\t{} members\t{}\n",
+                    s.cluster, s.serial, s.members, s.updated_at
+                ));
             }
             if list.is_empty() {
                 human.push_str(&format!("no clusters in {}\n", g.state_dir.display()));
@@ -539,25 +748,44 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
             Ok(Outcome::ok(json!({ "clusters": list }), human))
         }
         StateCommand::Show { name } => {
-            let state = store.load(&name)?.ok_or_else(|| Failure::new("NOT_FOUND", format!("no state for cluster {name} in {}", g.state_dir.display())))?;
+            let state = store.load(&name)?.ok_or_else(|| {
+                Failure::new(
+                    "NOT_FOUND",
+                    format!("no state for cluster {name} in {}", g.state_dir.display()),
+                )
+            })?;
             let lock = store.read_lock(&name)?;
-            let mut data = serde_json::to_value(&state).map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
+            let mut data = serde_json::to_value(&state)
+                .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
             if let Value::Object(o) = &mut data {
-                o.insert("lock".to_owned(), serde_json::to_value(&lock).unwrap_or(Value::Null));
+                o.insert(
+                    "lock".to_owned(),
+                    serde_json::to_value(&lock).unwrap_or(Value::Null),
+                );
             }
             let human = serde_yaml::to_string(&data).unwrap_or_default();
             Ok(Outcome::ok(data, human))
         }
         StateCommand::Unlock { name, force } => {
             if !force {
-                return Err(Failure::new("CONFIRMATION_REQUIRED", format!("unlocking cluster {name} can let two runs change it at once")).hint("add --force"));
+                return Err(Failure::new(
+                    "CONFIRMATION_REQUIRED",
+                    format!("unlocking cluster {name} can let two runs change it at once"),
+                )
+                .hint("add --force"));
             }
             let removed = store.force_unlock(&name)?;
             let human = match &removed {
-                Some(l) => format!("Removed the lock of cluster {name} held by {}@{} pid {}.\n", l.owner, l.host, l.pid),
+                Some(l) => format!(
+                    "Removed the lock of cluster {name} held by {}@{} pid {}.\n",
+                    l.owner, l.host, l.pid
+                ),
                 None => format!("Cluster {name} was not locked.\n"),
             };
-            Ok(Outcome::ok(json!({ "cluster": name, "removed": removed }), human))
+            Ok(Outcome::ok(
+                json!({ "cluster": name, "removed": removed }),
+                human,
+            ))
         }
     }
 }

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::output::Format;
 
 #[derive(Debug, Parser)]
-#[command(name = "pgdba", version, about = "Declarative desired state for PostgreSQL HA clusters (Patroni, etcd)")]
+#[command(
+    name = "pgdba",
+    version,
+    about = "Declarative desired state for PostgreSQL HA clusters (Patroni, etcd)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -23,7 +27,12 @@ pub struct Global {
     #[arg(long, global = true, value_enum)]
     pub format: Option<Format>,
     /// Where pgdba keeps its state.
-    #[arg(long, global = true, env = "PGDBA_STATE_DIR", default_value = "./state")]
+    #[arg(
+        long,
+        global = true,
+        env = "PGDBA_STATE_DIR",
+        default_value = "./state"
+    )]
     pub state_dir: PathBuf,
     /// More logging on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -229,7 +229,11 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
             }
             continue;
         }
-        let role = if bootstrap_pending { "primary" } else { "replica" };
+        let role = if bootstrap_pending {
+            "primary"
+        } else {
+            "replica"
+        };
         bootstrap_pending = false;
         changes.push(Change {
             address: member_address(&m.name),
@@ -252,9 +256,16 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
             action: ChangeAction::Delete,
             before: Some(json!({ "role": if is_leader { "leader" } else { "replica" } })),
             after: None,
-            apply_via: if is_leader { ApplyVia::Switchover } else { ApplyVia::Provider },
+            apply_via: if is_leader {
+                ApplyVia::Switchover
+            } else {
+                ApplyVia::Provider
+            },
             reason: if is_leader {
-                format!("{}; it leads, so the leader moves first", replicas_reason(spec.spec.replicas))
+                format!(
+                    "{}; it leads, so the leader moves first",
+                    replicas_reason(spec.spec.replicas)
+                )
             } else {
                 replicas_reason(spec.spec.replicas)
             },
@@ -290,7 +301,11 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
             if observed.as_deref() != Some(value.to_string().as_str()) {
                 changes.push(Change {
                     address: patroni_address(key),
-                    action: if observed.is_some() { ChangeAction::Update } else { ChangeAction::Create },
+                    action: if observed.is_some() {
+                        ChangeAction::Update
+                    } else {
+                        ChangeAction::Create
+                    },
                     before: observed.map(|o| o.parse::<u64>().map_or(json!(o), |n| json!(n))),
                     after: Some(json!(value)),
                     apply_via: ApplyVia::Reload,
@@ -301,16 +316,25 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
         for (name, value) in &spec.spec.postgres.parameters {
             let want = value.to_conf_string();
             let observed = view.dcs_parameter(name);
-            let same = observed.as_deref().is_some_and(|o| same_value(spec, name, &want, o));
+            let same = observed
+                .as_deref()
+                .is_some_and(|o| same_value(spec, name, &want, o));
             if !same {
                 let context = parameter_context(spec, name);
                 changes.push(Change {
                     address: parameter_address(name),
-                    action: if observed.is_some() { ChangeAction::Update } else { ChangeAction::Create },
+                    action: if observed.is_some() {
+                        ChangeAction::Update
+                    } else {
+                        ChangeAction::Create
+                    },
                     before: observed.map(Value::String),
                     after: Some(Value::String(want)),
                     apply_via: via_for_context(context),
-                    reason: format!("differs from the DCS configuration (context: {})", context.as_str()),
+                    reason: format!(
+                        "differs from the DCS configuration (context: {})",
+                        context.as_str()
+                    ),
                 });
             }
         }
@@ -345,7 +369,9 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                 if !pending || !desired.contains(&m.name) {
                     continue;
                 }
-                let reasons = own.map(|o| o.pending_restart_reason.join(", ")).unwrap_or_default();
+                let reasons = own
+                    .map(|o| o.pending_restart_reason.join(", "))
+                    .unwrap_or_default();
                 changes.push(Change {
                     address: member_address(&m.name),
                     action: ChangeAction::Update,

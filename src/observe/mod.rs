@@ -42,7 +42,13 @@ async fn observe_member(
     let config = ctx.patroni.config(&api_url);
     let settings = async {
         let (user, password) = ctx.superuser?;
-        let conn = pg::Conn { host: model_host(), port: pg_port, user, password, timeout: ctx.timeout };
+        let conn = pg::Conn {
+            host: model_host(),
+            port: pg_port,
+            user,
+            password,
+            timeout: ctx.timeout,
+        };
         Some(pg::settings(&conn, params).await.map_err(|e| e.to_string()))
     };
     let (status, cluster, config, settings) = tokio::join!(status, cluster, config, settings);
@@ -70,7 +76,13 @@ pub async fn observe(
     // Probe the members whose process runs: the spec's and any extra the provider has.
     let probes = inventory.iter().filter(|m| m.running).filter_map(|m| {
         let l = ctx.layout.member(&m.name)?;
-        Some(observe_member(ctx, m.name.clone(), l.api_url(), l.pg_port, params))
+        Some(observe_member(
+            ctx,
+            m.name.clone(),
+            l.api_url(),
+            l.pg_port,
+            params,
+        ))
     });
     let answers = tokio::time::timeout(ctx.timeout * 2, join_all(probes)).await;
     let answers = match answers {
@@ -81,14 +93,20 @@ pub async fn observe(
         }
     };
     for m in inventory.iter().filter(|m| m.exists && !m.running) {
-        notes.push(format!("member {} is stopped (its Patroni is not running)", m.name));
+        notes.push(format!(
+            "member {} is stopped (its Patroni is not running)",
+            m.name
+        ));
     }
 
     let mut members = BTreeMap::new();
     let mut view: Option<PatroniView> = None;
     let mut config_from_leader = false;
     for a in answers {
-        let mut member = Member { name: a.name.clone(), ..Member::default() };
+        let mut member = Member {
+            name: a.name.clone(),
+            ..Member::default()
+        };
         match &a.status {
             Ok(status) => {
                 member.api_reachable = true;
@@ -114,8 +132,13 @@ pub async fn observe(
             .is_some_and(|r| patroni::parse_role(r) == Role::Leader);
         if let Some(cluster) = a.cluster {
             if view.is_none() || (is_leader && !config_from_leader) {
-                let config = a.config.or_else(|| view.as_ref().and_then(|v| v.config.clone()));
-                view = Some(PatroniView { members: cluster, config });
+                let config = a
+                    .config
+                    .or_else(|| view.as_ref().and_then(|v| v.config.clone()));
+                view = Some(PatroniView {
+                    members: cluster,
+                    config,
+                });
                 config_from_leader = is_leader;
             }
         }
@@ -129,12 +152,17 @@ pub async fn observe(
                 Role::Other => false,
             };
             if !healthy {
-                notes.push(format!("member {} is {:?} and {}", m.name, m.role, m.state).to_lowercase());
+                notes.push(
+                    format!("member {} is {:?} and {}", m.name, m.role, m.state).to_lowercase(),
+                );
             }
         }
         for m in inventory.iter().filter(|m| m.running) {
             if v.member(&m.name).is_none() {
-                notes.push(format!("member {} runs but Patroni does not list it", m.name));
+                notes.push(format!(
+                    "member {} runs but Patroni does not list it",
+                    m.name
+                ));
             }
         }
     }

@@ -79,7 +79,12 @@ impl PatroniView {
     }
     /// `postgresql.parameters.<name>` of the DCS config, as a string.
     pub fn dcs_parameter(&self, name: &str) -> Option<String> {
-        let v = self.config.as_ref()?.get("postgresql")?.get("parameters")?.get(name)?;
+        let v = self
+            .config
+            .as_ref()?
+            .get("postgresql")?
+            .get("parameters")?
+            .get(name)?;
         json_scalar_string(v)
     }
     /// A top-level key of the DCS config (`ttl`, `loop_wait`, ...), as a string.

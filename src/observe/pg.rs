@@ -37,7 +37,10 @@ impl Conn<'_> {
     }
 }
 
-pub async fn settings(conn: &Conn<'_>, names: &[String]) -> Result<BTreeMap<String, PgSetting>, tokio_postgres::Error> {
+pub async fn settings(
+    conn: &Conn<'_>,
+    names: &[String],
+) -> Result<BTreeMap<String, PgSetting>, tokio_postgres::Error> {
     let client = conn.connect().await?;
     let rows = client
         .query(
@@ -67,13 +70,19 @@ pub async fn settings(conn: &Conn<'_>, names: &[String]) -> Result<BTreeMap<Stri
 pub async fn pending_restarts(conn: &Conn<'_>) -> Result<i64, tokio_postgres::Error> {
     let client = conn.connect().await?;
     let row = client
-        .query_one("SELECT count(*) FROM pg_settings WHERE pending_restart", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_settings WHERE pending_restart",
+            &[],
+        )
         .await?;
     row.try_get(0)
 }
 
 /// Create a physical replication slot reserving WAL now, unless it exists.
-pub async fn ensure_physical_slot(conn: &Conn<'_>, slot: &str) -> Result<(), tokio_postgres::Error> {
+pub async fn ensure_physical_slot(
+    conn: &Conn<'_>,
+    slot: &str,
+) -> Result<(), tokio_postgres::Error> {
     let client = conn.connect().await?;
     client
         .execute(

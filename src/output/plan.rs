@@ -29,7 +29,9 @@ fn show(v: &Value) -> String {
 }
 
 fn multiline(v: &Option<Value>) -> Option<&str> {
-    v.as_ref().and_then(Value::as_str).filter(|s| s.contains('\n'))
+    v.as_ref()
+        .and_then(Value::as_str)
+        .filter(|s| s.contains('\n'))
 }
 
 fn change_line(c: &Change, width: usize) -> String {
@@ -55,7 +57,10 @@ fn change_line(c: &Change, width: usize) -> String {
         c.apply_via.as_str(),
         mark
     );
-    if let (Some(b), Some(a)) = (multiline(&c.before).or(Some("")), multiline(&c.after).or(Some(""))) {
+    if let (Some(b), Some(a)) = (
+        multiline(&c.before).or(Some("")),
+        multiline(&c.after).or(Some("")),
+    ) {
         if multiline(&c.before).is_some() || multiline(&c.after).is_some() {
             let diff = similar::TextDiff::from_lines(b, a);
             for l in diff.unified_diff().context_radius(3).to_string().lines() {
@@ -84,18 +89,36 @@ pub fn table(plan: &Plan) -> String {
         let _ = writeln!(out, "note: {n}");
     }
     if plan.is_empty() {
-        let _ = writeln!(out, "cluster {}: {}", plan.name, summary_line(&plan.summary, true));
+        let _ = writeln!(
+            out,
+            "cluster {}: {}",
+            plan.name,
+            summary_line(&plan.summary, true)
+        );
         return out;
     }
-    let _ = writeln!(out, "cluster {}: pgdba will make these changes:\n", plan.name);
-    let width = plan.changes.iter().map(|c| c.address.len()).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "cluster {}: pgdba will make these changes:\n",
+        plan.name
+    );
+    let width = plan
+        .changes
+        .iter()
+        .map(|c| c.address.len())
+        .max()
+        .unwrap_or(0);
     for c in &plan.changes {
         let _ = writeln!(out, "{}", change_line(c, width));
         let _ = writeln!(out, "      # {}", c.reason);
     }
     let _ = writeln!(out, "\nActions, in dependency order:");
     for (i, a) in plan.actions.iter().enumerate() {
-        let mark = a.kind.disruption().map(|d| format!("  [{d}]")).unwrap_or_default();
+        let mark = a
+            .kind
+            .disruption()
+            .map(|d| format!("  [{d}]"))
+            .unwrap_or_default();
         let extra = match &a.kind {
             ActionKind::Switchover { candidate } => format!(" -> {candidate}"),
             ActionKind::CreateMember { bootstrap: true } => " (bootstrap)".to_owned(),
@@ -115,9 +138,15 @@ pub fn table(plan: &Plan) -> String {
 /// The action graph in Graphviz DOT.
 pub fn dot(plans: &[Plan]) -> String {
     let mut g: DiGraph<String, ()> = DiGraph::new();
-    let mut out = String::from("digraph pgdba {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let mut out = String::from(
+        "digraph pgdba {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
     for plan in plans {
-        let idx: Vec<NodeIndex> = plan.actions.iter().map(|a| g.add_node(format!("{}/{}", plan.name, a.id))).collect();
+        let idx: Vec<NodeIndex> = plan
+            .actions
+            .iter()
+            .map(|a| g.add_node(format!("{}/{}", plan.name, a.id)))
+            .collect();
         for (i, a) in plan.actions.iter().enumerate() {
             for d in &a.depends_on {
                 if let Some(j) = plan.actions.iter().position(|x| &x.id == d) {
@@ -129,7 +158,11 @@ pub fn dot(plans: &[Plan]) -> String {
                 Some(_) => ", style=filled, fillcolor=\"#ffb6c1\"",
                 None => "",
             };
-            let _ = writeln!(out, "  \"{}\" [label=\"{}\\n{}\"{style}];", g[idx[i]], a.id, a.target);
+            let _ = writeln!(
+                out,
+                "  \"{}\" [label=\"{}\\n{}\"{style}];",
+                g[idx[i]], a.id, a.target
+            );
         }
     }
     for e in g.edge_indices() {

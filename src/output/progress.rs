@@ -37,14 +37,21 @@ impl Bars {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        Bars { multi, total, running: Mutex::new(BTreeMap::new()) }
+        Bars {
+            multi,
+            total,
+            running: Mutex::new(BTreeMap::new()),
+        }
     }
 }
 
 impl Reporter for Bars {
     fn started(&self, a: &Action) {
         let pb = self.multi.add(ProgressBar::new_spinner());
-        pb.set_style(ProgressStyle::with_template("  {spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        pb.set_style(
+            ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         pb.set_message(a.id.clone());
         pb.enable_steady_tick(Duration::from_millis(120));
         if let Ok(mut r) = self.running.lock() {
@@ -62,11 +69,13 @@ impl Reporter for Bars {
             "  {mark:<7} {} ({:.1}s){}",
             r.id,
             r.duration_ms as f64 / 1000.0,
-            r.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+            r.message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
         );
-        match pb {
-            Some(pb) => pb.finish_and_clear(),
-            None => {}
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
         }
         let _ = self.multi.println(line);
         self.total.inc(1);

@@ -16,7 +16,11 @@ pub enum PatroniError {
         source: reqwest::Error,
     },
     #[error("{url} answered {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("{url}: unexpected answer: {what}")]
     Shape { url: String, what: String },
 }
@@ -40,7 +44,10 @@ impl Client {
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .no_proxy()
             .build()
-            .map_err(|source| PatroniError::Http { url: String::new(), source })?;
+            .map_err(|source| PatroniError::Http {
+                url: String::new(),
+                source,
+            })?;
         Ok(Client { http })
     }
 
@@ -51,20 +58,33 @@ impl Client {
             .get(&url)
             .send()
             .await
-            .map_err(|source| PatroniError::Http { url: url.clone(), source })?;
+            .map_err(|source| PatroniError::Http {
+                url: url.clone(),
+                source,
+            })?;
         // /patroni answers 503 for a member that is not running but still describes it.
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|source| PatroniError::Http { url: url.clone(), source })?;
+        let text = resp.text().await.map_err(|source| PatroniError::Http {
+            url: url.clone(),
+            source,
+        })?;
         match serde_json::from_str(&text) {
             Ok(v) => Ok(v),
-            Err(_) => Err(PatroniError::Status { url, status, body: text }),
+            Err(_) => Err(PatroniError::Status {
+                url,
+                status,
+                body: text,
+            }),
         }
     }
 
-    async fn send(&self, method: reqwest::Method, api_url: &str, path: &str, body: &Value) -> Result<Answer, PatroniError> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        api_url: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Answer, PatroniError> {
         let url = format!("{api_url}{path}");
         let resp = self
             .http
@@ -72,22 +92,28 @@ impl Client {
             .json(body)
             .send()
             .await
-            .map_err(|source| PatroniError::Http { url: url.clone(), source })?;
+            .map_err(|source| PatroniError::Http {
+                url: url.clone(),
+                source,
+            })?;
         let status = resp.status().as_u16();
-        let body = resp
-            .text()
-            .await
-            .map_err(|source| PatroniError::Http { url: url.clone(), source })?;
+        let body = resp.text().await.map_err(|source| PatroniError::Http {
+            url: url.clone(),
+            source,
+        })?;
         Ok(Answer { status, body })
     }
 
     /// `GET /cluster`: every member as Patroni sees it.
     pub async fn cluster(&self, api_url: &str) -> Result<Vec<PatroniMember>, PatroniError> {
         let v = self.get(api_url, "/cluster").await?;
-        let members = v.get("members").and_then(Value::as_array).ok_or_else(|| PatroniError::Shape {
-            url: format!("{api_url}/cluster"),
-            what: "no `members` list".to_owned(),
-        })?;
+        let members =
+            v.get("members")
+                .and_then(Value::as_array)
+                .ok_or_else(|| PatroniError::Shape {
+                    url: format!("{api_url}/cluster"),
+                    what: "no `members` list".to_owned(),
+                })?;
         Ok(members.iter().filter_map(parse_member).collect())
     }
 
@@ -103,26 +129,42 @@ impl Client {
 
     /// `PATCH /config`.
     pub async fn patch_config(&self, api_url: &str, patch: &Value) -> Result<Answer, PatroniError> {
-        let a = self.send(reqwest::Method::PATCH, api_url, "/config", patch).await?;
+        let a = self
+            .send(reqwest::Method::PATCH, api_url, "/config", patch)
+            .await?;
         ok_or_status(api_url, "/config", a)
     }
 
     /// `POST /restart`, only when a restart is pending if `pending_only`.
     pub async fn restart(&self, api_url: &str, pending_only: bool) -> Result<Answer, PatroniError> {
-        let body = if pending_only { json!({ "restart_pending": true }) } else { json!({}) };
-        self.send(reqwest::Method::POST, api_url, "/restart", &body).await
+        let body = if pending_only {
+            json!({ "restart_pending": true })
+        } else {
+            json!({})
+        };
+        self.send(reqwest::Method::POST, api_url, "/restart", &body)
+            .await
     }
 
     /// `POST /switchover` from `leader` to `candidate`.
-    pub async fn switchover(&self, api_url: &str, leader: &str, candidate: &str) -> Result<Answer, PatroniError> {
+    pub async fn switchover(
+        &self,
+        api_url: &str,
+        leader: &str,
+        candidate: &str,
+    ) -> Result<Answer, PatroniError> {
         let body = json!({ "leader": leader, "candidate": candidate });
-        let a = self.send(reqwest::Method::POST, api_url, "/switchover", &body).await?;
+        let a = self
+            .send(reqwest::Method::POST, api_url, "/switchover", &body)
+            .await?;
         ok_or_status(api_url, "/switchover", a)
     }
 
     /// `POST /reload`: re-read the configuration now instead of at the next loop.
     pub async fn reload(&self, api_url: &str) -> Result<Answer, PatroniError> {
-        let a = self.send(reqwest::Method::POST, api_url, "/reload", &json!({})).await?;
+        let a = self
+            .send(reqwest::Method::POST, api_url, "/reload", &json!({}))
+            .await?;
         ok_or_status(api_url, "/reload", a)
     }
 }
@@ -131,7 +173,11 @@ fn ok_or_status(api_url: &str, path: &str, a: Answer) -> Result<Answer, PatroniE
     if (200..300).contains(&a.status) {
         Ok(a)
     } else {
-        Err(PatroniError::Status { url: format!("{api_url}{path}"), status: a.status, body: a.body })
+        Err(PatroniError::Status {
+            url: format!("{api_url}{path}"),
+            status: a.status,
+            body: a.body,
+        })
     }
 }
 
@@ -149,19 +195,37 @@ fn parse_member(v: &Value) -> Option<PatroniMember> {
     Some(PatroniMember {
         name: v.get("name")?.as_str()?.to_owned(),
         role: parse_role(v.get("role").and_then(Value::as_str).unwrap_or_default()),
-        state: v.get("state").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
-        host: v.get("host").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        port: v.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+        state: v
+            .get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned(),
+        host: v
+            .get("host")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        port: v
+            .get("port")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0),
         api_url: api_url.trim_end_matches("/patroni").to_owned(),
         lag: v.get("lag").and_then(Value::as_u64),
-        pending_restart: v.get("pending_restart").and_then(Value::as_bool).unwrap_or(false),
+        pending_restart: v
+            .get("pending_restart")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         timeline: v.get("timeline").and_then(Value::as_u64),
     })
 }
 
 /// `pending_restart` and its reasons (parameter names) from a `/patroni` answer.
 pub fn pending_restart(status: &Value) -> (bool, Vec<String>) {
-    let pending = status.get("pending_restart").and_then(Value::as_bool).unwrap_or(false);
+    let pending = status
+        .get("pending_restart")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let reasons = status
         .get("pending_restart_reason")
         .and_then(Value::as_object)

@@ -30,7 +30,13 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, kind: ActionKind, target: &str, deps: &[String], changes: Vec<String>) -> String {
+    fn add(
+        &mut self,
+        kind: ActionKind,
+        target: &str,
+        deps: &[String],
+        changes: Vec<String>,
+    ) -> String {
         let short = target.split_once('.').map_or(target, |(_, n)| n);
         let base = format!("{}:{}", kind.name(), short);
         let mut id = base.clone();
@@ -64,7 +70,12 @@ impl Builder {
     ) -> String {
         let target = diff::member_address(member);
         let id = self.add(kind, &target, deps, changes);
-        self.add(ActionKind::AwaitHealthy { max_lag }, &target, &[id], Vec::new())
+        self.add(
+            ActionKind::AwaitHealthy { max_lag },
+            &target,
+            &[id],
+            Vec::new(),
+        )
     }
 }
 
@@ -128,7 +139,13 @@ fn switchover_candidate(obs: &Observation, excluded: &BTreeSet<String>) -> Optio
         .iter()
         .filter(|m| m.role == Role::Replica && !excluded.contains(&m.name))
         .collect();
-    replicas.sort_by_key(|m| (m.state != "streaming", m.lag.unwrap_or(u64::MAX), m.name.clone()));
+    replicas.sort_by_key(|m| {
+        (
+            m.state != "streaming",
+            m.lag.unwrap_or(u64::MAX),
+            m.name.clone(),
+        )
+    });
     replicas.first().map(|m| m.name.clone())
 }
 
@@ -176,7 +193,13 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         .into_iter()
         .filter(|c| c.apply_via == ApplyVia::Provider)
     {
-        let gate = b.add_gated(ActionKind::StartMember, c.name(), &dcs_ready, vec![c.address.clone()], max_lag);
+        let gate = b.add_gated(
+            ActionKind::StartMember,
+            c.name(),
+            &dcs_ready,
+            vec![c.address.clone()],
+            max_lag,
+        );
         ready.push(gate);
     }
 
@@ -191,10 +214,19 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         realized.extend(
             changes
                 .iter()
-                .filter(|x| matches!(x.kind(), Kind::Patroni | Kind::PgParameter) && x.apply_via == ApplyVia::Provider)
+                .filter(|x| {
+                    matches!(x.kind(), Kind::Patroni | Kind::PgParameter)
+                        && x.apply_via == ApplyVia::Provider
+                })
                 .map(|x| x.address.clone()),
         );
-        let gate = b.add_gated(ActionKind::CreateMember { bootstrap: true }, c.name(), &ready, realized, max_lag);
+        let gate = b.add_gated(
+            ActionKind::CreateMember { bootstrap: true },
+            c.name(),
+            &ready,
+            realized,
+            max_lag,
+        );
         primary_ready = vec![gate];
     }
 
@@ -208,24 +240,30 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         let mut deps = ready.clone();
         if c.apply_via == ApplyVia::Switchover {
             if let Some(candidate) = switchover_candidate(obs, &deleted) {
-                let gate = b.add_gated(
-                    ActionKind::Switchover { candidate: candidate.clone() },
-                    c.name(),
+                // The old leader is about to go: only the new one needs to be healthy.
+                let switchover = b.add(
+                    ActionKind::Switchover {
+                        candidate: candidate.clone(),
+                    },
+                    &c.address,
                     &ready,
                     vec![c.address.clone()],
-                    max_lag,
                 );
-                // The gate names the old leader; wait for the new one too.
                 let new_leader = b.add(
                     ActionKind::AwaitHealthy { max_lag },
                     &diff::member_address(&candidate),
-                    &[gate],
+                    &[switchover],
                     Vec::new(),
                 );
                 deps = vec![new_leader];
             }
         }
-        deletions.push(b.add(ActionKind::DeleteMember, &c.address, &deps, vec![c.address.clone()]));
+        deletions.push(b.add(
+            ActionKind::DeleteMember,
+            &c.address,
+            &deps,
+            vec![c.address.clone()],
+        ));
     }
 
     // R4: the dynamic configuration, then a gate per surviving member.
@@ -247,7 +285,12 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
     if !config.is_empty() {
         let patch = config_patch(spec, &config);
         let addresses = config.iter().map(|c| c.address.clone()).collect();
-        let patch = b.add(ActionKind::PatchConfig { patch }, "dcs.config", &primary_ready, addresses);
+        let patch = b.add(
+            ActionKind::PatchConfig { patch },
+            "dcs.config",
+            &primary_ready,
+            addresses,
+        );
         let values = |via: ApplyVia| -> BTreeMap<String, String> {
             config
                 .iter()
@@ -267,9 +310,12 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
                     .map(|c| c.address.clone())
                     .collect();
                 gates.push(b.add(
-                    ActionKind::AwaitConfig { reload: reload.clone(), restart: restart.clone() },
+                    ActionKind::AwaitConfig {
+                        reload: reload.clone(),
+                        restart: restart.clone(),
+                    },
                     &diff::member_address(m),
-                    &[patch.clone()],
+                    std::slice::from_ref(&patch),
                     addresses,
                 ));
             }
@@ -280,8 +326,17 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
     // New replicas start from the new configuration.
     let mut replica_deps = primary_ready.clone();
     replica_deps.extend(patch_id.iter().cloned());
-    for c in creates.iter().filter(|c| Some(c.address.as_str()) != bootstrap.map(|b| b.address.as_str())) {
-        b.add_gated(ActionKind::CreateMember { bootstrap: false }, c.name(), &replica_deps, vec![c.address.clone()], max_lag);
+    for c in creates
+        .iter()
+        .filter(|c| Some(c.address.as_str()) != bootstrap.map(|b| b.address.as_str()))
+    {
+        b.add_gated(
+            ActionKind::CreateMember { bootstrap: false },
+            c.name(),
+            &replica_deps,
+            vec![c.address.clone()],
+            max_lag,
+        );
     }
 
     // R5-R7: the rolling restart.
@@ -305,7 +360,10 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
     let realized = |m: &str| -> Vec<String> {
         let mut v: Vec<String> = restart_params.iter().map(|c| c.address.clone()).collect();
         let own = diff::member_address(m);
-        if changes.iter().any(|c| c.address == own && c.apply_via == ApplyVia::Restart) {
+        if changes
+            .iter()
+            .any(|c| c.address == own && c.apply_via == ApplyVia::Restart)
+        {
             v.push(own);
         }
         v
@@ -316,7 +374,10 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         prev = primary_ready;
     }
     let leader_restarts = leader.as_ref().filter(|l| to_restart.contains(l));
-    let mut replicas: Vec<&String> = to_restart.iter().filter(|m| Some(*m) != leader.as_ref()).collect();
+    let mut replicas: Vec<&String> = to_restart
+        .iter()
+        .filter(|m| Some(*m) != leader.as_ref())
+        .collect();
     replicas.sort();
     let floor_decrease = restart_params.iter().any(|c| lowers_floor(c));
     if floor_decrease {
@@ -339,7 +400,9 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             .or_else(|| switchover_candidate(obs, &deleted));
         if let Some(candidate) = candidate {
             let gate = b.add_gated(
-                ActionKind::Switchover { candidate: candidate.clone() },
+                ActionKind::Switchover {
+                    candidate: candidate.clone(),
+                },
                 l,
                 &prev,
                 Vec::new(),

@@ -32,13 +32,22 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -50,9 +59,12 @@ impl TestCluster {
     /// `port_base` must be unique per test: the test owns base..base+9 for PostgreSQL,
     /// base+10.. for the REST APIs and base+20, base+21 for etcd.
     pub fn new(name: &str, port_base: u16) -> TestCluster {
-        let dir = tempfile::Builder::new().prefix(&format!("pgdba-{name}-")).tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("pgdba-{name}-"))
+            .tempdir()
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let t = TestCluster {
+        TestCluster {
             name: name.to_owned(),
             spec: dir.path().join(format!("{name}.yaml")),
             state_dir: dir.path().join("state"),
@@ -61,8 +73,7 @@ impl TestCluster {
             etcd_port: port_base + 20,
             dir,
             transcript: Default::default(),
-        };
-        t
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -71,7 +82,10 @@ impl TestCluster {
 
     /// Write the spec with these parameters and replicas.
     pub fn write_spec(&self, replicas: u32, params: &[(&str, &str)]) {
-        let params: Vec<String> = params.iter().map(|(k, v)| format!("      {k}: {v}")).collect();
+        let params: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("      {k}: {v}"))
+            .collect();
         let text = format!(
             "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: {name}\n  labels: {{env: test}}\nspec:\n  provider:\n    local:\n      data_dir: {data}\n      pg_port: {pg}\n      api_port: {api}\n      etcd_port: {etcd}\n  postgres:\n    version: 15\n    parameters:\n{params}\n  replicas: {replicas}\n  patroni: {{ttl: 30, loop_wait: 10, retry_timeout: 10}}\n",
             name = self.name,
@@ -86,7 +100,10 @@ impl TestCluster {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.args(args).env("PGDBA_STATE_DIR", &self.state_dir).env_remove("PGDBA_LOG").current_dir(self.dir.path());
+        c.args(args)
+            .env("PGDBA_STATE_DIR", &self.state_dir)
+            .env_remove("PGDBA_LOG")
+            .current_dir(self.dir.path());
         c
     }
 
@@ -98,7 +115,12 @@ impl TestCluster {
         };
         assert_ne!(run.code, 101, "pgdba panicked on {args:?}: {run:?}");
         let mut t = self.transcript.borrow_mut();
-        t.push_str(&format!("$ pgdba {}\n{}\n{}\n", args.join(" "), run.stdout, run.stderr));
+        t.push_str(&format!(
+            "$ pgdba {}\n{}\n{}\n",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        ));
         run
     }
 
@@ -109,7 +131,11 @@ impl TestCluster {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     pub fn finish(&self, args: &[&str], child: Child) -> Run {
@@ -122,19 +148,35 @@ impl TestCluster {
     }
 
     pub fn apply(&self) -> Run {
-        let r = self.run(&["apply", "-f", self.spec_str(), "--auto-approve", "--format", "json"]);
+        let r = self.run(&[
+            "apply",
+            "-f",
+            self.spec_str(),
+            "--auto-approve",
+            "--format",
+            "json",
+        ]);
         assert_eq!(r.code, 0, "apply failed: {r:?}");
         r
     }
 
     pub fn plan_json(&self) -> (i32, Value) {
-        let r = self.run(&["plan", "-f", self.spec_str(), "--format", "json", "--detailed-exitcode"]);
+        let r = self.run(&[
+            "plan",
+            "-f",
+            self.spec_str(),
+            "--format",
+            "json",
+            "--detailed-exitcode",
+        ]);
         assert!(r.code == 0 || r.code == 2, "{r:?}");
         (r.code, r.json())
     }
 
     pub fn member_config(&self, i: u32) -> PathBuf {
-        self.data_dir().join(format!("{}-{i}", self.name)).join("patroni.yml")
+        self.data_dir()
+            .join(format!("{}-{i}", self.name))
+            .join("patroni.yml")
     }
 
     pub fn socket_dir(&self, member: &str) -> PathBuf {
@@ -143,18 +185,36 @@ impl TestCluster {
 
     /// `patronictl list` as JSON, through a member's config (any that still exists).
     pub fn patronictl_list(&self) -> Vec<Value> {
-        let config = (0..10).map(|i| self.member_config(i)).find(|p| p.exists()).expect("no member config");
-        let out = Command::new(PATRONICTL).args(["-c", config.to_str().unwrap(), "list", "-f", "json"]).output().unwrap();
-        assert!(out.status.success(), "patronictl list: {}", String::from_utf8_lossy(&out.stderr));
+        let config = (0..10)
+            .map(|i| self.member_config(i))
+            .find(|p| p.exists())
+            .expect("no member config");
+        let out = Command::new(PATRONICTL)
+            .args(["-c", config.to_str().unwrap(), "list", "-f", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "patronictl list: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
     pub fn patronictl(&self, args: &[&str]) -> Output {
-        let config = (0..10).map(|i| self.member_config(i)).find(|p| p.exists()).expect("no member config");
+        let config = (0..10)
+            .map(|i| self.member_config(i))
+            .find(|p| p.exists())
+            .expect("no member config");
         let mut all = vec!["-c", config.to_str().unwrap()];
         all.extend_from_slice(args);
         let out = Command::new(PATRONICTL).args(&all).output().unwrap();
-        assert!(out.status.success(), "patronictl {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "patronictl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -166,7 +226,11 @@ impl TestCluster {
             .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
             .output()
             .unwrap();
-        assert!(out.status.success(), "psql on {member}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql on {member}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -178,7 +242,12 @@ impl TestCluster {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| (m["name"].as_str().unwrap().to_owned(), m["port"].as_u64().unwrap() as u16))
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_owned(),
+                    m["port"].as_u64().unwrap() as u16,
+                )
+            })
             .collect()
     }
 }
@@ -186,10 +255,21 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         if self.state_dir.join(format!("{}.json", self.name)).exists() {
-            let _ = self.command(&["destroy", "-f", self.spec.to_str().unwrap_or_default(), "--confirm", "--format", "json"]).output();
+            let _ = self
+                .command(&[
+                    "destroy",
+                    "-f",
+                    self.spec.to_str().unwrap_or_default(),
+                    "--confirm",
+                    "--format",
+                    "json",
+                ])
+                .output();
         }
         // Whatever is left (a test that failed half-way): stop processes under our data dir.
-        let _ = Command::new("pkill").args(["-f", &self.data_dir().display().to_string()]).status();
+        let _ = Command::new("pkill")
+            .args(["-f", &self.data_dir().display().to_string()])
+            .status();
     }
 }
 
@@ -200,14 +280,19 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {

@@ -98,15 +98,24 @@ impl Layout {
             .map(|i| Self::member_at(&cluster, &root, pg_port, api_port, i))
             .collect();
         Layout {
-            run_as: local.run_as.clone().unwrap_or_else(|| DEFAULT_RUN_AS.to_owned()),
+            run_as: local
+                .run_as
+                .clone()
+                .unwrap_or_else(|| DEFAULT_RUN_AS.to_owned()),
             bin_dir: local.bin_dir.clone().unwrap_or_else(|| {
-                PathBuf::from(format!("/usr/lib/postgresql/{}/bin", spec.spec.postgres.version))
+                PathBuf::from(format!(
+                    "/usr/lib/postgresql/{}/bin",
+                    spec.spec.postgres.version
+                ))
             }),
             patroni_bin: local
                 .patroni_bin
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_PATRONI_BIN)),
-            etcd_bin: local.etcd_bin.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ETCD_BIN)),
+            etcd_bin: local
+                .etcd_bin
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ETCD_BIN)),
             cluster,
             root,
             etcd,
@@ -114,7 +123,13 @@ impl Layout {
         }
     }
 
-    fn member_at(cluster: &str, root: &Path, pg_port: u16, api_port: u16, index: u32) -> MemberLayout {
+    fn member_at(
+        cluster: &str,
+        root: &Path,
+        pg_port: u16,
+        api_port: u16,
+        index: u32,
+    ) -> MemberLayout {
         let name = member_name(cluster, index);
         let dir = root.join(&name);
         let offset = u16::try_from(index).unwrap_or(u16::MAX);

@@ -39,9 +39,18 @@ pub enum ProviderError {
     #[error("process {pid} did not stop")]
     Stuck { pid: u32 },
     #[error("{what} did not come up within {secs}s; last lines of {log}:\n{tail}")]
-    Timeout { what: String, secs: u64, log: String, tail: String },
+    Timeout {
+        what: String,
+        secs: u64,
+        log: String,
+        tail: String,
+    },
     #[error("{what} exited right after start; last lines of {log}:\n{tail}")]
-    Exited { what: String, log: String, tail: String },
+    Exited {
+        what: String,
+        log: String,
+        tail: String,
+    },
     #[error("no member {0} in this cluster's layout")]
     UnknownMember(String),
     #[error("etcd at {endpoint}: {message}")]
@@ -50,7 +59,10 @@ pub enum ProviderError {
 
 impl ProviderError {
     pub fn io(path: &Path, source: std::io::Error) -> ProviderError {
-        ProviderError::Io { path: path.to_path_buf(), source }
+        ProviderError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -114,7 +126,9 @@ impl Local {
                 if layout::member_index(&self.layout.cluster, &name).is_none() {
                     continue;
                 }
-                let Some(m) = self.layout.member(&name) else { continue };
+                let Some(m) = self.layout.member(&name) else {
+                    continue;
+                };
                 members.push(InventoryMember {
                     exists: m.data_dir.exists() || m.config.exists(),
                     running: process::running_pid(&m.pidfile, "patroni").is_some(),
@@ -157,7 +171,12 @@ impl Local {
         let run_as = self.run_as()?;
         process::check_traversable(&self.layout.root)?;
         run_as.make_dir(&self.layout.root, 0o755)?;
-        let dir = self.layout.etcd.data_dir.parent().unwrap_or(&self.layout.root);
+        let dir = self
+            .layout
+            .etcd
+            .data_dir
+            .parent()
+            .unwrap_or(&self.layout.root);
         run_as.make_dir(dir, 0o700)?;
         self.start_dcs().await
     }
@@ -171,7 +190,11 @@ impl Local {
                 (e.client_port, "etcd client".to_owned()),
                 (e.peer_port, "etcd peer".to_owned()),
             ])?;
-            let dir = e.data_dir.parent().unwrap_or(&self.layout.root).to_path_buf();
+            let dir = e
+                .data_dir
+                .parent()
+                .unwrap_or(&self.layout.root)
+                .to_path_buf();
             process::spawn(
                 run_as,
                 Spawn {
@@ -207,13 +230,19 @@ impl Local {
     }
 
     fn member_layout(&self, name: &str) -> Result<MemberLayout, ProviderError> {
-        self.layout.member(name).ok_or_else(|| ProviderError::UnknownMember(name.to_owned()))
+        self.layout
+            .member(name)
+            .ok_or_else(|| ProviderError::UnknownMember(name.to_owned()))
     }
 
     /// Create a member's directories and configuration and start its Patroni. Patroni then
     /// initializes the cluster (the first member) or clones the primary (the others).
     /// Returns once its REST API answers; the health gate waits for the rest.
-    pub async fn create_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
+    pub async fn create_member(
+        &self,
+        name: &str,
+        creds: &Credentials,
+    ) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
         let run_as = self.run_as()?;
         run_as.make_dir(&m.dir, 0o750)?;
@@ -234,8 +263,14 @@ impl Local {
                 (m.api_port, format!("member {name} Patroni REST API")),
             ])?;
             let envs = vec![
-                ("PATRONI_SUPERUSER_PASSWORD".to_owned(), creds.superuser.clone()),
-                ("PATRONI_REPLICATION_PASSWORD".to_owned(), creds.replication.clone()),
+                (
+                    "PATRONI_SUPERUSER_PASSWORD".to_owned(),
+                    creds.superuser.clone(),
+                ),
+                (
+                    "PATRONI_REPLICATION_PASSWORD".to_owned(),
+                    creds.replication.clone(),
+                ),
                 ("PATRONI_REWIND_PASSWORD".to_owned(), creds.rewind.clone()),
             ];
             process::spawn(
@@ -305,11 +340,18 @@ impl Local {
         let key = format!("/service/{}/members/{name}", self.layout.cluster);
         let endpoint = self.layout.etcd.endpoint();
         let url = format!("{endpoint}/v3/kv/deleterange");
-        let body = json!({ "key": base64::engine::general_purpose::STANDARD.encode(key.as_bytes()) });
+        let body =
+            json!({ "key": base64::engine::general_purpose::STANDARD.encode(key.as_bytes()) });
         match self.http.post(&url).json(&body).send().await {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(ProviderError::Etcd { endpoint, message: format!("deleterange answered {}", r.status()) }),
-            Err(e) => Err(ProviderError::Etcd { endpoint, message: e.to_string() }),
+            Ok(r) => Err(ProviderError::Etcd {
+                endpoint,
+                message: format!("deleterange answered {}", r.status()),
+            }),
+            Err(e) => Err(ProviderError::Etcd {
+                endpoint,
+                message: e.to_string(),
+            }),
         }
     }
 

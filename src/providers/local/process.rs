@@ -27,24 +27,39 @@ impl RunAs {
     /// The run-as user when pgdba is root; the current user otherwise.
     pub fn resolve(user: &str) -> Result<RunAs, ProviderError> {
         if !Uid::effective().is_root() {
-            return Ok(RunAs { uid: Uid::effective(), gid: Gid::effective(), switch: false });
+            return Ok(RunAs {
+                uid: Uid::effective(),
+                gid: Gid::effective(),
+                switch: false,
+            });
         }
         let u = User::from_name(user)
-            .map_err(|e| ProviderError::User { user: user.to_owned(), message: e.to_string() })?
-            .ok_or_else(|| ProviderError::User { user: user.to_owned(), message: "no such user".to_owned() })?;
+            .map_err(|e| ProviderError::User {
+                user: user.to_owned(),
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| ProviderError::User {
+                user: user.to_owned(),
+                message: "no such user".to_owned(),
+            })?;
         if u.uid.is_root() {
             return Err(ProviderError::User {
                 user: user.to_owned(),
                 message: "PostgreSQL refuses to run as root; name an unprivileged user".to_owned(),
             });
         }
-        Ok(RunAs { uid: u.uid, gid: u.gid, switch: true })
+        Ok(RunAs {
+            uid: u.uid,
+            gid: u.gid,
+            switch: true,
+        })
     }
 
     /// Create `dir` (and parents) and make it the run-as user's, with `mode`.
     pub fn make_dir(&self, dir: &Path, mode: u32) -> Result<(), ProviderError> {
         fs::create_dir_all(dir).map_err(|e| ProviderError::io(dir, e))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|e| ProviderError::io(dir, e))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| ProviderError::io(dir, e))?;
         self.own(dir)
     }
 
@@ -59,7 +74,8 @@ impl RunAs {
     /// Write a file owned by the run-as user with `mode`.
     pub fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> Result<(), ProviderError> {
         fs::write(path, contents).map_err(|e| ProviderError::io(path, e))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| ProviderError::io(path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| ProviderError::io(path, e))?;
         self.own(path)
     }
 }
@@ -144,7 +160,11 @@ fn alive(pid: u32, needle: &str) -> bool {
         return false;
     }
     if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
-        if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) {
+        if stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        {
             return false;
         }
     }
@@ -153,7 +173,9 @@ fn alive(pid: u32, needle: &str) -> bool {
 
 /// SIGTERM, wait up to `grace`, then SIGKILL. Returns when the process is gone.
 pub async fn stop(pid: u32, needle: &str, grace: Duration) -> Result<(), ProviderError> {
-    let Ok(raw) = i32::try_from(pid) else { return Ok(()) };
+    let Ok(raw) = i32::try_from(pid) else {
+        return Ok(());
+    };
     let target = Pid::from_raw(raw);
     if !alive(pid, needle) {
         return Ok(());
