@@ -14,3 +14,19 @@ pub mod plan;
 pub mod providers;
 pub mod spec;
 pub mod state;
+
+/// An error and its sources, joined with ": " (library errors' `Display` does not repeat the
+/// source, so this is how they are shown).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}

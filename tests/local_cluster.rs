@@ -265,6 +265,46 @@ fn local_cluster_lifecycle() {
     let (code, plan) = t.plan_json();
     assert_eq!(code, 2);
     assert_eq!(clusters(&plan)["summary"]["add"], 1);
+    // First with the new member's PostgreSQL port taken: that action fails, its gate is skipped,
+    // the apply exits 1 naming both, and the next plan shows exactly what remains.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", t.pg_port + 2)).unwrap();
+    let r = t.run(&[
+        "apply",
+        "-f",
+        t.spec_str(),
+        "--auto-approve",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let env = r.json();
+    assert_eq!(env["error"]["code"], "APPLY_FAILED");
+    assert_eq!(
+        env["data"]["result"]["failed"],
+        serde_json::json!(["create_member:life-2"])
+    );
+    assert_eq!(
+        env["data"]["result"]["skipped"],
+        serde_json::json!(["await_healthy:life-2"])
+    );
+    let message = env["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "port {} (member life-2 PostgreSQL) is already in use",
+            t.pg_port + 2
+        )),
+        "{message}"
+    );
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2);
+    assert_eq!(
+        clusters(&plan)["changes"].as_array().unwrap().len(),
+        1,
+        "{plan:#}"
+    );
+    assert_eq!(clusters(&plan)["changes"][0]["address"], "member.life-2");
+    assert_eq!(clusters(&plan)["changes"][0]["action"], "create");
+    drop(squatter);
     t.apply();
     let (_, streaming, n) = topology(&t);
     assert_eq!((n, streaming.len()), (3, 2), "{:?}", t.patronictl_list());

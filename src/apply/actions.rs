@@ -24,15 +24,16 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             .start_dcs()
             .await
             .map(|()| None)
-            .map_err(|e| format!("{e:#}")),
+            .map_err(|e| crate::error_chain(&e)),
         ActionKind::CreateMember { bootstrap } => create_member(a, ctx, *bootstrap).await,
         ActionKind::StartMember => {
             let name = member(a)?;
             ctx.provider
                 .start_member(name, ctx.creds)
                 .await
-                .map(|()| None)
-                .map_err(|e| format!("{e:#}"))
+                .map_err(|e| crate::error_chain(&e))?;
+            record_member(ctx, name)?;
+            Ok(None)
         }
         ActionKind::DeleteMember => delete_member(a, ctx).await,
         ActionKind::PatchConfig { patch } => patch_config(ctx, patch).await,
@@ -64,7 +65,7 @@ async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
         let url = api_url(ctx, &m.name)?;
         match ctx.patroni.cluster(&url).await {
             Ok(members) => return Ok(members),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = crate::error_chain(&e),
         }
     }
     Err(format!("no Patroni REST API answered: {last}"))
@@ -84,7 +85,7 @@ async fn create_dcs(ctx: &Context<'_>) -> Outcome {
         ctx.provider
             .create_dcs()
             .await
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| crate::error_chain(&e))?;
     }
     let layout = ctx.provider.layout();
     ctx.recorder.update(|s| {
@@ -118,7 +119,7 @@ async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcom
     ctx.provider
         .create_member(name, ctx.creds)
         .await
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| crate::error_chain(&e))?;
     record_member(ctx, name)?;
     Ok(None)
 }
@@ -170,7 +171,7 @@ async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     ctx.provider
         .delete_member(name)
         .await
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| crate::error_chain(&e))?;
     ctx.recorder
         .update(|s| s.members.retain(|m| m.name != name))?;
     Ok(None)
@@ -181,7 +182,7 @@ async fn patch_config(ctx: &Context<'_>, patch: &serde_json::Value) -> Outcome {
     ctx.patroni
         .patch_config(&l.api_url, patch)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain(&e))?;
     // Every member watches the config key and applies it within about a second; a
     // `POST /reload` would only delay that (it is scheduled for the next loop).
     let params = patch
@@ -237,7 +238,7 @@ async fn await_config(
                 }
                 last = format!("not yet applied: {}", lagging.join(", "));
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = crate::error_chain(&e),
         }
         if Instant::now() >= deadline {
             return Err(format!(
@@ -270,7 +271,11 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let conn = pg_conn(ctx, name)?;
     // Precondition: a restart is pending, as PostgreSQL says (`pg_settings`) or Patroni does.
     // A demoted primary has already restarted with the new configuration.
-    let status = ctx.patroni.status(&url).await.map_err(|e| e.to_string())?;
+    let status = ctx
+        .patroni
+        .status(&url)
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
     let by_patroni = crate::patroni::pending_restart(&status).0;
     let by_pg = pg::pending_restarts(&conn)
         .await
@@ -283,7 +288,7 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
         .patroni
         .restart(&url, false)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain(&e))?;
     if !(200..300).contains(&answer.status) {
         return Err(format!(
             "restart of {name} answered {}: {}",
@@ -337,7 +342,7 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
     ctx.patroni
         .switchover(&url, from, candidate)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain(&e))?;
     // Postcondition: the candidate leads.
     let deadline = Instant::now() + ctx.gate_timeout;
     loop {
@@ -368,7 +373,7 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
         .patroni
         .status(&api_url(ctx, name)?)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain(&e))?;
     let field = |k: &str| {
         status
             .get(k)
@@ -398,7 +403,7 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
                 .patroni
                 .status(&api_url(ctx, &leader.name)?)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| crate::error_chain(&e))?;
             let head = lstatus
                 .pointer("/xlog/location")
                 .and_then(|v| v.as_u64())

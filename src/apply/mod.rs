@@ -71,7 +71,9 @@ impl Recorder<'_> {
             .lock()
             .map_err(|_| "state lock poisoned".to_owned())?;
         f(&mut guard);
-        self.store.save(&mut guard).map_err(|e| format!("{e:#}"))
+        self.store
+            .save(&mut guard)
+            .map_err(|e| crate::error_chain(&e))
     }
     pub fn snapshot(&self) -> Option<ClusterState> {
         self.state.lock().ok().map(|s| s.clone())

@@ -81,7 +81,7 @@ impl From<StateError> for Failure {
         match &e {
             StateError::Locked { cluster, .. } => Failure::new("STATE_LOCKED", e.to_string())
                 .hint(format!("wait for the other run to finish, or `pgdba state unlock {cluster} --force` if it is gone")),
-            _ => Failure::new("STATE_ERROR", format!("{e:#}")),
+            _ => Failure::new("STATE_ERROR", crate::error_chain(&e)),
         }
     }
 }
@@ -268,7 +268,8 @@ impl Cluster {
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn patroni_client() -> Result<patroni::Client, Failure> {
-    patroni::Client::new(OBSERVE_TIMEOUT).map_err(|e| Failure::new("INTERNAL", e.to_string()))
+    patroni::Client::new(OBSERVE_TIMEOUT)
+        .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))
 }
 
 async fn observe_cluster(
@@ -425,7 +426,7 @@ async fn plan_cmd(
         }
         let saved = saved_plan(&planned[0]);
         let bytes = serde_json::to_vec_pretty(&saved)
-            .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
+            .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
         write_atomic(out, &bytes)?;
     }
     let plans: Vec<&Plan> = planned.iter().map(|p| &p.plan).collect();
@@ -495,7 +496,7 @@ async fn execute(
         state: Mutex::new(state),
     };
     let client = patroni::Client::new(Duration::from_secs(120))
-        .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
+        .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
     let ctx = apply::Context {
         spec: &cluster.spec,
         provider: &cluster.provider,
@@ -717,7 +718,7 @@ async fn destroy(g: &Global, path: &Path, confirmed: bool) -> Result<Outcome, Fa
         .provider
         .destroy()
         .await
-        .map_err(|e| Failure::new("DESTROY_FAILED", format!("{e:#}")))?;
+        .map_err(|e| Failure::new("DESTROY_FAILED", crate::error_chain(&e)))?;
     store.remove(&name)?;
     let data = json!({ "cluster": name, "destroyed": { "members": state.members.iter().map(|m| &m.name).collect::<Vec<_>>(), "data_dir": cluster.layout.root } });
     Ok(Outcome::ok(
@@ -756,7 +757,7 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
             })?;
             let lock = store.read_lock(&name)?;
             let mut data = serde_json::to_value(&state)
-                .map_err(|e| Failure::new("INTERNAL", e.to_string()))?;
+                .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
             if let Value::Object(o) = &mut data {
                 o.insert(
                     "lock".to_owned(),

@@ -49,12 +49,16 @@ async fn observe_member(
             password,
             timeout: ctx.timeout,
         };
-        Some(pg::settings(&conn, params).await.map_err(|e| e.to_string()))
+        Some(
+            pg::settings(&conn, params)
+                .await
+                .map_err(|e| crate::error_chain(&e)),
+        )
     };
     let (status, cluster, config, settings) = tokio::join!(status, cluster, config, settings);
     MemberAnswer {
         name,
-        status: status.map_err(|e| e.to_string()),
+        status: status.map_err(|e| crate::error_chain(&e)),
         cluster: cluster.ok(),
         config: config.ok(),
         settings,

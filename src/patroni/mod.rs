@@ -9,7 +9,7 @@ use crate::observe::model::{PatroniMember, Role};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatroniError {
-    #[error("{url}: {source}")]
+    #[error("{url}")]
     Http {
         url: String,
         #[source]
@@ -46,7 +46,7 @@ impl Client {
             .build()
             .map_err(|source| PatroniError::Http {
                 url: String::new(),
-                source,
+                source: source.without_url(),
             })?;
         Ok(Client { http })
     }
@@ -60,13 +60,13 @@ impl Client {
             .await
             .map_err(|source| PatroniError::Http {
                 url: url.clone(),
-                source,
+                source: source.without_url(),
             })?;
         // /patroni answers 503 for a member that is not running but still describes it.
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|source| PatroniError::Http {
             url: url.clone(),
-            source,
+            source: source.without_url(),
         })?;
         match serde_json::from_str(&text) {
             Ok(v) => Ok(v),
@@ -94,12 +94,12 @@ impl Client {
             .await
             .map_err(|source| PatroniError::Http {
                 url: url.clone(),
-                source,
+                source: source.without_url(),
             })?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|source| PatroniError::Http {
             url: url.clone(),
-            source,
+            source: source.without_url(),
         })?;
         Ok(Answer { status, body })
     }

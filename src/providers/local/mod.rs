@@ -245,6 +245,12 @@ impl Local {
     ) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
         let run_as = self.run_as()?;
+        // Nothing is written unless the member can start: a failed create leaves no trace,
+        // so the next plan creates it again.
+        self.check_ports(&[
+            (m.pg_port, format!("member {name} PostgreSQL")),
+            (m.api_port, format!("member {name} Patroni REST API")),
+        ])?;
         run_as.make_dir(&m.dir, 0o750)?;
         run_as.make_dir(&m.socket_dir, 0o755)?;
         let cfg = config::patroni_config(&self.spec, &self.layout, &m);
