@@ -286,7 +286,7 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     }
     let answer = ctx
         .patroni
-        .restart(&url, false)
+        .restart(&url)
         .await
         .map_err(|e| crate::error_chain(&e))?;
     if !(200..300).contains(&answer.status) {

@@ -1,5 +1,5 @@
 //! A small client for Patroni's REST API (`/cluster`, `/config`, `/patroni`, `/restart`,
-//! `/switchover`, `/reload`), and the parsing of its answers into `observe` data.
+//! `/switchover`), and the parsing of its answers into `observe` data.
 
 use std::time::Duration;
 
@@ -52,55 +52,36 @@ impl Client {
     }
 
     async fn get(&self, api_url: &str, path: &str) -> Result<Value, PatroniError> {
-        let url = format!("{api_url}{path}");
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| PatroniError::Http {
-                url: url.clone(),
-                source: source.without_url(),
-            })?;
         // /patroni answers 503 for a member that is not running but still describes it.
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|source| PatroniError::Http {
-            url: url.clone(),
-            source: source.without_url(),
-        })?;
-        match serde_json::from_str(&text) {
-            Ok(v) => Ok(v),
-            Err(_) => Err(PatroniError::Status {
-                url,
-                status,
-                body: text,
-            }),
-        }
+        let a = self
+            .request(reqwest::Method::GET, api_url, path, None)
+            .await?;
+        serde_json::from_str(&a.body).map_err(|_| PatroniError::Status {
+            url: format!("{api_url}{path}"),
+            status: a.status,
+            body: a.body,
+        })
     }
 
-    async fn send(
+    async fn request(
         &self,
         method: reqwest::Method,
         api_url: &str,
         path: &str,
-        body: &Value,
+        body: Option<&Value>,
     ) -> Result<Answer, PatroniError> {
         let url = format!("{api_url}{path}");
-        let resp = self
-            .http
-            .request(method, &url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|source| PatroniError::Http {
-                url: url.clone(),
-                source: source.without_url(),
-            })?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|source| PatroniError::Http {
+        let http = |source: reqwest::Error| PatroniError::Http {
             url: url.clone(),
             source: source.without_url(),
-        })?;
+        };
+        let mut req = self.http.request(method, &url);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(http)?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(http)?;
         Ok(Answer { status, body })
     }
 
@@ -130,19 +111,14 @@ impl Client {
     /// `PATCH /config`.
     pub async fn patch_config(&self, api_url: &str, patch: &Value) -> Result<Answer, PatroniError> {
         let a = self
-            .send(reqwest::Method::PATCH, api_url, "/config", patch)
+            .request(reqwest::Method::PATCH, api_url, "/config", Some(patch))
             .await?;
         ok_or_status(api_url, "/config", a)
     }
 
-    /// `POST /restart`, only when a restart is pending if `pending_only`.
-    pub async fn restart(&self, api_url: &str, pending_only: bool) -> Result<Answer, PatroniError> {
-        let body = if pending_only {
-            json!({ "restart_pending": true })
-        } else {
-            json!({})
-        };
-        self.send(reqwest::Method::POST, api_url, "/restart", &body)
+    /// `POST /restart`: restart PostgreSQL now. Patroni answers once it runs again.
+    pub async fn restart(&self, api_url: &str) -> Result<Answer, PatroniError> {
+        self.request(reqwest::Method::POST, api_url, "/restart", Some(&json!({})))
             .await
     }
 
@@ -155,17 +131,9 @@ impl Client {
     ) -> Result<Answer, PatroniError> {
         let body = json!({ "leader": leader, "candidate": candidate });
         let a = self
-            .send(reqwest::Method::POST, api_url, "/switchover", &body)
+            .request(reqwest::Method::POST, api_url, "/switchover", Some(&body))
             .await?;
         ok_or_status(api_url, "/switchover", a)
-    }
-
-    /// `POST /reload`: re-read the configuration now instead of at the next loop.
-    pub async fn reload(&self, api_url: &str) -> Result<Answer, PatroniError> {
-        let a = self
-            .send(reqwest::Method::POST, api_url, "/reload", &json!({}))
-            .await?;
-        ok_or_status(api_url, "/reload", a)
     }
 }
 

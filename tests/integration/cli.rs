@@ -2,12 +2,10 @@
 //! file:line:column and exit 1 (never a panic), the JSON envelope's shape, refusals and locks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::bin;
 use serde_json::Value;
-use support::bin;
 
 struct Dir(tempfile::TempDir);
 

@@ -1,6 +1,6 @@
 //! Data-driven tests of the pure core: a spec and an observed cluster go in, the rendered plan
 //! comes out and is compared with a checked-in file under tests/golden/. No server runs here.
-//! `PGDBA_BLESS=1 cargo test --test plan_golden` rewrites the expected files after a deliberate
+//! `PGDBA_BLESS=1 cargo test --test integration plan_golden` rewrites the expected files after a deliberate
 //! change; review the diff before committing it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -5,12 +5,10 @@
 //! last one left, as a DBA's cluster would), checked with patronictl, psql and pg_settings.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{TestCluster, all_files, wait_for};
 use serde_json::Value;
-use support::{TestCluster, all_files, wait_for};
 
 const PARAMS: &[(&str, &str)] = &[
     ("max_connections", "100"),

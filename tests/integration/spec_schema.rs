@@ -1,6 +1,6 @@
 //! `schemas/cluster.schema.json` is the JSON Schema of the spec, checked in for editors and
 //! CI pipelines. This test fails when it is out of step with the model; regenerate it with
-//! `PGDBA_BLESS=1 cargo test --test spec_schema`.
+//! `PGDBA_BLESS=1 cargo test --test integration spec_schema`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -18,7 +18,7 @@ fn checked_in_schema_matches_the_model() {
     assert!(
         have == want,
         "{} is out of step with src/spec/model.rs.\n\
-         Regenerate it with: PGDBA_BLESS=1 cargo test --test spec_schema",
+         Regenerate it with: PGDBA_BLESS=1 cargo test --test integration spec_schema",
         path.display()
     );
 }

@@ -1,6 +1,6 @@
 //! "A panic is never an acceptable answer to bad input": garbage bytes and mutated specs must
 //! come back as `Ok` or as positioned diagnostics. Deterministic (seeded); raise the count with
-//! `PGDBA_FUZZ_ITERS=100000 PGDBA_FUZZ_SEED=7 cargo test --test spec_fuzz` for a longer run.
+//! `PGDBA_FUZZ_ITERS=100000 PGDBA_FUZZ_SEED=7 cargo test --test integration spec_fuzz` for a longer run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;

@@ -122,7 +122,11 @@ fn child_process_helper() {
 
 fn spawn_lock_child(state_dir: &Path, signals: &Path, id: usize) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_helper", "--test-threads=1"])
+        .args([
+            "--exact",
+            "state_store::child_process_helper",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, id.to_string())
         .env(CHILD_STATE_DIR, state_dir)
         .env(CHILD_SIGNAL_DIR, signals)

@@ -1,0 +1,12 @@
+//! The integration tests: one binary, a module per topic (ripgrep's layout), each test in its
+//! own temp dir. `local_cluster` starts real etcd, Patroni and PostgreSQL processes; the others
+//! need no server.
+
+mod cli;
+mod local_cluster;
+mod plan_golden;
+mod spec_fuzz;
+mod spec_load;
+mod spec_schema;
+mod state_store;
+mod support;
