@@ -386,7 +386,14 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
         return Err(format!("{role} {state}"));
     }
     match crate::patroni::parse_role(&role) {
-        Role::Leader => Ok(()),
+        // Later actions find the leader through the DCS (`/cluster`): it must agree.
+        Role::Leader => match leader(ctx).await {
+            Ok(l) if l.name == name => Ok(()),
+            Ok(l) => Err(format!("primary, but the DCS names {} the leader", l.name)),
+            Err(e) => Err(format!(
+                "primary, not yet published as the leader in the DCS: {e}"
+            )),
+        },
         Role::Replica => {
             if field("replication_state") != "streaming" {
                 return Err(format!(
