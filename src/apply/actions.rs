@@ -322,14 +322,14 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
     let from = member(a)?;
     // Precondition: `from` leads and the candidate streams.
     let view = cluster_view(ctx).await?;
-    let leader = view
+    let current = view
         .iter()
         .find(|m| m.role == Role::Leader)
         .map(|m| m.name.clone());
-    if leader.as_deref() != Some(from) {
+    if current.as_deref() != Some(from) {
         return Err(format!(
             "the plan switches over from {from}, but the leader is now {}",
-            leader.as_deref().unwrap_or("nobody")
+            current.as_deref().unwrap_or("nobody")
         ));
     }
     let cand = view.iter().find(|m| m.name == candidate);
@@ -346,8 +346,8 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
     // Postcondition: the candidate leads.
     let deadline = Instant::now() + ctx.gate_timeout;
     loop {
-        if let Ok(l) = leader_now(ctx).await {
-            if l == candidate {
+        if let Ok(l) = leader(ctx).await {
+            if l.name == candidate {
                 return Ok(Some(format!("{candidate} leads")));
             }
         }
@@ -359,10 +359,6 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-async fn leader_now(ctx: &Context<'_>) -> Result<String, String> {
-    leader(ctx).await.map(|m| m.name)
 }
 
 /// Health as the member reports it live (`GET /patroni`), which is up to `loop_wait` fresher than

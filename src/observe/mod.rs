@@ -43,7 +43,7 @@ async fn observe_member(
     let settings = async {
         let (user, password) = ctx.superuser?;
         let conn = pg::Conn {
-            host: model_host(),
+            host: crate::providers::local::layout::HOST,
             port: pg_port,
             user,
             password,
@@ -63,10 +63,6 @@ async fn observe_member(
         config: config.ok(),
         settings,
     }
-}
-
-fn model_host() -> &'static str {
-    crate::providers::local::layout::HOST
 }
 
 /// Observe one cluster. `params` are the GUC names whose `pg_settings` rows matter.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::diff::{self, ApplyVia, Change, ChangeAction};
+use crate::diff::{self, Change, ChangeAction};
 use crate::observe::model::Observation;
 use crate::providers::local::layout::Layout;
 use crate::spec::model::ClusterSpec;
@@ -171,9 +171,4 @@ fn summarize(changes: &[Change], actions: &[Action]) -> Summary {
             .filter(|a| matches!(a.kind, ActionKind::Switchover { .. }))
             .count(),
     }
-}
-
-/// Is any change realized through this path?
-pub fn any_via(changes: &[Change], via: ApplyVia) -> bool {
-    changes.iter().any(|c| c.apply_via == via)
 }
