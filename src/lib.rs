@@ -12,6 +12,7 @@ pub mod patroni;
 pub mod pg;
 pub mod plan;
 pub mod providers;
+pub mod secret;
 pub mod spec;
 pub mod state;
 

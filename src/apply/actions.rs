@@ -12,7 +12,7 @@ use crate::providers::local::config::SUPERUSER;
 use crate::providers::local::layout::HOST;
 use crate::state;
 
-type Outcome = Result<Option<String>, String>;
+pub(super) type Outcome = Result<Option<String>, String>;
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -41,10 +41,11 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
         ActionKind::RestartMember => restart_member(a, ctx).await,
         ActionKind::Switchover { candidate } => switchover(a, ctx, candidate).await,
         ActionKind::AwaitHealthy { max_lag } => await_healthy(a, ctx, *max_lag).await,
+        _ => super::sql::run(a, ctx).await,
     }
 }
 
-fn member(a: &Action) -> Result<&str, String> {
+pub(super) fn member(a: &Action) -> Result<&str, String> {
     a.member()
         .ok_or_else(|| format!("{} does not name a member", a.target))
 }
@@ -69,6 +70,12 @@ async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
         }
     }
     Err(format!("no Patroni REST API answered: {last}"))
+}
+
+/// A connection to the leader's PostgreSQL, as pgdba's superuser.
+pub(super) async fn leader_conn<'a>(ctx: &'a Context<'_>) -> Result<pg::Conn<'a>, String> {
+    let l = leader(ctx).await?;
+    pg_conn(ctx, &l.name)
 }
 
 async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, String> {
@@ -250,7 +257,7 @@ async fn await_config(
     }
 }
 
-fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'a>, String> {
+pub(super) fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'a>, String> {
     let m = ctx
         .provider
         .layout()

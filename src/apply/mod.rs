@@ -4,6 +4,7 @@
 //! `Reporter`; the engine never prints.
 
 mod actions;
+mod sql;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{Command, Global, StateCommand};
 use crate::apply::{self, Recorder, Reporter};
-use crate::diff::fingerprint;
+use crate::diff::{Managed, fingerprint};
 use crate::observe::{self, model::Observation};
 use crate::output::{ErrorBody, Format, plan as plan_view, progress};
 use crate::patroni;
@@ -134,13 +134,16 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             detailed_exitcode,
         } => plan_cmd(g, format, &file, out.as_deref(), detailed_exitcode).await,
         Command::Apply {
-            plan_file: Some(p), ..
-        } => apply_saved(g, format, &p).await,
+            plan_file: Some(p),
+            allow_data_loss,
+            ..
+        } => apply_saved(g, format, &p, allow_data_loss).await,
         Command::Apply {
             file: Some(f),
             auto_approve,
+            allow_data_loss,
             ..
-        } => apply_spec(g, format, &f, auto_approve).await,
+        } => apply_spec(g, format, &f, auto_approve, allow_data_loss).await,
         Command::Apply { .. } => Err(Failure::new(
             "USAGE",
             "apply needs -f SPEC or a saved plan file",
@@ -272,21 +275,81 @@ fn patroni_client() -> Result<patroni::Client, Failure> {
         .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))
 }
 
+/// What the state says pgdba manages.
+fn managed(state: Option<&ClusterState>) -> Managed {
+    state.map_or_else(Managed::default, |s| Managed {
+        parameters: s.managed_parameters.clone(),
+        roles: s.managed_roles.clone(),
+        databases: s.managed_databases.clone(),
+        extensions: s.managed_extensions.clone(),
+    })
+}
+
+/// The secrets to check against the cluster's password verifiers (pgdba's own roles', and
+/// those the spec names), and the databases whose extensions matter. Secrets stay in memory.
+fn needs(
+    spec: &ClusterSpec,
+    creds: Option<&Credentials>,
+    managed: &Managed,
+) -> Result<observe::sql::Needs, Failure> {
+    let mut needs = observe::sql::Needs::default();
+    if let Some(c) = creds {
+        needs
+            .secrets
+            .insert("postgres".to_owned(), c.superuser.clone());
+        needs
+            .secrets
+            .insert("replicator".to_owned(), c.replication.clone());
+        needs
+            .secrets
+            .insert("rewind_user".to_owned(), c.rewind.clone());
+    }
+    for r in &spec.spec.roles {
+        if let Some(source) = &r.password {
+            let value = crate::secret::resolve(source).map_err(|e| {
+                Failure::new(
+                    "SECRET_UNAVAILABLE",
+                    format!("password of role {}: {e}", r.name),
+                )
+            })?;
+            needs.secrets.insert(r.name.clone(), value);
+        }
+    }
+    let mut dbs: BTreeSet<String> = spec
+        .spec
+        .databases
+        .iter()
+        .filter(|d| !d.extensions.is_empty())
+        .map(|d| d.name.clone())
+        .collect();
+    dbs.extend(
+        managed
+            .extensions
+            .iter()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(d, _)| d.clone()),
+    );
+    needs.extension_dbs = dbs.into_iter().collect();
+    Ok(needs)
+}
+
 async fn observe_cluster(
     c: &Cluster,
     creds: Option<&Credentials>,
-    managed: &BTreeSet<String>,
+    managed: &Managed,
 ) -> Result<Observation, Failure> {
     let client = patroni_client()?;
     let (mut dcs, inventory) = c.provider.inventory();
     let mut params: BTreeSet<String> = c.spec.spec.postgres.parameters.keys().cloned().collect();
-    params.extend(managed.iter().cloned());
+    params.extend(managed.parameters.iter().cloned());
     let params: Vec<String> = params.into_iter().collect();
+    let needs = needs(&c.spec, creds, managed)?;
     let ctx = observe::Context {
         layout: &c.layout,
         patroni: &client,
         superuser: creds.map(|c| (SUPERUSER, c.superuser.as_str())),
         timeout: OBSERVE_TIMEOUT,
+        needs: &needs,
     };
     let (healthy, obs) = tokio::join!(
         async { dcs.running && c.provider.dcs_healthy().await },
@@ -337,10 +400,7 @@ async fn plan_one(
 ) -> Result<Planned, Failure> {
     let cluster = Cluster::new(&loaded.spec);
     let state = store.load(cluster.name())?;
-    let managed = state
-        .as_ref()
-        .map(|s| s.managed_parameters.clone())
-        .unwrap_or_default();
+    let managed = managed(state.as_ref());
     let creds = match creds {
         Some(c) => Some(c.clone()),
         None => credentials(store, cluster.name(), false)?,
@@ -516,7 +576,10 @@ async fn execute(
     let result = apply::execute(plan, &ctx, g.parallelism, reporter).await;
     if result.succeeded() {
         recorder
-            .update(|s| s.spec_hash = Some(spec_hash.to_owned()))
+            .update(|s| {
+                s.spec_hash = Some(spec_hash.to_owned());
+                manage_what_the_spec_names(s, &cluster.spec);
+            })
             .map_err(|e| Failure::new("STATE_ERROR", e))?;
     }
     let serial = recorder.snapshot().map(|s| s.serial);
@@ -560,9 +623,47 @@ async fn execute(
     }
 }
 
+/// After a successful apply, pgdba manages exactly what the spec names: objects that
+/// already existed are adopted, those that left it (dropped or forgotten) are no longer
+/// managed.
+fn manage_what_the_spec_names(state: &mut ClusterState, spec: &ClusterSpec) {
+    let s = &spec.spec;
+    state.managed_parameters = s.postgres.parameters.keys().cloned().collect();
+    state.managed_roles = s.roles.iter().map(|r| r.name.clone()).collect();
+    state.managed_databases = s.databases.iter().map(|d| d.name.clone()).collect();
+    state.managed_extensions = s
+        .databases
+        .iter()
+        .filter(|d| !d.extensions.is_empty())
+        .map(|d| {
+            (
+                d.name.clone(),
+                d.extensions.iter().map(|e| e.name.clone()).collect(),
+            )
+        })
+        .collect();
+}
+
 fn gate_timeout(spec: &ClusterSpec) -> Duration {
     let p = &spec.spec.patroni;
     Duration::from_secs(u64::from(p.ttl + p.loop_wait) * 2 + 60)
+}
+
+/// Refuse a plan that destroys data unless the user said so.
+fn check_data_loss(plan: &Plan, allowed: bool) -> Result<(), Failure> {
+    let loss = plan.data_loss();
+    if loss.is_empty() || allowed {
+        return Ok(());
+    }
+    Err(Failure::new(
+        "DATA_LOSS",
+        format!(
+            "the plan for cluster {} destroys data: {}",
+            plan.name,
+            loss.join("; ")
+        ),
+    )
+    .hint("if that is intended, apply again with --allow-data-loss"))
 }
 
 async fn apply_spec(
@@ -570,6 +671,7 @@ async fn apply_spec(
     format: Format,
     path: &Path,
     auto_approve: bool,
+    allow_data_loss: bool,
 ) -> Result<Outcome, Failure> {
     let loaded = load_one(path, "apply")?;
     let store = StateStore::new(&g.state_dir);
@@ -578,6 +680,7 @@ async fn apply_spec(
     let creds = credentials(&store, &name, true)?
         .ok_or_else(|| Failure::new("STATE_ERROR", "no credentials"))?;
     let planned = plan_one(&store, &loaded, Some(&creds)).await?;
+    check_data_loss(&planned.plan, allow_data_loss)?;
     if !auto_approve && !planned.plan.is_empty() {
         confirm(&planned.plan)?;
     }
@@ -593,7 +696,12 @@ async fn apply_spec(
     .await
 }
 
-async fn apply_saved(g: &Global, format: Format, path: &Path) -> Result<Outcome, Failure> {
+async fn apply_saved(
+    g: &Global,
+    format: Format,
+    path: &Path,
+    allow_data_loss: bool,
+) -> Result<Outcome, Failure> {
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::new("IO_ERROR", format!("{}: {e}", path.display())))?;
     let saved: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| {
@@ -644,10 +752,7 @@ async fn apply_saved(g: &Global, format: Format, path: &Path) -> Result<Outcome,
     let creds = credentials(&store, &name, true)?
         .ok_or_else(|| Failure::new("STATE_ERROR", "no credentials"))?;
     let cluster = Cluster::new(&saved.spec);
-    let managed = state
-        .as_ref()
-        .map(|s| s.managed_parameters.clone())
-        .unwrap_or_default();
+    let managed = managed(state.as_ref());
     let obs = observe_cluster(&cluster, Some(&creds), &managed).await?;
     let changed: Vec<&String> = saved
         .fingerprints
@@ -670,6 +775,7 @@ async fn apply_saved(g: &Global, format: Format, path: &Path) -> Result<Outcome,
         .hint("run `pgdba plan` again and review the new plan")
         .data(json!({ "changed": changed })));
     }
+    check_data_loss(&saved.plan, allow_data_loss)?;
     execute(
         g,
         format,

@@ -68,6 +68,9 @@ pub enum Command {
         file: Option<PathBuf>,
         #[arg(long)]
         auto_approve: bool,
+        /// Allow actions that destroy data (dropping or re-creating a database).
+        #[arg(long)]
+        allow_data_loss: bool,
     },
     /// Remove everything pgdba created for a cluster: members, DCS and data.
     Destroy {

@@ -2,6 +2,8 @@
 //! Pure: no IO, no clock; never fails on a valid spec.
 
 pub mod fingerprint;
+pub mod hba;
+pub mod sql;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +22,8 @@ pub enum ChangeAction {
     Create,
     Update,
     Delete,
+    /// Delete, then create again (a database whose encoding or locale changes).
+    Replace,
 }
 
 /// How a change reaches the cluster.
@@ -59,6 +63,9 @@ pub struct Change {
     pub after: Option<Value>,
     pub apply_via: ApplyVia,
     pub reason: String,
+    /// What applying this change destroys, when it destroys data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<String>,
 }
 
 /// The kind of object an address names.
@@ -68,6 +75,10 @@ pub enum Kind {
     Member,
     Patroni,
     PgParameter,
+    Role,
+    Database,
+    Extension,
+    Hba,
 }
 
 impl Change {
@@ -76,6 +87,10 @@ impl Change {
             Some("dcs") => Kind::Dcs,
             Some("member") => Kind::Member,
             Some("patroni") => Kind::Patroni,
+            Some("role") => Kind::Role,
+            Some("database") => Kind::Database,
+            Some("extension") => Kind::Extension,
+            None if self.address == hba::HBA_ADDRESS => Kind::Hba,
             _ => Kind::PgParameter,
         }
     }
@@ -97,13 +112,30 @@ pub fn patroni_address(key: &str) -> String {
     format!("patroni.{key}")
 }
 
+/// What earlier applies made pgdba responsible for (from the state).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Managed {
+    /// GUC names pgdba set in the DCS.
+    pub parameters: BTreeSet<String>,
+    pub roles: BTreeSet<String>,
+    pub databases: BTreeSet<String>,
+    /// Per database.
+    pub extensions: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// Everything the diff reads.
 pub struct Input<'a> {
     pub spec: &'a ClusterSpec,
     pub layout: &'a Layout,
-    /// GUC names pgdba set in the DCS by an earlier apply (from the state).
-    pub managed_parameters: &'a BTreeSet<String>,
+    pub managed: &'a Managed,
     pub observation: &'a Observation,
+}
+
+/// The changes, and the addresses pgdba stops managing without touching them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Diff {
+    pub changes: Vec<Change>,
+    pub forgotten: Vec<String>,
 }
 
 /// Does any member of this cluster exist, according to the provider or Patroni?
@@ -178,7 +210,7 @@ fn replicas_reason(n: u32) -> String {
     }
 }
 
-pub fn diff(input: &Input<'_>) -> Vec<Change> {
+pub fn diff(input: &Input<'_>) -> Diff {
     let mut changes = Vec::new();
     let obs = input.observation;
     let spec = input.spec;
@@ -192,6 +224,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
             before: None,
             after: Some(json!({ "endpoint": input.layout.etcd.endpoint() })),
             apply_via: ApplyVia::Provider,
+            data_loss: None,
             reason: "the cluster's etcd does not exist".to_owned(),
         });
     } else if !obs.dcs.running {
@@ -201,6 +234,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
             before: Some(json!({ "running": false })),
             after: Some(json!({ "running": true })),
             apply_via: ApplyVia::Provider,
+            data_loss: None,
             reason: "etcd is not running".to_owned(),
         });
     }
@@ -224,6 +258,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                     before: Some(json!({ "running": false })),
                     after: Some(json!({ "running": true })),
                     apply_via: ApplyVia::Provider,
+                    data_loss: None,
                     reason: "its Patroni is not running".to_owned(),
                 });
             }
@@ -246,6 +281,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                 "data_dir": m.data_dir.display().to_string(),
             })),
             apply_via: ApplyVia::Provider,
+            data_loss: None,
             reason: replicas_reason(spec.spec.replicas),
         });
     }
@@ -261,6 +297,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
             } else {
                 ApplyVia::Provider
             },
+            data_loss: None,
             reason: if is_leader {
                 format!(
                     "{}; it leads, so the leader moves first",
@@ -282,6 +319,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                 before: None,
                 after: Some(json!(value)),
                 apply_via: ApplyVia::Provider,
+                data_loss: None,
                 reason: "bootstrap configuration of the new cluster".to_owned(),
             });
         }
@@ -292,6 +330,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                 before: None,
                 after: Some(json!(value.to_conf_string())),
                 apply_via: ApplyVia::Provider,
+                data_loss: None,
                 reason: "bootstrap configuration of the new cluster".to_owned(),
             });
         }
@@ -309,6 +348,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                     before: observed.map(|o| o.parse::<u64>().map_or(json!(o), |n| json!(n))),
                     after: Some(json!(value)),
                     apply_via: ApplyVia::Reload,
+                    data_loss: None,
                     reason: "differs from the DCS configuration".to_owned(),
                 });
             }
@@ -331,6 +371,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                     before: observed.map(Value::String),
                     after: Some(Value::String(want)),
                     apply_via: via_for_context(context),
+                    data_loss: None,
                     reason: format!(
                         "differs from the DCS configuration (context: {})",
                         context.as_str()
@@ -338,7 +379,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                 });
             }
         }
-        for name in input.managed_parameters {
+        for name in &input.managed.parameters {
             if spec.spec.postgres.parameters.contains_key(name) {
                 continue;
             }
@@ -350,6 +391,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                     before: Some(Value::String(observed)),
                     after: None,
                     apply_via: via_for_context(context),
+                    data_loss: None,
                     reason: "removed from the spec; PostgreSQL's default applies".to_owned(),
                 });
             }
@@ -378,6 +420,7 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
                     before: Some(json!({ "pending_restart": true })),
                     after: Some(json!({ "pending_restart": false })),
                     apply_via: ApplyVia::Restart,
+                    data_loss: None,
                     reason: if reasons.is_empty() {
                         "PostgreSQL waits for a restart".to_owned()
                     } else {
@@ -387,5 +430,31 @@ pub fn diff(input: &Input<'_>) -> Vec<Change> {
             }
         }
     }
-    changes
+    // Roles, databases, extensions and HBA rules: on a new cluster all are created (HBA with
+    // the bootstrap configuration); otherwise against the leader's catalogs, when read.
+    let mut forgotten = Vec::new();
+    let empty = crate::observe::model::SqlObjects::default();
+    let catalogs = if exists {
+        obs.sql.as_ref()
+    } else {
+        Some(&empty)
+    };
+    if let Some(catalogs) = catalogs {
+        sql::roles(spec, input.managed, catalogs, &mut changes, &mut forgotten);
+        sql::databases(spec, input.managed, catalogs, &mut changes, &mut forgotten);
+    }
+    if exists {
+        hba::diff(spec, obs, &mut changes);
+    } else {
+        changes.push(Change {
+            address: hba::HBA_ADDRESS.to_owned(),
+            action: ChangeAction::Create,
+            before: None,
+            after: Some(Value::String(hba::desired_rules(spec).join("\n") + "\n")),
+            apply_via: ApplyVia::Provider,
+            reason: "bootstrap configuration of the new cluster".to_owned(),
+            data_loss: None,
+        });
+    }
+    Diff { changes, forgotten }
 }

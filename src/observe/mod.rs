@@ -3,6 +3,7 @@
 
 pub mod model;
 pub mod pg;
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,14 +21,31 @@ pub struct Context<'a> {
     /// pgdba's superuser password; without it `pg_settings` is not read.
     pub superuser: Option<(&'a str, &'a str)>,
     pub timeout: Duration,
+    /// Secrets to check and databases to look into for extensions.
+    pub needs: &'a sql::Needs,
 }
+
+impl Context<'_> {
+    fn conn(&self, port: u16) -> Option<pg::Conn<'_>> {
+        let (user, password) = self.superuser?;
+        Some(pg::Conn {
+            host: crate::providers::local::layout::HOST,
+            port,
+            user,
+            password,
+            timeout: self.timeout,
+        })
+    }
+}
+
+type Facts = (BTreeMap<String, model::PgSetting>, Vec<model::HbaLine>);
 
 struct MemberAnswer {
     name: String,
     status: Result<serde_json::Value, String>,
     cluster: Option<Vec<model::PatroniMember>>,
     config: Option<serde_json::Value>,
-    settings: Option<Result<BTreeMap<String, model::PgSetting>, String>>,
+    facts: Option<Result<Facts, String>>,
 }
 
 async fn observe_member(
@@ -40,28 +58,21 @@ async fn observe_member(
     let status = ctx.patroni.status(&api_url);
     let cluster = ctx.patroni.cluster(&api_url);
     let config = ctx.patroni.config(&api_url);
-    let settings = async {
-        let (user, password) = ctx.superuser?;
-        let conn = pg::Conn {
-            host: crate::providers::local::layout::HOST,
-            port: pg_port,
-            user,
-            password,
-            timeout: ctx.timeout,
-        };
+    let facts = async {
+        let conn = ctx.conn(pg_port)?;
         Some(
-            pg::settings(&conn, params)
+            pg::member_facts(&conn, params)
                 .await
                 .map_err(|e| crate::error_chain(&e)),
         )
     };
-    let (status, cluster, config, settings) = tokio::join!(status, cluster, config, settings);
+    let (status, cluster, config, facts) = tokio::join!(status, cluster, config, facts);
     MemberAnswer {
         name,
         status: status.map_err(|e| crate::error_chain(&e)),
         cluster: cluster.ok(),
         config: config.ok(),
-        settings,
+        facts,
     }
 }
 
@@ -116,8 +127,11 @@ pub async fn observe(
             }
             Err(e) => notes.push(format!("member {} unreachable: {e}", a.name)),
         }
-        match a.settings {
-            Some(Ok(s)) => member.settings = Some(s),
+        match a.facts {
+            Some(Ok((settings, hba))) => {
+                member.settings = Some(settings);
+                member.hba = Some(hba);
+            }
             Some(Err(e)) if a.status.is_ok() => {
                 notes.push(format!("member {}: PostgreSQL unreachable: {e}", a.name))
             }
@@ -166,12 +180,30 @@ pub async fn observe(
             }
         }
     }
+    // Roles, databases and extensions from the leader, where writes go.
+    let leader_port = view
+        .as_ref()
+        .and_then(|v| v.leader())
+        .and_then(|l| ctx.layout.member(&l.name))
+        .map(|m| m.pg_port);
+    let mut sql_objects = None;
+    if let Some(conn) = leader_port.and_then(|p| ctx.conn(p)) {
+        match tokio::time::timeout(ctx.timeout * 2, sql::objects(&conn, ctx.needs)).await {
+            Ok(Ok(o)) => sql_objects = Some(o),
+            Ok(Err(e)) => notes.push(format!(
+                "the leader's catalogs could not be read: {}",
+                crate::error_chain(&e)
+            )),
+            Err(_) => notes.push("reading the leader's catalogs timed out".to_owned()),
+        }
+    }
     Observation {
         cluster: ctx.layout.cluster.clone(),
         dcs,
         inventory,
         patroni: view,
         members,
+        sql: sql_objects,
         notes,
     }
 }

@@ -16,8 +16,68 @@ pub struct Observation {
     pub patroni: Option<PatroniView>,
     /// Per member: its own Patroni status and its `pg_settings` rows for the parameters that matter.
     pub members: BTreeMap<String, Member>,
+    /// Roles, databases and extensions, as the leader's catalogs hold them (one query per
+    /// kind); `None` when the leader's PostgreSQL could not be read.
+    pub sql: Option<SqlObjects>,
     /// Human-readable notes: "member demo-2 unreachable: connection refused".
     pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SqlObjects {
+    pub roles: BTreeMap<String, ObservedRole>,
+    pub databases: BTreeMap<String, ObservedDatabase>,
+}
+
+/// A role from `pg_roles`/`pg_authid`. The password verifier itself is never kept: only
+/// whether there is one and whether the spec's secret matches it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedRole {
+    pub login: bool,
+    pub superuser: bool,
+    pub createdb: bool,
+    pub createrole: bool,
+    pub replication: bool,
+    pub bypassrls: bool,
+    pub inherit: bool,
+    pub connection_limit: i32,
+    /// Seconds since the epoch; `None` for no expiry.
+    pub valid_until: Option<f64>,
+    /// Roles it is a member of, sorted.
+    pub member_of: Vec<String>,
+    pub has_password: bool,
+    /// Does the spec's secret match the stored SCRAM verifier? `None` when the spec sets no
+    /// password for it.
+    pub password_matches: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedDatabase {
+    pub owner: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    pub size_bytes: i64,
+    /// Installed extensions, when this database was looked into.
+    pub extensions: Option<BTreeMap<String, ObservedExtension>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedExtension {
+    pub version: String,
+    pub schema: String,
+}
+
+/// One row of `pg_hba_file_rules`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HbaLine {
+    pub kind: String,
+    pub database: Vec<String>,
+    pub user: Vec<String>,
+    pub address: Option<String>,
+    pub netmask: Option<String>,
+    pub method: String,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -114,6 +174,8 @@ pub struct Member {
     pub settings: Option<BTreeMap<String, PgSetting>>,
     pub pending_restart: bool,
     pub pending_restart_reason: Vec<String>,
+    /// Its `pg_hba_file_rules`, in order.
+    pub hba: Option<Vec<HbaLine>>,
 }
 
 /// One `pg_settings` row.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use super::model::PgSetting;
+use super::model::{HbaLine, PgSetting};
 
 /// How to reach one member's PostgreSQL as pgdba's superuser.
 #[derive(Clone)]
@@ -19,12 +19,19 @@ pub struct Conn<'a> {
 
 impl Conn<'_> {
     pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        self.connect_to("postgres").await
+    }
+
+    pub async fn connect_to(
+        &self,
+        dbname: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let mut cfg = tokio_postgres::Config::new();
         cfg.host(self.host)
             .port(self.port)
             .user(self.user)
             .password(self.password)
-            .dbname("postgres")
+            .dbname(dbname)
             .application_name("pgdba")
             .connect_timeout(self.timeout);
         let (client, connection) = cfg.connect(NoTls).await?;
@@ -37,11 +44,28 @@ impl Conn<'_> {
     }
 }
 
+/// One member's own facts, over one connection: its `pg_settings` rows for `names` and its
+/// `pg_hba_file_rules`.
+pub async fn member_facts(
+    conn: &Conn<'_>,
+    names: &[String],
+) -> Result<(BTreeMap<String, PgSetting>, Vec<HbaLine>), tokio_postgres::Error> {
+    let client = conn.connect().await?;
+    let (settings, hba) = tokio::join!(settings_on(&client, names), hba_on(&client));
+    Ok((settings?, hba?))
+}
+
 pub async fn settings(
     conn: &Conn<'_>,
     names: &[String],
 ) -> Result<BTreeMap<String, PgSetting>, tokio_postgres::Error> {
-    let client = conn.connect().await?;
+    settings_on(&conn.connect().await?, names).await
+}
+
+async fn settings_on(
+    client: &tokio_postgres::Client,
+    names: &[String],
+) -> Result<BTreeMap<String, PgSetting>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT name, setting, unit, context, source, sourcefile, pending_restart \
@@ -63,6 +87,29 @@ pub async fn settings(
         out.insert(s.name.clone(), s);
     }
     Ok(out)
+}
+
+async fn hba_on(client: &tokio_postgres::Client) -> Result<Vec<HbaLine>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT type, coalesce(database, '{}'), coalesce(user_name, '{}'), address, netmask, \
+             coalesce(auth_method, ''), error FROM pg_hba_file_rules ORDER BY line_number",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HbaLine {
+                kind: r.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
+                database: r.try_get(1)?,
+                user: r.try_get(2)?,
+                address: r.try_get(3)?,
+                netmask: r.try_get(4)?,
+                method: r.try_get(5)?,
+                error: r.try_get(6)?,
+            })
+        })
+        .collect()
 }
 
 /// How many settings wait for a restart (`pg_settings.pending_restart`), as PostgreSQL itself

@@ -13,6 +13,7 @@ fn symbol(action: ChangeAction) -> &'static str {
         ChangeAction::Create => "+",
         ChangeAction::Update => "~",
         ChangeAction::Delete => "-",
+        ChangeAction::Replace => "-/+",
     }
 }
 
@@ -111,6 +112,22 @@ pub fn table(plan: &Plan) -> String {
     for c in &plan.changes {
         let _ = writeln!(out, "{}", change_line(c, width));
         let _ = writeln!(out, "      # {}", c.reason);
+        if let Some(loss) = &c.data_loss {
+            let _ = writeln!(
+                out,
+                "      ! data loss: {loss} (apply needs --allow-data-loss)"
+            );
+        }
+    }
+    for f in &plan.forgotten {
+        let _ = writeln!(
+            out,
+            "  . {f:<width$}  no longer managed: left in place, nothing is dropped"
+        );
+        let _ = writeln!(
+            out,
+            "      # it left the spec and its section of spec.prune is off"
+        );
     }
     let _ = writeln!(out, "\nActions, in dependency order:");
     for (i, a) in plan.actions.iter().enumerate() {
@@ -132,6 +149,13 @@ pub fn table(plan: &Plan) -> String {
         let _ = writeln!(out, "  {:>2}. {}{}{}{}", i + 1, a.id, extra, mark, after);
     }
     let _ = writeln!(out, "\n{}", summary_line(&plan.summary, false));
+    if !plan.forgotten.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} no longer managed (left in place).",
+            plan.forgotten.len()
+        );
+    }
     out
 }
 

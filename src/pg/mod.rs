@@ -9,6 +9,7 @@ mod catalog;
 mod cnum;
 mod guc;
 
+pub mod scram;
 #[cfg(test)]
 mod tests;
 

@@ -10,6 +10,11 @@
 //! | R6   | each restart, then its health gate               | the next restart                            |
 //! | R7   | replicas one at a time, a switchover, then the old primary (rolling restart);    ||
 //! |      | the primary first, no switchover, when a shared-memory floor GUC decreases       ||
+//! | R8   | the primary, healthy                             | every SQL action (roles, databases, ...)    |
+//! | R9   | creating the roles a role is a member of         | creating or altering that role              |
+//! | R10  | creating a database's owner; dropping a database | creating the database; dropping its owner   |
+//! | R11  | creating (or re-creating) a database             | its extensions                              |
+//! | R12  | creating every role                              | the HBA patch, then a gate per member       |
 //!
 //! Every disruptive step (start, create, restart, switchover) is followed by a health gate.
 
@@ -21,7 +26,7 @@ use super::{Action, ActionKind};
 use crate::diff::{self, ApplyVia, Change, ChangeAction, Kind};
 use crate::observe::model::{Observation, Role};
 use crate::pg;
-use crate::spec::model::ClusterSpec;
+use crate::spec::model::{ClusterSpec, RoleSpec};
 
 #[derive(Default)]
 struct Builder {
@@ -215,7 +220,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             changes
                 .iter()
                 .filter(|x| {
-                    matches!(x.kind(), Kind::Patroni | Kind::PgParameter)
+                    matches!(x.kind(), Kind::Patroni | Kind::PgParameter | Kind::Hba)
                         && x.apply_via == ApplyVia::Provider
                 })
                 .map(|x| x.address.clone()),
@@ -339,83 +344,326 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         );
     }
 
-    // R5-R7: the rolling restart.
-    let restart_params: Vec<&Change> = config
-        .iter()
-        .copied()
-        .filter(|c| c.kind() == Kind::PgParameter && c.apply_via == ApplyVia::Restart)
-        .collect();
-    let to_restart: Vec<String> = if restart_params.is_empty() {
-        members(ChangeAction::Update)
-            .into_iter()
-            .filter(|c| c.apply_via == ApplyVia::Restart)
-            .map(|c| c.name().to_owned())
-            .collect()
-    } else {
-        surviving.clone()
-    };
-    if to_restart.is_empty() {
-        return b.actions;
-    }
-    let realized = |m: &str| -> Vec<String> {
-        let mut v: Vec<String> = restart_params.iter().map(|c| c.address.clone()).collect();
-        let own = diff::member_address(m);
-        if changes
+    'restart: {
+        // R5-R7: the rolling restart.
+        let restart_params: Vec<&Change> = config
             .iter()
-            .any(|c| c.address == own && c.apply_via == ApplyVia::Restart)
-        {
-            v.push(own);
+            .copied()
+            .filter(|c| c.kind() == Kind::PgParameter && c.apply_via == ApplyVia::Restart)
+            .collect();
+        let to_restart: Vec<String> = if restart_params.is_empty() {
+            members(ChangeAction::Update)
+                .into_iter()
+                .filter(|c| c.apply_via == ApplyVia::Restart)
+                .map(|c| c.name().to_owned())
+                .collect()
+        } else {
+            surviving.clone()
+        };
+        if to_restart.is_empty() {
+            break 'restart;
         }
-        v
-    };
-    let mut prev: Vec<String> = gates;
-    prev.extend(deletions);
-    if prev.is_empty() {
-        prev = primary_ready;
-    }
-    let leader_restarts = leader.as_ref().filter(|l| to_restart.contains(l));
-    let mut replicas: Vec<&String> = to_restart
-        .iter()
-        .filter(|m| Some(*m) != leader.as_ref())
-        .collect();
-    replicas.sort();
-    let floor_decrease = restart_params.iter().any(|c| lowers_floor(c));
-    if floor_decrease {
-        // The primary first: a standby refuses to run with less than its primary has.
-        if let Some(l) = leader_restarts {
-            prev = vec![b.add_gated(ActionKind::RestartMember, l, &prev, realized(l), max_lag)];
+        let realized = |m: &str| -> Vec<String> {
+            let mut v: Vec<String> = restart_params.iter().map(|c| c.address.clone()).collect();
+            let own = diff::member_address(m);
+            if changes
+                .iter()
+                .any(|c| c.address == own && c.apply_via == ApplyVia::Restart)
+            {
+                v.push(own);
+            }
+            v
+        };
+        let mut prev: Vec<String> = gates;
+        prev.extend(deletions);
+        if prev.is_empty() {
+            prev = primary_ready.clone();
         }
-        for m in replicas {
+        let leader_restarts = leader.as_ref().filter(|l| to_restart.contains(l));
+        let mut replicas: Vec<&String> = to_restart
+            .iter()
+            .filter(|m| Some(*m) != leader.as_ref())
+            .collect();
+        replicas.sort();
+        let floor_decrease = restart_params.iter().any(|c| lowers_floor(c));
+        if floor_decrease {
+            // The primary first: a standby refuses to run with less than its primary has.
+            if let Some(l) = leader_restarts {
+                prev = vec![b.add_gated(ActionKind::RestartMember, l, &prev, realized(l), max_lag)];
+            }
+            for m in replicas {
+                prev = vec![b.add_gated(ActionKind::RestartMember, m, &prev, realized(m), max_lag)];
+            }
+            break 'restart;
+        }
+        for m in &replicas {
             prev = vec![b.add_gated(ActionKind::RestartMember, m, &prev, realized(m), max_lag)];
         }
-        return b.actions;
-    }
-    for m in &replicas {
-        prev = vec![b.add_gated(ActionKind::RestartMember, m, &prev, realized(m), max_lag)];
-    }
-    if let Some(l) = leader_restarts {
-        let candidate = replicas
-            .first()
-            .map(|m| (*m).clone())
-            .or_else(|| switchover_candidate(obs, &deleted));
-        if let Some(candidate) = candidate {
-            let gate = b.add_gated(
-                ActionKind::Switchover {
-                    candidate: candidate.clone(),
-                },
-                l,
-                &prev,
-                Vec::new(),
-                max_lag,
-            );
-            prev = vec![b.add(
-                ActionKind::AwaitHealthy { max_lag },
-                &diff::member_address(&candidate),
-                &[gate],
-                Vec::new(),
-            )];
+        if let Some(l) = leader_restarts {
+            let candidate = replicas
+                .first()
+                .map(|m| (*m).clone())
+                .or_else(|| switchover_candidate(obs, &deleted));
+            if let Some(candidate) = candidate {
+                let gate = b.add_gated(
+                    ActionKind::Switchover {
+                        candidate: candidate.clone(),
+                    },
+                    l,
+                    &prev,
+                    Vec::new(),
+                    max_lag,
+                );
+                prev = vec![b.add(
+                    ActionKind::AwaitHealthy { max_lag },
+                    &diff::member_address(&candidate),
+                    &[gate],
+                    Vec::new(),
+                )];
+            }
+            b.add_gated(ActionKind::RestartMember, l, &prev, realized(l), max_lag);
         }
-        b.add_gated(ActionKind::RestartMember, l, &prev, realized(l), max_lag);
     }
+    sql_objects(&mut b, spec, changes, obs, &primary_ready);
     b.actions
+}
+
+/// R8-R12: roles, databases, extensions and HBA rules, all on the primary once it is up.
+fn sql_objects(
+    b: &mut Builder,
+    spec: &ClusterSpec,
+    changes: &[Change],
+    obs: &Observation,
+    primary_ready: &[String],
+) {
+    let of = |k: Kind| changes.iter().filter(move |c| c.kind() == k);
+    let role_spec = |name: &str| -> RoleSpec {
+        spec.spec
+            .roles
+            .iter()
+            .chain(diff::sql::system_roles().iter())
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| RoleSpec {
+                name: name.to_owned(),
+                login: false,
+                superuser: false,
+                createdb: false,
+                createrole: false,
+                replication: false,
+                bypassrls: false,
+                inherit: true,
+                connection_limit: -1,
+                in_roles: Vec::new(),
+                valid_until: None,
+                password: None,
+            })
+    };
+    // Database drops first: a role that owns one can only go after it (R10).
+    let mut drops: Vec<String> = Vec::new();
+    let mut role_creates: BTreeMap<String, String> = BTreeMap::new();
+    for c in of(Kind::Role).filter(|c| c.action == ChangeAction::Create) {
+        role_creates.insert(c.name().to_owned(), String::new());
+    }
+    let created_roles: BTreeSet<String> = role_creates.keys().cloned().collect();
+    // R9: create roles in dependency order (members after the groups they join).
+    let mut pending: Vec<&Change> = of(Kind::Role)
+        .filter(|c| c.action == ChangeAction::Create)
+        .collect();
+    let mut guard = pending.len() + 1;
+    while !pending.is_empty() && guard > 0 {
+        guard -= 1;
+        pending.retain(|c| {
+            let r = role_spec(c.name());
+            let waits = r.in_roles.iter().any(|g| {
+                created_roles.contains(g) && role_creates.get(g).is_some_and(String::is_empty)
+            });
+            if waits {
+                return true;
+            }
+            let mut deps = primary_ready.to_vec();
+            deps.extend(
+                r.in_roles
+                    .iter()
+                    .filter_map(|g| role_creates.get(g).cloned()),
+            );
+            let id = b.add(
+                ActionKind::CreateRole { role: r.clone() },
+                &c.address,
+                &deps,
+                vec![c.address.clone()],
+            );
+            role_creates.insert(c.name().to_owned(), id);
+            false
+        });
+    }
+    let role_dep = |name: &str, creates: &BTreeMap<String, String>| {
+        creates.get(name).filter(|id| !id.is_empty()).cloned()
+    };
+    for c in of(Kind::Role).filter(|c| c.action == ChangeAction::Update) {
+        let r = role_spec(c.name());
+        let after = c.after.as_ref();
+        let changed = |k: &str| after.and_then(|a| a.get(k)).is_some();
+        let observed: Vec<String> = obs
+            .sql
+            .as_ref()
+            .and_then(|s| s.roles.get(c.name()))
+            .map(|o| o.member_of.clone())
+            .unwrap_or_default();
+        let grant: Vec<String> = r
+            .in_roles
+            .iter()
+            .filter(|g| !observed.contains(g))
+            .cloned()
+            .collect();
+        let revoke: Vec<String> = observed
+            .iter()
+            .filter(|g| !r.in_roles.contains(g))
+            .cloned()
+            .collect();
+        let attributes = after
+            .and_then(|a| a.as_object())
+            .is_some_and(|a| a.keys().any(|k| k != "password" && k != "in_roles"));
+        let mut deps = primary_ready.to_vec();
+        deps.extend(grant.iter().filter_map(|g| role_dep(g, &role_creates)));
+        let system = diff::sql::is_system_role(c.name());
+        b.add(
+            ActionKind::AlterRole {
+                role: r,
+                attributes,
+                password: changed("password"),
+                grant,
+                revoke,
+                system,
+            },
+            &c.address,
+            &deps,
+            vec![c.address.clone()],
+        );
+    }
+    // Databases: drops (and the drop half of a replacement), then creates and owner changes.
+    let mut db_ready: BTreeMap<String, String> = BTreeMap::new();
+    for c in of(Kind::Database)
+        .filter(|c| matches!(c.action, ChangeAction::Delete | ChangeAction::Replace))
+    {
+        let id = b.add(
+            ActionKind::DropDatabase,
+            &c.address,
+            primary_ready,
+            vec![c.address.clone()],
+        );
+        drops.push(id.clone());
+        db_ready.insert(c.name().to_owned(), id);
+    }
+    for c in of(Kind::Database).filter(|c| c.action != ChangeAction::Delete) {
+        let Some(d) = spec.spec.databases.iter().find(|d| d.name == c.name()) else {
+            continue;
+        };
+        let owner = d.owner.clone().unwrap_or_else(|| "postgres".to_owned());
+        let mut deps = primary_ready.to_vec();
+        deps.extend(role_dep(&owner, &role_creates));
+        deps.extend(db_ready.get(c.name()).cloned());
+        let id = if c.action == ChangeAction::Update {
+            b.add(
+                ActionKind::AlterDatabase { owner },
+                &c.address,
+                &deps,
+                vec![c.address.clone()],
+            )
+        } else {
+            let custom = d.encoding.is_some() || d.locale.is_some();
+            let template = d
+                .template
+                .clone()
+                .unwrap_or_else(|| if custom { "template0" } else { "template1" }.to_owned());
+            let encoding = d.encoding.clone().unwrap_or_else(|| "UTF8".to_owned());
+            b.add(
+                ActionKind::CreateDatabase {
+                    owner,
+                    encoding,
+                    locale: d.locale.clone(),
+                    template,
+                },
+                &c.address,
+                &deps,
+                vec![c.address.clone()],
+            )
+        };
+        db_ready.insert(c.name().to_owned(), id);
+    }
+    // R11: extensions after their database.
+    for c in of(Kind::Extension) {
+        let Some((db, name)) = c.name().split_once('.') else {
+            continue;
+        };
+        let mut deps = primary_ready.to_vec();
+        deps.extend(
+            db_ready
+                .get(db)
+                .filter(|_| c.action != ChangeAction::Delete)
+                .cloned(),
+        );
+        let e = spec
+            .spec
+            .databases
+            .iter()
+            .find(|d| d.name == db)
+            .and_then(|d| d.extensions.iter().find(|e| e.name == name));
+        let (database, name) = (db.to_owned(), name.to_owned());
+        let kind = match (c.action, e) {
+            (ChangeAction::Delete, _) | (_, None) => ActionKind::DropExtension { database, name },
+            (ChangeAction::Create, Some(e)) => ActionKind::CreateExtension {
+                database,
+                name,
+                version: e.version.clone(),
+                schema: e.schema.clone(),
+            },
+            (_, Some(e)) => ActionKind::UpdateExtension {
+                database,
+                name,
+                version: e.version.clone(),
+                schema: e.schema.clone(),
+            },
+        };
+        b.add(kind, &c.address, &deps, vec![c.address.clone()]);
+    }
+    // Role drops last (R10): nothing may still belong to them.
+    for c in of(Kind::Role).filter(|c| c.action == ChangeAction::Delete) {
+        let mut deps = primary_ready.to_vec();
+        deps.extend(drops.iter().cloned());
+        deps.extend(db_ready.values().cloned());
+        b.add(
+            ActionKind::DropRole,
+            &c.address,
+            &deps,
+            vec![c.address.clone()],
+        );
+    }
+    // R12: HBA rules once the roles they name exist; a gate per member.
+    for c in of(Kind::Hba).filter(|c| c.apply_via != ApplyVia::Provider) {
+        let mut deps = primary_ready.to_vec();
+        deps.extend(role_creates.values().filter(|id| !id.is_empty()).cloned());
+        // A member whose file was edited by hand gets a rewritten header (see diff::hba).
+        let generation = u64::from(c.reason.contains("on member"));
+        let lines = diff::hba::dcs_lines(spec, generation);
+        let patch = json!({ "postgresql": { "pg_hba": lines } });
+        let id = b.add(
+            ActionKind::PatchConfig { patch },
+            "dcs.hba",
+            &deps,
+            vec![c.address.clone()],
+        );
+        if let Some(view) = &obs.patroni {
+            for m in &view.members {
+                b.add(
+                    ActionKind::AwaitHba {
+                        rules: diff::hba::desired_rules(spec),
+                    },
+                    &diff::member_address(&m.name),
+                    std::slice::from_ref(&id),
+                    vec![c.address.clone()],
+                );
+            }
+        }
+    }
 }

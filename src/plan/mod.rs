@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::diff::{self, Change, ChangeAction};
+use crate::diff::{self, Change, ChangeAction, Managed};
 use crate::observe::model::Observation;
 use crate::providers::local::layout::Layout;
-use crate::spec::model::ClusterSpec;
+use crate::spec::model::{ClusterSpec, RoleSpec};
 
 pub const FORMAT_VERSION: &str = "1";
 
@@ -25,13 +25,17 @@ pub enum ActionKind {
     /// Start the cluster's existing etcd.
     StartDcs,
     /// Create a member; `bootstrap` makes it initialize the cluster (the first primary).
-    CreateMember { bootstrap: bool },
+    CreateMember {
+        bootstrap: bool,
+    },
     /// Start an existing, stopped member.
     StartMember,
     /// Stop a member and remove its data.
     DeleteMember,
     /// Write the dynamic configuration (GUCs and Patroni settings) to the DCS.
-    PatchConfig { patch: Value },
+    PatchConfig {
+        patch: Value,
+    },
     /// Gate: the member runs with the new configuration (reloaded values visible in
     /// `pg_settings`; values that need a restart marked `pending_restart`).
     AwaitConfig {
@@ -41,9 +45,59 @@ pub enum ActionKind {
     /// Restart PostgreSQL on a member if a restart is pending.
     RestartMember,
     /// Move the leader from `target` to `candidate`.
-    Switchover { candidate: String },
+    Switchover {
+        candidate: String,
+    },
     /// Gate: the member runs; a replica streams with lag under `max_lag` bytes.
-    AwaitHealthy { max_lag: u64 },
+    AwaitHealthy {
+        max_lag: u64,
+    },
+    /// `CREATE ROLE`, with its attributes, memberships and password (a SCRAM verifier made at
+    /// apply time from `role.password`; the plan holds where the secret is, never its value).
+    CreateRole {
+        role: RoleSpec,
+    },
+    /// `ALTER ROLE` for what differs; `system` roles take their password from pgdba's
+    /// secrets file.
+    AlterRole {
+        role: RoleSpec,
+        attributes: bool,
+        password: bool,
+        grant: Vec<String>,
+        revoke: Vec<String>,
+        system: bool,
+    },
+    DropRole,
+    CreateDatabase {
+        owner: String,
+        encoding: String,
+        locale: Option<String>,
+        template: String,
+    },
+    AlterDatabase {
+        owner: String,
+    },
+    DropDatabase,
+    CreateExtension {
+        database: String,
+        name: String,
+        version: Option<String>,
+        schema: Option<String>,
+    },
+    UpdateExtension {
+        database: String,
+        name: String,
+        version: Option<String>,
+        schema: Option<String>,
+    },
+    DropExtension {
+        database: String,
+        name: String,
+    },
+    /// Gate: the member's `pg_hba_file_rules` are exactly these rules.
+    AwaitHba {
+        rules: Vec<String>,
+    },
 }
 
 impl ActionKind {
@@ -59,6 +113,16 @@ impl ActionKind {
             ActionKind::RestartMember => "restart_member",
             ActionKind::Switchover { .. } => "switchover",
             ActionKind::AwaitHealthy { .. } => "await_healthy",
+            ActionKind::CreateRole { .. } => "create_role",
+            ActionKind::AlterRole { .. } => "alter_role",
+            ActionKind::DropRole => "drop_role",
+            ActionKind::CreateDatabase { .. } => "create_database",
+            ActionKind::AlterDatabase { .. } => "alter_database",
+            ActionKind::DropDatabase => "drop_database",
+            ActionKind::CreateExtension { .. } => "create_extension",
+            ActionKind::UpdateExtension { .. } => "update_extension",
+            ActionKind::DropExtension { .. } => "drop_extension",
+            ActionKind::AwaitHba { .. } => "await_hba",
         }
     }
     /// Does this action restart PostgreSQL or move the leader?
@@ -106,13 +170,24 @@ pub struct Plan {
     pub summary: Summary,
     pub changes: Vec<Change>,
     pub actions: Vec<Action>,
+    /// Addresses pgdba stops managing, leaving them in place (they left the spec and their
+    /// section does not prune).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgotten: Vec<String>,
     /// What observation noticed (unreachable members, ...).
     pub notes: Vec<String>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.actions.is_empty()
+        self.changes.is_empty() && self.actions.is_empty() && self.forgotten.is_empty()
+    }
+    /// What applying the plan would destroy.
+    pub fn data_loss(&self) -> Vec<&str> {
+        self.changes
+            .iter()
+            .filter_map(|c| c.data_loss.as_deref())
+            .collect()
     }
     pub fn action(&self, id: &str) -> Option<&Action> {
         self.actions.iter().find(|a| a.id == id)
@@ -136,13 +211,13 @@ impl Plan {
 pub fn build(
     spec: &ClusterSpec,
     layout: &Layout,
-    managed_parameters: &BTreeSet<String>,
+    managed: &Managed,
     observation: &Observation,
 ) -> Plan {
-    let changes = diff::diff(&diff::Input {
+    let diff::Diff { changes, forgotten } = diff::diff(&diff::Input {
         spec,
         layout,
-        managed_parameters,
+        managed,
         observation,
     });
     let actions = graph::actions(spec, &changes, observation);
@@ -152,16 +227,19 @@ pub fn build(
         summary,
         changes,
         actions,
+        forgotten,
         notes: observation.notes.clone(),
     }
 }
 
 fn summarize(changes: &[Change], actions: &[Action]) -> Summary {
     let count = |a: ChangeAction| changes.iter().filter(|c| c.action == a).count();
+    // A replacement is one to add and one to destroy, as Terraform counts it.
+    let replaced = count(ChangeAction::Replace);
     Summary {
-        add: count(ChangeAction::Create),
+        add: count(ChangeAction::Create) + replaced,
         change: count(ChangeAction::Update),
-        destroy: count(ChangeAction::Delete),
+        destroy: count(ChangeAction::Delete) + replaced,
         restarts: actions
             .iter()
             .filter(|a| a.kind == ActionKind::RestartMember)

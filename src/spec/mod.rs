@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 pub use diagnostic::Diagnostic;
 pub use schema::json_schema;
+pub use semantic::RESERVED_ROLES;
 
 use diagnostic::{Pos, Source, bare};
 
@@ -148,4 +149,55 @@ fn first_control_char(text: &str) -> Option<(Pos, char)> {
         .char_indices()
         .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))?;
     Some((diagnostic::end_pos(&text[..i]), c))
+}
+
+/// `valid_until` as seconds since the epoch (`f64::INFINITY` for `infinity`), or `None` when
+/// it does not parse.
+pub fn valid_until_epoch(text: &str) -> Option<f64> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("infinity") {
+        return Some(f64::INFINITY);
+    }
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Some(dt.timestamp() as f64);
+    }
+    let date = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp() as f64)
+}
+
+/// A CIDR (`10.0.0.0/8`, `::1/128`, or a bare address meaning a single host) as PostgreSQL's
+/// `pg_hba_file_rules` shows it: (address, netmask).
+pub fn parse_cidr(text: &str) -> Option<(String, String)> {
+    use std::net::IpAddr;
+    let (addr, bits) = match text.split_once('/') {
+        Some((a, b)) => (a.parse::<IpAddr>().ok()?, Some(b.parse::<u8>().ok()?)),
+        None => (text.parse::<IpAddr>().ok()?, None),
+    };
+    let mask = match addr {
+        IpAddr::V4(_) => {
+            let bits = bits.unwrap_or(32);
+            if bits > 32 {
+                return None;
+            }
+            let m = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(bits))
+            };
+            IpAddr::V4(std::net::Ipv4Addr::from(m))
+        }
+        IpAddr::V6(_) => {
+            let bits = bits.unwrap_or(128);
+            if bits > 128 {
+                return None;
+            }
+            let m = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(bits))
+            };
+            IpAddr::V6(std::net::Ipv6Addr::from(m))
+        }
+    };
+    Some((addr.to_string(), mask.to_string()))
 }

@@ -51,6 +51,210 @@ pub struct Spec {
     pub replicas: u32,
     #[serde(default)]
     pub patroni: PatroniSettings,
+    /// Roles (users and groups). pgdba's own roles (`postgres`, `replicator`, `rewind_user`)
+    /// are managed by pgdba and may not appear here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleSpec>,
+    /// Databases, each with its extensions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseSpec>,
+    /// Client authentication rules, in order, after pgdba's own. Empty: local and
+    /// loopback connections of every role with a password (`scram-sha-256`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hba: Vec<HbaRule>,
+    /// What may be dropped when it leaves the spec. Off by default: a role or database that
+    /// leaves the spec is left in place and no longer managed.
+    #[serde(default, skip_serializing_if = "Prune::is_off")]
+    pub prune: Prune,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Prune {
+    /// Drop roles that pgdba managed and that left the spec.
+    #[serde(default)]
+    pub roles: bool,
+    /// Drop databases that pgdba managed and that left the spec (apply also needs
+    /// `--allow-data-loss`).
+    #[serde(default)]
+    pub databases: bool,
+}
+
+impl Prune {
+    pub fn is_off(&self) -> bool {
+        !self.roles && !self.databases
+    }
+}
+
+/// Where a secret comes from; its value is never written anywhere by pgdba.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretRef {
+    /// An environment variable of the pgdba process.
+    Env(String),
+    /// A file; its content, without a trailing newline.
+    File(PathBuf),
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_conn_limit() -> i32 {
+    -1
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_minus_one(n: &i32) -> bool {
+    *n == -1
+}
+
+/// A role (`CREATE ROLE`), its attributes and memberships.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$"))]
+    pub name: String,
+    #[serde(default)]
+    pub login: bool,
+    #[serde(default)]
+    pub superuser: bool,
+    #[serde(default)]
+    pub createdb: bool,
+    #[serde(default)]
+    pub createrole: bool,
+    #[serde(default)]
+    pub replication: bool,
+    #[serde(default)]
+    pub bypassrls: bool,
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub inherit: bool,
+    /// `-1`: no limit.
+    #[serde(default = "default_conn_limit", skip_serializing_if = "is_minus_one")]
+    #[schemars(range(min = -1))]
+    pub connection_limit: i32,
+    /// Roles this role is a member of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_roles: Vec<String>,
+    /// Password expiry: `infinity`, a date (`2027-01-31`, midnight UTC) or an RFC 3339 time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+}
+
+/// A database and its extensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSpec {
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$"))]
+    pub name: String,
+    /// Default `postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Default `UTF8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// LC_COLLATE and LC_CTYPE. Default: the cluster's (`C.UTF-8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Used at creation only. Default `template1`, or `template0` when the encoding or
+    /// locale differs from the cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<ExtensionSpec>,
+}
+
+/// An extension in one database (`CREATE EXTENSION`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionSpec {
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"))]
+    pub name: String,
+    /// Default: the extension's default version; a different installed version is updated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Default: the extension's own choice (usually `public`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+}
+
+/// One `pg_hba.conf` line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HbaRule {
+    #[serde(rename = "type")]
+    pub kind: HbaType,
+    /// `all`, `sameuser`, `samerole`, `replication`, or database names separated by commas.
+    pub database: String,
+    /// `all`, role names separated by commas, `+group`.
+    pub user: String,
+    /// A CIDR address (`10.0.0.0/8`) or `samehost`/`samenet`; required unless `type: local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    pub method: HbaMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HbaType {
+    Local,
+    Host,
+    Hostssl,
+    Hostnossl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HbaMethod {
+    Trust,
+    Reject,
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    Md5,
+    Password,
+    Peer,
+    Ident,
+    Cert,
+}
+
+impl HbaType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HbaType::Local => "local",
+            HbaType::Host => "host",
+            HbaType::Hostssl => "hostssl",
+            HbaType::Hostnossl => "hostnossl",
+        }
+    }
+}
+
+impl HbaMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HbaMethod::Trust => "trust",
+            HbaMethod::Reject => "reject",
+            HbaMethod::ScramSha256 => "scram-sha-256",
+            HbaMethod::Md5 => "md5",
+            HbaMethod::Password => "password",
+            HbaMethod::Peer => "peer",
+            HbaMethod::Ident => "ident",
+            HbaMethod::Cert => "cert",
+        }
+    }
+}
+
+impl HbaRule {
+    /// The `pg_hba.conf` line.
+    pub fn line(&self) -> String {
+        let mut parts = vec![self.kind.as_str(), &self.database, &self.user];
+        if let Some(a) = &self.address {
+            parts.push(a);
+        }
+        parts.push(self.method.as_str());
+        parts.join(" ")
+    }
 }
 
 /// Exactly one provider.

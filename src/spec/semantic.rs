@@ -17,7 +17,135 @@ pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
     let mut out = Vec::new();
     check_postgres(doc, positions, &mut out);
     check_patroni(doc, positions, &mut out);
+    check_resources(doc, positions, &mut out);
     out
+}
+
+/// The roles pgdba itself needs; a spec may not declare them.
+pub const RESERVED_ROLES: [&str; 3] = ["postgres", "replicator", "rewind_user"];
+
+fn items<'a>(doc: &'a Value, pointer: &str) -> Vec<(String, &'a Value)> {
+    doc.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{pointer}/{i}"), v))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// Roles, databases, extensions and HBA rules: names unique and known, pgdba's own roles
+/// not redeclared, HBA addresses where the type needs them, expiry times that parse.
+fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let mut roles: HashMap<String, String> = HashMap::new();
+    let role_items = items(doc, "/spec/roles");
+    for (ptr, r) in &role_items {
+        let Some(name) = str_at(r, "name") else {
+            continue;
+        };
+        let at = positions.value_or_key(&format!("{ptr}/name"));
+        if RESERVED_ROLES.contains(&name) || name.starts_with("pg_") {
+            out.push((at, format!("role `{name}` is managed by pgdba or PostgreSQL and cannot be declared in spec.roles")));
+        } else if roles.insert(name.to_owned(), ptr.clone()).is_some() {
+            out.push((at, format!("role `{name}` is declared twice")));
+        }
+        if let Some(v) = str_at(r, "valid_until") {
+            if crate::spec::valid_until_epoch(v).is_none() {
+                out.push((
+                    positions.value_or_key(&format!("{ptr}/valid_until")),
+                    format!("valid_until `{v}`: use `infinity`, a date (2027-01-31) or an RFC 3339 time (2027-01-31T12:00:00Z)"),
+                ));
+            }
+        }
+    }
+    let known_role =
+        |n: &str| roles.contains_key(n) || RESERVED_ROLES.contains(&n) || n.starts_with("pg_");
+    for (ptr, r) in &role_items {
+        for (i, m) in r
+            .get("in_roles")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(m) = m.as_str() {
+                if !roles.contains_key(m) && !m.starts_with("pg_") {
+                    out.push((
+                        positions.value_or_key(&format!("{ptr}/in_roles/{i}")),
+                        format!("in_roles names `{m}`, which is neither in spec.roles nor a predefined pg_ role"),
+                    ));
+                } else if Some(m) == str_at(r, "name") {
+                    out.push((
+                        positions.value_or_key(&format!("{ptr}/in_roles/{i}")),
+                        format!("role `{m}` cannot be a member of itself"),
+                    ));
+                }
+            }
+        }
+    }
+    let mut dbs: HashMap<String, ()> = HashMap::new();
+    for (ptr, d) in items(doc, "/spec/databases") {
+        let Some(name) = str_at(d, "name") else {
+            continue;
+        };
+        let at = positions.value_or_key(&format!("{ptr}/name"));
+        if name == "template0" || name == "template1" {
+            out.push((
+                at,
+                format!("database `{name}` is a template; pgdba does not manage templates"),
+            ));
+        } else if dbs.insert(name.to_owned(), ()).is_some() {
+            out.push((at, format!("database `{name}` is declared twice")));
+        }
+        if let Some(owner) = str_at(d, "owner") {
+            if !known_role(owner) || owner.starts_with("pg_") {
+                out.push((
+                    positions.value_or_key(&format!("{ptr}/owner")),
+                    format!("owner `{owner}` of database `{name}` is not in spec.roles"),
+                ));
+            }
+        }
+        let mut exts: HashMap<String, ()> = HashMap::new();
+        for (eptr, e) in items(d, "/extensions") {
+            if let Some(ename) = str_at(e, "name") {
+                if exts.insert(ename.to_owned(), ()).is_some() {
+                    out.push((
+                        positions.value_or_key(&format!("{ptr}{eptr}/name")),
+                        format!("extension `{ename}` is declared twice in database `{name}`"),
+                    ));
+                }
+            }
+        }
+    }
+    for (ptr, h) in items(doc, "/spec/hba") {
+        let kind = str_at(h, "type").unwrap_or("");
+        let address = str_at(h, "address");
+        match (kind, address) {
+            ("local", Some(_)) => out.push((
+                positions.value_or_key(&format!("{ptr}/address")),
+                "a `local` rule has no address (it is for Unix-socket connections)".to_owned(),
+            )),
+            ("local", None) | ("", _) => {}
+            (_, None) => out.push((
+                positions.key_or_value(&ptr),
+                format!("a `{kind}` rule needs an address (a CIDR such as 10.0.0.0/8, or samehost/samenet)"),
+            )),
+            (_, Some(a)) => {
+                if !matches!(a, "samehost" | "samenet" | "all") && crate::spec::parse_cidr(a).is_none() {
+                    out.push((
+                        positions.value_or_key(&format!("{ptr}/address")),
+                        format!("address `{a}` is not a CIDR (10.0.0.0/8, ::1/128), samehost or samenet"),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 fn check_postgres(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {

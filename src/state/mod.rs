@@ -21,7 +21,7 @@ mod secrets;
 mod store;
 mod sys;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -57,6 +57,16 @@ pub struct ClusterState {
     pub members: Vec<Member>,
     /// GUC names pgdba set in the DCS, so that removing one from the spec resets it.
     pub managed_parameters: BTreeSet<String>,
+    /// Roles pgdba created or manages from the spec: one that leaves the spec is dropped
+    /// only with `prune.roles`, otherwise forgotten.
+    #[serde(default)]
+    pub managed_roles: BTreeSet<String>,
+    /// Databases pgdba created or manages from the spec.
+    #[serde(default)]
+    pub managed_databases: BTreeSet<String>,
+    /// Extensions pgdba created, per database: one that leaves the spec is dropped.
+    #[serde(default)]
+    pub managed_extensions: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl ClusterState {
@@ -74,6 +84,9 @@ impl ClusterState {
             dcs: DcsState::default(),
             members: Vec::new(),
             managed_parameters: BTreeSet::new(),
+            managed_roles: BTreeSet::new(),
+            managed_databases: BTreeSet::new(),
+            managed_extensions: BTreeMap::new(),
         }
     }
 }
@@ -138,6 +151,9 @@ mod tests {
             "\"dcs\"",
             "\"members\"",
             "\"managed_parameters\"",
+            "\"managed_roles\"",
+            "\"managed_databases\"",
+            "\"managed_extensions\"",
         ];
         let positions: Vec<usize> = keys.iter().filter_map(|k| json.find(k)).collect();
         assert_eq!(positions.len(), keys.len(), "{json}");

@@ -155,7 +155,11 @@ fn plan_of_a_cluster_that_does_not_exist_creates_everything() {
     assert_eq!(o.code, 2, "{}", o.stderr);
     let c = &o.json()["data"]["clusters"][0];
     assert_eq!(c["name"], "cli");
-    assert_eq!(c["summary"]["add"], 1 + 2 + 4 + 1);
+    assert_eq!(
+        c["summary"]["add"],
+        1 + 2 + 4 + 1 + 1,
+        "dcs, 2 members, 4 patroni settings, 1 parameter, hba"
+    );
     let dot = d.run(&["plan", "-f", &path, "--format", "dot"]);
     assert_eq!(dot.code, 0);
     assert!(

@@ -4,6 +4,7 @@
 
 mod cli;
 mod local_cluster;
+mod local_resources;
 mod plan_golden;
 mod spec_fuzz;
 mod spec_load;

@@ -7,8 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use pgdba::diff::Managed;
 use pgdba::observe::model::{
-    Dcs, InventoryMember, Member, Observation, PatroniMember, PatroniView, PgSetting, Role,
+    Dcs, InventoryMember, Member, Observation, ObservedDatabase, ObservedExtension, ObservedRole,
+    PatroniMember, PatroniView, PgSetting, Role, SqlObjects,
 };
 use pgdba::output::plan::{dot, table};
 use pgdba::plan::{self, ActionKind, Plan};
@@ -48,7 +50,8 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
     let config = serde_json::json!({
         "ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 1048576,
         "postgresql": { "use_pg_rewind": true, "use_slots": true,
-            "parameters": params.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>() }
+            "parameters": params.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "pg_hba": pgdba::diff::hba::dcs_lines(&spec(BASE), 0) }
     });
     let pm = members
         .iter()
@@ -117,12 +120,79 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
                         settings: Some(settings.clone()),
                         pending_restart: false,
                         pending_restart_reason: Vec::new(),
+                        hba: Some(default_hba()),
                     },
                 )
             })
             .collect(),
+        sql: Some(catalogs(&[])),
         notes: Vec::new(),
     }
+}
+
+/// pg_hba_file_rules of a member with pgdba's rules and the default ones.
+fn default_hba() -> Vec<pgdba::observe::model::HbaLine> {
+    pgdba::diff::hba::desired_rules(&spec(BASE))
+        .iter()
+        .map(|l| pgdba::diff::hba::parse_line(l).unwrap())
+        .collect()
+}
+
+fn observed_role(login: bool) -> ObservedRole {
+    ObservedRole {
+        login,
+        superuser: false,
+        createdb: false,
+        createrole: false,
+        replication: false,
+        bypassrls: false,
+        inherit: true,
+        connection_limit: -1,
+        valid_until: None,
+        member_of: Vec::new(),
+        has_password: login,
+        password_matches: None,
+    }
+}
+
+/// The leader's catalogs right after bootstrap (pgdba's roles, the `postgres` database), plus
+/// `extra` roles.
+fn catalogs(extra: &[(&str, ObservedRole)]) -> SqlObjects {
+    let mut roles = BTreeMap::new();
+    let mut postgres = observed_role(true);
+    postgres.superuser = true;
+    postgres.replication = true;
+    postgres.password_matches = Some(true);
+    roles.insert("postgres".to_owned(), postgres);
+    let mut replicator = observed_role(true);
+    replicator.replication = true;
+    replicator.password_matches = Some(true);
+    roles.insert("replicator".to_owned(), replicator);
+    let mut rewind = observed_role(true);
+    rewind.password_matches = Some(true);
+    roles.insert("rewind_user".to_owned(), rewind);
+    for (n, r) in extra {
+        roles.insert(n.to_string(), r.clone());
+    }
+    let mut databases = BTreeMap::new();
+    databases.insert(
+        "postgres".to_owned(),
+        ObservedDatabase {
+            owner: "postgres".to_owned(),
+            encoding: "UTF8".to_owned(),
+            collate: "C.UTF-8".to_owned(),
+            ctype: "C.UTF-8".to_owned(),
+            size_bytes: 7_500_000,
+            extensions: Some(BTreeMap::from([(
+                "plpgsql".to_owned(),
+                ObservedExtension {
+                    version: "1.0".to_owned(),
+                    schema: "pg_catalog".to_owned(),
+                },
+            )])),
+        },
+    );
+    SqlObjects { roles, databases }
 }
 
 const PARAMS: &[(&str, &str)] = &[
@@ -133,7 +203,10 @@ const PARAMS: &[(&str, &str)] = &[
 const THREE: &[&str] = &["demo-0", "demo-1", "demo-2"];
 
 fn build(s: &ClusterSpec, obs: &Observation, managed: &[&str]) -> Plan {
-    let managed: BTreeSet<String> = managed.iter().map(|s| s.to_string()).collect();
+    let managed = Managed {
+        parameters: managed.iter().map(|s| s.to_string()).collect(),
+        ..Managed::default()
+    };
     plan::build(s, &layout(s), &managed, obs)
 }
 
@@ -204,8 +277,8 @@ fn fresh_cluster_bootstraps_the_primary_before_the_replicas() {
     let plan = build(&s, &Observation::default(), &[]);
     assert_eq!(
         plan.summary.add,
-        1 + 3 + 4 + 3,
-        "dcs, 3 members, 4 patroni settings, 3 parameters"
+        1 + 3 + 4 + 3 + 1,
+        "dcs, 3 members, 4 patroni settings, 3 parameters, the HBA rules"
     );
     assert!(ordered(&plan, "create_dcs:etcd", "create_member:demo-0"));
     assert!(ordered(
@@ -442,4 +515,320 @@ fn dot_output_has_every_action_and_edge() {
     }
     let edges: usize = plan.actions.iter().map(|a| a.depends_on.len()).sum();
     assert_eq!(d.matches(" -> ").count(), edges);
+}
+
+// --- Roles, databases, extensions, HBA (issue 3) -------------------------------------------
+
+const RESOURCES: &str = r#"
+  roles:
+    - {name: readers}
+    - {name: app, login: true, in_roles: [readers], connection_limit: 20, password: {env: APP_PASSWORD}}
+  databases:
+    - name: appdb
+      owner: app
+      extensions: [{name: citext}, {name: pgcrypto, schema: public}]
+  hba:
+    - {type: local, database: all, user: all, method: scram-sha-256}
+    - {type: host, database: appdb, user: app, address: 127.0.0.1/32, method: scram-sha-256}
+"#;
+
+fn spec_resources(extra: &str) -> ClusterSpec {
+    spec(&format!("{BASE}{RESOURCES}{extra}"))
+}
+
+fn app_role() -> ObservedRole {
+    let mut r = observed_role(true);
+    r.connection_limit = 20;
+    r.member_of = vec!["readers".to_owned()];
+    r.password_matches = Some(true);
+    r
+}
+
+/// A converged cluster with RESOURCES in place.
+fn converged_resources(s: &ClusterSpec) -> Observation {
+    let mut obs = running(THREE, "demo-0", PARAMS);
+    let mut cat = catalogs(&[("readers", observed_role(false)), ("app", app_role())]);
+    cat.databases.insert(
+        "appdb".to_owned(),
+        ObservedDatabase {
+            owner: "app".to_owned(),
+            encoding: "UTF8".to_owned(),
+            collate: "C.UTF-8".to_owned(),
+            ctype: "C.UTF-8".to_owned(),
+            size_bytes: 8_100_000,
+            extensions: Some(BTreeMap::from([
+                (
+                    "plpgsql".to_owned(),
+                    ObservedExtension {
+                        version: "1.0".to_owned(),
+                        schema: "pg_catalog".to_owned(),
+                    },
+                ),
+                (
+                    "citext".to_owned(),
+                    ObservedExtension {
+                        version: "1.6".to_owned(),
+                        schema: "public".to_owned(),
+                    },
+                ),
+                (
+                    "pgcrypto".to_owned(),
+                    ObservedExtension {
+                        version: "1.3".to_owned(),
+                        schema: "public".to_owned(),
+                    },
+                ),
+            ])),
+        },
+    );
+    obs.sql = Some(cat);
+    let rules = pgdba::diff::hba::desired_rules(s);
+    let hba: Vec<_> = rules
+        .iter()
+        .map(|l| pgdba::diff::hba::parse_line(l).unwrap())
+        .collect();
+    for m in obs.members.values_mut() {
+        m.hba = Some(hba.clone());
+    }
+    if let Some(c) = obs.patroni.as_mut().and_then(|p| p.config.as_mut()) {
+        c["postgresql"]["pg_hba"] = serde_json::json!(pgdba::diff::hba::dcs_lines(s, 0));
+    }
+    obs
+}
+
+fn managed_resources() -> Managed {
+    Managed {
+        parameters: managed_all().iter().map(|s| s.to_string()).collect(),
+        roles: ["readers", "app"].iter().map(|s| s.to_string()).collect(),
+        databases: ["appdb".to_owned()].into(),
+        extensions: BTreeMap::from([(
+            "appdb".to_owned(),
+            ["citext", "pgcrypto"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        )]),
+    }
+}
+
+fn build_managed(s: &ClusterSpec, obs: &Observation, managed: &Managed) -> Plan {
+    plan::build(s, &layout(s), managed, obs)
+}
+
+#[test]
+fn roles_databases_extensions_and_hba_are_created_in_order() {
+    let s = spec_resources("");
+    let plan = build(&s, &running(THREE, "demo-0", PARAMS), &managed_all());
+    let addresses: Vec<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
+    assert_eq!(
+        addresses,
+        vec![
+            "role.readers",
+            "role.app",
+            "database.appdb",
+            "extension.appdb.citext",
+            "extension.appdb.pgcrypto",
+            "hba"
+        ]
+    );
+    assert!(
+        plan.changes
+            .iter()
+            .take(5)
+            .all(|c| c.apply_via.as_str() == "sql")
+    );
+    assert!(
+        ordered(&plan, "create_role:readers", "create_role:app"),
+        "members after their groups"
+    );
+    assert!(
+        ordered(&plan, "create_role:app", "create_database:appdb"),
+        "databases after their owner"
+    );
+    assert!(
+        ordered(
+            &plan,
+            "create_database:appdb",
+            "create_extension:appdb.citext"
+        ),
+        "extensions after their database"
+    );
+    assert!(
+        ordered(&plan, "create_role:app", "patch_config:hba"),
+        "HBA after the roles it names"
+    );
+    assert!(ordered(&plan, "patch_config:hba", "await_hba:demo-1"));
+    // The password is a secret reference in the spec and "(sensitive)" in the plan.
+    let app = &plan.changes[1];
+    assert_eq!(app.after.as_ref().unwrap()["password"], "(sensitive)");
+    check("resources_created", &plan);
+}
+
+#[test]
+fn converged_resources_have_no_changes() {
+    let s = spec_resources("");
+    let plan = build_managed(&s, &converged_resources(&s), &managed_resources());
+    assert!(plan.is_empty(), "{}", table(&plan));
+}
+
+#[test]
+fn role_drift_and_a_changed_password_are_restored() {
+    let s = spec_resources("");
+    let mut obs = converged_resources(&s);
+    let app = obs.sql.as_mut().unwrap().roles.get_mut("app").unwrap();
+    app.superuser = true;
+    app.password_matches = Some(false);
+    obs.sql
+        .as_mut()
+        .unwrap()
+        .databases
+        .get_mut("appdb")
+        .unwrap()
+        .extensions
+        .as_mut()
+        .unwrap()
+        .remove("citext");
+    // Someone took REPLICATION from pgdba's own replication role.
+    obs.sql
+        .as_mut()
+        .unwrap()
+        .roles
+        .get_mut("replicator")
+        .unwrap()
+        .replication = false;
+    let plan = build_managed(&s, &obs, &managed_resources());
+    let addresses: Vec<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
+    assert_eq!(
+        addresses,
+        vec!["role.replicator", "role.app", "extension.appdb.citext"],
+        "{}",
+        table(&plan)
+    );
+    let app = &plan.changes[1];
+    assert!(
+        app.reason.contains("(sensitive value changed)"),
+        "{}",
+        app.reason
+    );
+    assert_eq!(app.before.as_ref().unwrap()["password"], "(sensitive)");
+    assert!(plan.changes[0].reason.contains("managed by pgdba"));
+    match &plan.action("alter_role:app").unwrap().kind {
+        ActionKind::AlterRole {
+            attributes,
+            password,
+            system,
+            ..
+        } => assert!(*attributes && *password && !*system),
+        k => panic!("{k:?}"),
+    }
+    check("resources_drift", &plan);
+}
+
+#[test]
+fn a_role_that_leaves_the_spec_is_forgotten_unless_pruned() {
+    let s = spec_resources("");
+    let mut obs = converged_resources(&s);
+    obs.sql
+        .as_mut()
+        .unwrap()
+        .roles
+        .insert("old".to_owned(), observed_role(true));
+    let mut managed = managed_resources();
+    managed.roles.insert("old".to_owned());
+    let plan = build_managed(&s, &obs, &managed);
+    assert!(plan.changes.is_empty(), "{}", table(&plan));
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.forgotten, vec!["role.old"]);
+    assert!(table(&plan).contains("role.old") && table(&plan).contains("no longer managed"));
+    let pruned = spec_resources("  prune: {roles: true}\n");
+    let plan = build_managed(&pruned, &obs, &managed);
+    assert_eq!(plan.changes.len(), 1);
+    assert_eq!(plan.changes[0].action, pgdba::diff::ChangeAction::Delete);
+    assert!(plan.action("drop_role:old").is_some());
+    // A role pgdba never managed is left alone either way.
+    let plan = build_managed(&pruned, &obs, &managed_resources());
+    assert!(plan.is_empty(), "{}", table(&plan));
+}
+
+#[test]
+fn dropping_or_recreating_a_database_says_what_is_lost() {
+    let s = spec_resources("");
+    let mut obs = converged_resources(&s);
+    obs.sql.as_mut().unwrap().databases.insert(
+        "legacy".to_owned(),
+        ObservedDatabase {
+            owner: "postgres".to_owned(),
+            encoding: "UTF8".to_owned(),
+            collate: "C.UTF-8".to_owned(),
+            ctype: "C.UTF-8".to_owned(),
+            size_bytes: 52_428_800,
+            extensions: None,
+        },
+    );
+    let mut managed = managed_resources();
+    managed.databases.insert("legacy".to_owned());
+    let plan = build_managed(&s, &obs, &managed);
+    assert_eq!(plan.forgotten, vec!["database.legacy"], "not pruned: kept");
+    assert!(plan.data_loss().is_empty());
+    let pruned = spec_resources("  prune: {databases: true}\n");
+    let plan = build_managed(&pruned, &obs, &managed);
+    assert_eq!(
+        plan.data_loss(),
+        vec!["database legacy and everything in it (50.0 MB)"]
+    );
+    assert!(table(&plan).contains("! data loss: database legacy"));
+    // An encoding change can only be a drop and a create.
+    let latin = spec(&format!(
+        "{BASE}{}",
+        RESOURCES.replace(
+            "owner: app",
+            "owner: app\n      encoding: LATIN1\n      locale: C"
+        )
+    ));
+    let plan = build_managed(&latin, &converged_resources(&s), &managed_resources());
+    let db = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "database.appdb")
+        .unwrap();
+    assert_eq!(db.action, pgdba::diff::ChangeAction::Replace);
+    assert!(db.data_loss.is_some());
+    assert!(ordered(
+        &plan,
+        "drop_database:appdb",
+        "create_database:appdb"
+    ));
+    assert!(ordered(
+        &plan,
+        "create_database:appdb",
+        "create_extension:appdb.citext"
+    ));
+    check("database_replaced", &plan);
+}
+
+#[test]
+fn an_hba_file_edited_on_one_member_is_named_and_rewritten() {
+    let s = spec_resources("");
+    let mut obs = converged_resources(&s);
+    obs.members
+        .get_mut("demo-2")
+        .unwrap()
+        .hba
+        .as_mut()
+        .unwrap()
+        .pop();
+    let plan = build_managed(&s, &obs, &managed_resources());
+    assert_eq!(plan.changes.len(), 1);
+    assert!(
+        plan.changes[0].reason.contains("on member demo-2"),
+        "{}",
+        plan.changes[0].reason
+    );
+    match &plan.action("patch_config:hba").unwrap().kind {
+        ActionKind::PatchConfig { patch } => {
+            let first = patch["postgresql"]["pg_hba"][0].as_str().unwrap();
+            assert!(first.starts_with("# managed by pgdba (rewrite"), "{first}");
+        }
+        k => panic!("{k:?}"),
+    }
 }

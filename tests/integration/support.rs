@@ -22,6 +22,8 @@ pub struct TestCluster {
     pub etcd_port: u16,
     /// Everything the binary printed, for the secrets check.
     pub transcript: std::cell::RefCell<String>,
+    /// Environment variables for every pgdba run (secrets the spec names).
+    pub envs: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 pub struct Run {
@@ -73,6 +75,7 @@ impl TestCluster {
             etcd_port: port_base + 20,
             dir,
             transcript: Default::default(),
+            envs: Default::default(),
         }
     }
 
@@ -82,18 +85,24 @@ impl TestCluster {
 
     /// Write the spec with these parameters and replicas.
     pub fn write_spec(&self, replicas: u32, params: &[(&str, &str)]) {
+        self.write_spec_with(replicas, params, "");
+    }
+
+    /// Write the spec with these parameters and replicas, and `extra` YAML under `spec:`.
+    pub fn write_spec_with(&self, replicas: u32, params: &[(&str, &str)], extra: &str) {
         let params: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("      {k}: {v}"))
             .collect();
         let text = format!(
-            "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: {name}\n  labels: {{env: test}}\nspec:\n  provider:\n    local:\n      data_dir: {data}\n      pg_port: {pg}\n      api_port: {api}\n      etcd_port: {etcd}\n  postgres:\n    version: 15\n    parameters:\n{params}\n  replicas: {replicas}\n  patroni: {{ttl: 30, loop_wait: 10, retry_timeout: 10}}\n",
+            "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: {name}\n  labels: {{env: test}}\nspec:\n  provider:\n    local:\n      data_dir: {data}\n      pg_port: {pg}\n      api_port: {api}\n      etcd_port: {etcd}\n  postgres:\n    version: 15\n    parameters:\n{params}\n  replicas: {replicas}\n  patroni: {{ttl: 30, loop_wait: 10, retry_timeout: 10}}\n{extra}",
             name = self.name,
             data = self.data_dir().display(),
             pg = self.pg_port,
             api = self.api_port,
             etcd = self.etcd_port,
             params = params.join("\n"),
+            extra = extra,
         );
         std::fs::write(&self.spec, text).unwrap();
     }
@@ -104,6 +113,12 @@ impl TestCluster {
             .env("PGDBA_STATE_DIR", &self.state_dir)
             .env_remove("PGDBA_LOG")
             .current_dir(self.dir.path());
+        c.envs(
+            self.envs
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         c
     }
 

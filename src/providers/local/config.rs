@@ -30,6 +30,9 @@ pub fn bootstrap_dcs(spec: &ClusterSpec) -> Value {
             "use_pg_rewind": true,
             "use_slots": true,
             "parameters": params,
+            // In the DCS, not in each member's file (which would take precedence): one list
+            // for every member, changed by `PATCH /config`.
+            "pg_hba": crate::diff::hba::dcs_lines(spec, 0),
         },
     })
 }
@@ -66,12 +69,6 @@ pub fn patroni_config(spec: &ClusterSpec, layout: &Layout, m: &MemberLayout) -> 
             "parameters": {
                 "unix_socket_directories": m.socket_dir,
             },
-            "pg_hba": [
-                format!("local all {SUPERUSER} peer"),
-                "local all all scram-sha-256".to_owned(),
-                format!("host replication {REPLICATION_USER} 127.0.0.1/32 scram-sha-256"),
-                "host all all 127.0.0.1/32 scram-sha-256".to_owned(),
-            ],
         },
         "tags": { "nofailover": false, "noloadbalance": false, "clonefrom": false, "nosync": false },
     })

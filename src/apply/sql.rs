@@ -1,0 +1,367 @@
+//! The SQL actions: roles, databases and extensions on the leader. Identifiers and literals are
+//! escaped by `postgres-protocol`; passwords are sent as SCRAM verifiers, never in clear, and
+//! no statement is logged.
+
+use postgres_protocol::escape::{escape_identifier as ident, escape_literal as literal};
+
+use super::Context;
+use super::actions::{Outcome, leader_conn, member};
+use crate::diff::hba;
+use crate::observe::pg::Conn;
+use crate::pg::scram;
+use crate::plan::{Action, ActionKind};
+use crate::spec::model::RoleSpec;
+
+fn name_of(a: &Action, prefix: &str) -> Result<String, String> {
+    a.target
+        .strip_prefix(prefix)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} is not a {prefix} address", a.target))
+}
+
+fn sql_err(what: &str) -> impl Fn(tokio_postgres::Error) -> String + '_ {
+    move |e| format!("{what}: {}", crate::error_chain(&e))
+}
+
+fn flag(on: bool, word: &str) -> String {
+    if on {
+        word.to_owned()
+    } else {
+        format!("NO{word}")
+    }
+}
+
+fn valid_until(r: &RoleSpec) -> String {
+    match r
+        .valid_until
+        .as_deref()
+        .and_then(crate::spec::valid_until_epoch)
+    {
+        Some(e) if e.is_finite() => chrono::DateTime::from_timestamp(e as i64, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| "infinity".to_owned()),
+        _ => "infinity".to_owned(),
+    }
+}
+
+/// The attribute clause of CREATE/ALTER ROLE.
+fn attributes(r: &RoleSpec) -> String {
+    format!(
+        "{} {} {} {} {} {} {} CONNECTION LIMIT {} VALID UNTIL {}",
+        flag(r.login, "LOGIN"),
+        flag(r.superuser, "SUPERUSER"),
+        flag(r.createdb, "CREATEDB"),
+        flag(r.createrole, "CREATEROLE"),
+        flag(r.replication, "REPLICATION"),
+        flag(r.bypassrls, "BYPASSRLS"),
+        flag(r.inherit, "INHERIT"),
+        r.connection_limit,
+        literal(&valid_until(r)),
+    )
+}
+
+/// The password of a role as a SCRAM verifier: the spec's secret, or pgdba's own for its roles.
+fn verifier(ctx: &Context<'_>, r: &RoleSpec, system: bool) -> Result<Option<String>, String> {
+    let secret = if system {
+        match r.name.as_str() {
+            "postgres" => Some(ctx.creds.superuser.clone()),
+            "replicator" => Some(ctx.creds.replication.clone()),
+            "rewind_user" => Some(ctx.creds.rewind.clone()),
+            _ => None,
+        }
+    } else {
+        match &r.password {
+            Some(s) => Some(
+                crate::secret::resolve(s)
+                    .map_err(|e| format!("password of role {}: {e}", r.name))?,
+            ),
+            None => None,
+        }
+    };
+    Ok(secret.map(|s| scram::make_verifier(&s)))
+}
+
+async fn exists(conn: &Conn<'_>, query: &str, name: &str) -> Result<bool, String> {
+    let client = conn.connect().await.map_err(sql_err("connect"))?;
+    let rows = client
+        .query(query, &[&name])
+        .await
+        .map_err(sql_err("check"))?;
+    Ok(!rows.is_empty())
+}
+
+pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
+    match &a.kind {
+        ActionKind::CreateRole { role } => create_role(ctx, role).await,
+        ActionKind::AlterRole {
+            role,
+            attributes: attrs,
+            password,
+            grant,
+            revoke,
+            system,
+        } => {
+            let conn = leader_conn(ctx).await?;
+            let mut stmts = Vec::new();
+            if *attrs {
+                stmts.push(format!(
+                    "ALTER ROLE {} WITH {}",
+                    ident(&role.name),
+                    attributes(role)
+                ));
+            }
+            if *password {
+                if let Some(v) = verifier(ctx, role, *system)? {
+                    stmts.push(format!(
+                        "ALTER ROLE {} PASSWORD {}",
+                        ident(&role.name),
+                        literal(&v)
+                    ));
+                }
+            }
+            stmts.extend(
+                grant
+                    .iter()
+                    .map(|g| format!("GRANT {} TO {}", ident(g), ident(&role.name))),
+            );
+            stmts.extend(
+                revoke
+                    .iter()
+                    .map(|g| format!("REVOKE {} FROM {}", ident(g), ident(&role.name))),
+            );
+            let client = conn.connect().await.map_err(sql_err("connect"))?;
+            client
+                .batch_execute(&stmts.join(";\n"))
+                .await
+                .map_err(sql_err(&format!("ALTER ROLE {}", role.name)))?;
+            if !*system {
+                ctx.recorder.update(|s| {
+                    s.managed_roles.insert(role.name.clone());
+                })?;
+            }
+            Ok(None)
+        }
+        ActionKind::DropRole => {
+            let name = name_of(a, "role.")?;
+            let conn = leader_conn(ctx).await?;
+            let client = conn.connect().await.map_err(sql_err("connect"))?;
+            client
+                .batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(&name)))
+                .await
+                .map_err(sql_err(&format!("DROP ROLE {name}")))?;
+            ctx.recorder.update(|s| {
+                s.managed_roles.remove(&name);
+            })?;
+            Ok(None)
+        }
+        ActionKind::CreateDatabase {
+            owner,
+            encoding,
+            locale,
+            template,
+        } => {
+            let name = name_of(a, "database.")?;
+            let conn = leader_conn(ctx).await?;
+            let note =
+                if exists(&conn, "SELECT 1 FROM pg_database WHERE datname = $1", &name).await? {
+                    Some(format!("database {name} already exists"))
+                } else {
+                    let mut sql = format!(
+                        "CREATE DATABASE {} OWNER {} ENCODING {} TEMPLATE {}",
+                        ident(&name),
+                        ident(owner),
+                        literal(encoding),
+                        ident(template)
+                    );
+                    if let Some(l) = locale {
+                        sql.push_str(&format!(" LOCALE {}", literal(l)));
+                    }
+                    let client = conn.connect().await.map_err(sql_err("connect"))?;
+                    client
+                        .batch_execute(&sql)
+                        .await
+                        .map_err(sql_err(&format!("CREATE DATABASE {name}")))?;
+                    None
+                };
+            ctx.recorder.update(|s| {
+                s.managed_databases.insert(name.clone());
+            })?;
+            Ok(note)
+        }
+        ActionKind::AlterDatabase { owner } => {
+            let name = name_of(a, "database.")?;
+            let conn = leader_conn(ctx).await?;
+            let client = conn.connect().await.map_err(sql_err("connect"))?;
+            client
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} OWNER TO {}",
+                    ident(&name),
+                    ident(owner)
+                ))
+                .await
+                .map_err(sql_err(&format!("ALTER DATABASE {name}")))?;
+            ctx.recorder.update(|s| {
+                s.managed_databases.insert(name.clone());
+            })?;
+            Ok(None)
+        }
+        ActionKind::DropDatabase => {
+            let name = name_of(a, "database.")?;
+            let conn = leader_conn(ctx).await?;
+            let client = conn.connect().await.map_err(sql_err("connect"))?;
+            client
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    ident(&name)
+                ))
+                .await
+                .map_err(sql_err(&format!("DROP DATABASE {name}")))?;
+            ctx.recorder.update(|s| {
+                s.managed_databases.remove(&name);
+                s.managed_extensions.remove(&name);
+            })?;
+            Ok(None)
+        }
+        ActionKind::CreateExtension {
+            database,
+            name,
+            version,
+            schema,
+        } => {
+            let mut sql = format!("CREATE EXTENSION IF NOT EXISTS {}", ident(name));
+            if let Some(s) = schema {
+                sql.push_str(&format!(" SCHEMA {}", ident(s)));
+            }
+            if let Some(v) = version {
+                sql.push_str(&format!(" VERSION {}", literal(v)));
+            }
+            in_database(ctx, database, &sql).await?;
+            ctx.recorder.update(|s| {
+                s.managed_extensions
+                    .entry(database.clone())
+                    .or_default()
+                    .insert(name.clone());
+            })?;
+            Ok(None)
+        }
+        ActionKind::UpdateExtension {
+            database,
+            name,
+            version,
+            schema,
+        } => {
+            let mut stmts = Vec::new();
+            if let Some(v) = version {
+                stmts.push(format!(
+                    "ALTER EXTENSION {} UPDATE TO {}",
+                    ident(name),
+                    literal(v)
+                ));
+            }
+            if let Some(s) = schema {
+                stmts.push(format!(
+                    "ALTER EXTENSION {} SET SCHEMA {}",
+                    ident(name),
+                    ident(s)
+                ));
+            }
+            in_database(ctx, database, &stmts.join(";\n")).await?;
+            ctx.recorder.update(|s| {
+                s.managed_extensions
+                    .entry(database.clone())
+                    .or_default()
+                    .insert(name.clone());
+            })?;
+            Ok(None)
+        }
+        ActionKind::DropExtension { database, name } => {
+            in_database(
+                ctx,
+                database,
+                &format!("DROP EXTENSION IF EXISTS {}", ident(name)),
+            )
+            .await?;
+            ctx.recorder.update(|s| {
+                if let Some(set) = s.managed_extensions.get_mut(database) {
+                    set.remove(name);
+                }
+            })?;
+            Ok(None)
+        }
+        ActionKind::AwaitHba { rules } => await_hba(a, ctx, rules).await,
+        other => Err(format!("{} is not a SQL action", other.name())),
+    }
+}
+
+async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
+    let conn = leader_conn(ctx).await?;
+    // Precondition: the role does not exist yet; one made meanwhile is left to the next plan.
+    if exists(
+        &conn,
+        "SELECT 1 FROM pg_roles WHERE rolname = $1",
+        &role.name,
+    )
+    .await?
+    {
+        ctx.recorder.update(|s| {
+            s.managed_roles.insert(role.name.clone());
+        })?;
+        return Ok(Some(format!("role {} already exists", role.name)));
+    }
+    let mut sql = format!(
+        "CREATE ROLE {} WITH {}",
+        ident(&role.name),
+        attributes(role)
+    );
+    if let Some(v) = verifier(ctx, role, false)? {
+        sql.push_str(&format!(" PASSWORD {}", literal(&v)));
+    }
+    if !role.in_roles.is_empty() {
+        let groups: Vec<String> = role.in_roles.iter().map(|g| ident(g)).collect();
+        sql.push_str(&format!(" IN ROLE {}", groups.join(", ")));
+    }
+    let client = conn.connect().await.map_err(sql_err("connect"))?;
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(sql_err(&format!("CREATE ROLE {}", role.name)))?;
+    ctx.recorder.update(|s| {
+        s.managed_roles.insert(role.name.clone());
+    })?;
+    Ok(None)
+}
+
+async fn in_database(ctx: &Context<'_>, database: &str, sql: &str) -> Result<(), String> {
+    let conn = leader_conn(ctx).await?;
+    let client = conn
+        .connect_to(database)
+        .await
+        .map_err(sql_err(&format!("connect to database {database}")))?;
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(sql_err(&format!("in database {database}")))
+}
+
+async fn await_hba(a: &Action, ctx: &Context<'_>, rules: &[String]) -> Outcome {
+    let name = member(a)?;
+    let conn = super::actions::pg_conn(ctx, name)?;
+    let deadline = std::time::Instant::now() + ctx.gate_timeout;
+    loop {
+        let last = match crate::observe::pg::member_facts(&conn, &[]).await {
+            Ok((_, observed)) if hba::member_matches(&observed, rules) => return Ok(None),
+            Ok((_, observed)) => match observed.iter().find_map(|l| l.error.clone()) {
+                Some(e) => format!("pg_hba.conf has an error: {e}"),
+                None => "pg_hba_file_rules does not match yet".to_owned(),
+            },
+            Err(e) => crate::error_chain(&e),
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "member {name}: {last} after {}s",
+                ctx.gate_timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

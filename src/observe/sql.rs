@@ -1,0 +1,128 @@
+//! Cluster-wide objects from the leader's catalogs: roles and databases with one query each,
+//! whatever their number; extensions with one query per database that the spec or the state
+//! asks about (each database has its own `pg_extension`).
+
+use std::collections::BTreeMap;
+
+use futures::stream::{self, StreamExt};
+
+use super::model::{ObservedDatabase, ObservedExtension, ObservedRole, SqlObjects};
+use super::pg::Conn;
+use crate::pg::scram;
+
+/// What to look at beyond the catalogs every observation reads.
+#[derive(Default)]
+pub struct Needs {
+    /// Clear secrets of roles whose password the spec sets, to check against the verifiers.
+    /// In memory only.
+    pub secrets: BTreeMap<String, String>,
+    /// Databases whose extensions matter.
+    pub extension_dbs: Vec<String>,
+}
+
+const ROLES: &str = "\
+SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication,
+       r.rolbypassrls, r.rolinherit, r.rolconnlimit,
+       CASE WHEN r.rolvaliduntil IS NULL THEN NULL
+            WHEN r.rolvaliduntil = 'infinity' THEN 'Infinity'::float8
+            ELSE extract(epoch FROM r.rolvaliduntil)::float8 END,
+       a.rolpassword,
+       ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+             WHERE m.member = r.oid ORDER BY 1)
+FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid
+WHERE r.rolname !~ '^pg_'";
+
+const DATABASES: &str = "\
+SELECT d.datname::text, pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.encoding)::text,
+       d.datcollate::text, d.datctype::text, pg_database_size(d.oid)
+FROM pg_database d WHERE NOT d.datistemplate";
+
+const EXTENSIONS: &str = "\
+SELECT e.extname::text, e.extversion, n.nspname::text
+FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace";
+
+type Extensions = Result<BTreeMap<String, ObservedExtension>, tokio_postgres::Error>;
+
+pub async fn objects(conn: &Conn<'_>, needs: &Needs) -> Result<SqlObjects, tokio_postgres::Error> {
+    let client = conn.connect().await?;
+    let (roles, databases) = tokio::join!(client.query(ROLES, &[]), client.query(DATABASES, &[]));
+    let mut out = SqlObjects::default();
+    for r in roles? {
+        let name: String = r.try_get(0)?;
+        let verifier: Option<String> = r.try_get(10)?;
+        let password_matches = needs.secrets.get(&name).map(|secret| {
+            verifier
+                .as_deref()
+                .and_then(|v| scram::verify(secret, v))
+                .unwrap_or(false)
+        });
+        out.roles.insert(
+            name,
+            ObservedRole {
+                login: r.try_get(1)?,
+                superuser: r.try_get(2)?,
+                createdb: r.try_get(3)?,
+                createrole: r.try_get(4)?,
+                replication: r.try_get(5)?,
+                bypassrls: r.try_get(6)?,
+                inherit: r.try_get(7)?,
+                connection_limit: r.try_get(8)?,
+                valid_until: r.try_get(9)?,
+                has_password: verifier.is_some(),
+                member_of: r.try_get(11)?,
+                password_matches,
+            },
+        );
+    }
+    for d in databases? {
+        out.databases.insert(
+            d.try_get(0)?,
+            ObservedDatabase {
+                owner: d.try_get(1)?,
+                encoding: d.try_get(2)?,
+                collate: d.try_get(3)?,
+                ctype: d.try_get(4)?,
+                size_bytes: d.try_get(5)?,
+                extensions: None,
+            },
+        );
+    }
+    let wanted: Vec<String> = needs
+        .extension_dbs
+        .iter()
+        .filter(|d| out.databases.contains_key(*d))
+        .cloned()
+        .collect();
+    let found: Vec<(String, Extensions)> = stream::iter(wanted)
+        .map(|db| async move {
+            let r = extensions(conn, &db).await;
+            (db, r)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for (db, exts) in found {
+        if let Some(d) = out.databases.get_mut(&db) {
+            d.extensions = Some(exts?);
+        }
+    }
+    Ok(out)
+}
+
+async fn extensions(
+    conn: &Conn<'_>,
+    db: &str,
+) -> Result<BTreeMap<String, ObservedExtension>, tokio_postgres::Error> {
+    let client = conn.connect_to(db).await?;
+    let mut out = BTreeMap::new();
+    for e in client.query(EXTENSIONS, &[]).await? {
+        out.insert(
+            e.try_get(0)?,
+            ObservedExtension {
+                version: e.try_get(1)?,
+                schema: e.try_get(2)?,
+            },
+        );
+    }
+    Ok(out)
+}
