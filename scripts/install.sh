@@ -28,6 +28,14 @@ if ! "$PATRONI_VENV/bin/patroni" --version >/dev/null 2>&1; then
   $SUDO "$PATRONI_VENV/bin/pip" install -q "patroni[etcd3]>=4,<5" "psycopg[binary]>=3"
 fi
 
+# Tools the test suite uses: check-jsonschema validates the example specs against the schema.
+TOOLS_VENV="${PGDBA_TOOLS_VENV:-/opt/pgdba-tools}"
+if ! "$TOOLS_VENV/bin/check-jsonschema" --version >/dev/null 2>&1; then
+  log "creating the tools venv in $TOOLS_VENV"
+  $SUDO /usr/bin/python3 -m venv "$TOOLS_VENV"
+  $SUDO "$TOOLS_VENV/bin/pip" install -q "check-jsonschema>=0.29"
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (rustup) first"; exit 1
 fi

@@ -8,10 +8,12 @@ use pgdba::output::{Envelope, ErrorBody, Format};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Verbosity raises pgdba's own logs only: libraries' debug output (tokio-postgres prints
+    // statements) stays out.
     let filter = match cli.global.verbose {
         0 => "warn",
-        1 => "info",
-        _ => "debug",
+        1 => "pgdba=info,warn",
+        _ => "pgdba=debug,warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -268,7 +268,9 @@ pub(super) fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'
         port: m.pg_port,
         user: SUPERUSER,
         password: &ctx.creds.superuser,
-        timeout: Duration::from_secs(3),
+        // Apply can wait longer than observation: a busy primary (a base backup, a CREATE
+        // DATABASE) may be slow to accept a connection.
+        timeout: Duration::from_secs(10),
     })
 }
 

@@ -330,6 +330,27 @@ fn needs(
             .map(|(d, _)| d.clone()),
     );
     needs.extension_dbs = dbs.into_iter().collect();
+    // Sizes for what a plan may destroy: managed databases that left the spec, and those
+    // whose encoding or locale the spec fixes (a change there re-creates them).
+    let in_spec: BTreeSet<&str> = spec
+        .spec
+        .databases
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    needs.size_dbs = managed
+        .databases
+        .iter()
+        .filter(|d| !in_spec.contains(d.as_str()))
+        .cloned()
+        .chain(
+            spec.spec
+                .databases
+                .iter()
+                .filter(|d| d.encoding.is_some() || d.locale.is_some())
+                .map(|d| d.name.clone()),
+        )
+        .collect();
     Ok(needs)
 }
 
@@ -865,6 +886,15 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
             let mut data = serde_json::to_value(&state)
                 .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
             if let Value::Object(o) = &mut data {
+                // pgdba's own roles: managed by pgdba, their passwords in the 0600 secrets file.
+                o.insert(
+                    "system_roles".to_owned(),
+                    json!([
+                        { "name": "postgres", "purpose": "superuser: pgdba, Patroni, the OS user over the socket" },
+                        { "name": "replicator", "purpose": "streaming replication" },
+                        { "name": "rewind_user", "purpose": "pg_rewind after a failover" },
+                    ]),
+                );
                 o.insert(
                     "lock".to_owned(),
                     serde_json::to_value(&lock).unwrap_or(Value::Null),

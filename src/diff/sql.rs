@@ -257,10 +257,10 @@ fn size_text(bytes: i64) -> String {
 }
 
 fn loss(name: &str, o: &ObservedDatabase) -> String {
-    format!(
-        "database {name} and everything in it ({})",
-        size_text(o.size_bytes)
-    )
+    match o.size_bytes {
+        Some(b) => format!("database {name} and everything in it ({})", size_text(b)),
+        None => format!("database {name} and everything in it"),
+    }
 }
 
 /// Normalized encoding/locale names (`utf8` = `UTF-8` = `UTF8`).

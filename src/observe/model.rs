@@ -57,7 +57,8 @@ pub struct ObservedDatabase {
     pub encoding: String,
     pub collate: String,
     pub ctype: String,
-    pub size_bytes: i64,
+    /// Only for databases a plan may destroy.
+    pub size_bytes: Option<i64>,
     /// Installed extensions, when this database was looked into.
     pub extensions: Option<BTreeMap<String, ObservedExtension>>,
 }

@@ -18,6 +18,9 @@ pub struct Needs {
     pub secrets: BTreeMap<String, String>,
     /// Databases whose extensions matter.
     pub extension_dbs: Vec<String>,
+    /// Databases whose size matters (a plan may destroy them); sizing walks every file of a
+    /// database, so the others are not sized.
+    pub size_dbs: Vec<String>,
 }
 
 const ROLES: &str = "\
@@ -34,7 +37,8 @@ WHERE r.rolname !~ '^pg_'";
 
 const DATABASES: &str = "\
 SELECT d.datname::text, pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.encoding)::text,
-       d.datcollate::text, d.datctype::text, pg_database_size(d.oid)
+       d.datcollate::text, d.datctype::text,
+       CASE WHEN d.datname = ANY($1) THEN pg_database_size(d.oid) END
 FROM pg_database d WHERE NOT d.datistemplate";
 
 const EXTENSIONS: &str = "\
@@ -45,7 +49,9 @@ type Extensions = Result<BTreeMap<String, ObservedExtension>, tokio_postgres::Er
 
 pub async fn objects(conn: &Conn<'_>, needs: &Needs) -> Result<SqlObjects, tokio_postgres::Error> {
     let client = conn.connect().await?;
-    let (roles, databases) = tokio::join!(client.query(ROLES, &[]), client.query(DATABASES, &[]));
+    let sized: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&needs.size_dbs];
+    let (roles, databases) =
+        tokio::join!(client.query(ROLES, &[]), client.query(DATABASES, &sized));
     let mut out = SqlObjects::default();
     for r in roles? {
         let name: String = r.try_get(0)?;

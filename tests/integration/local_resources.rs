@@ -184,7 +184,21 @@ fn roles_databases_extensions_and_hba_on_a_real_cluster() {
     let reports = &plan["data"]["clusters"][0]["changes"][1];
     assert_eq!(reports["reason"], "(sensitive value changed)");
     assert_eq!(reports["after"]["password"], "(sensitive)");
-    t.apply();
+    let r = t.run(&[
+        "apply",
+        "-f",
+        t.spec_str(),
+        "--auto-approve",
+        "-vv",
+        "--format",
+        "table",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("alter_role:reports"),
+        "-vv logs each action: {}",
+        r.stderr
+    );
     assert_eq!(
         t.psql(
             &leader,
@@ -281,6 +295,7 @@ fn roles_databases_extensions_and_hba_on_a_real_cluster() {
         t.spec_str(),
         "--auto-approve",
         "--allow-data-loss",
+        "-vv",
         "--format",
         "json",
     ]);

@@ -182,7 +182,7 @@ fn catalogs(extra: &[(&str, ObservedRole)]) -> SqlObjects {
             encoding: "UTF8".to_owned(),
             collate: "C.UTF-8".to_owned(),
             ctype: "C.UTF-8".to_owned(),
-            size_bytes: 7_500_000,
+            size_bytes: Some(7_500_000),
             extensions: Some(BTreeMap::from([(
                 "plpgsql".to_owned(),
                 ObservedExtension {
@@ -555,7 +555,7 @@ fn converged_resources(s: &ClusterSpec) -> Observation {
             encoding: "UTF8".to_owned(),
             collate: "C.UTF-8".to_owned(),
             ctype: "C.UTF-8".to_owned(),
-            size_bytes: 8_100_000,
+            size_bytes: Some(8_100_000),
             extensions: Some(BTreeMap::from([
                 (
                     "plpgsql".to_owned(),
@@ -761,7 +761,7 @@ fn dropping_or_recreating_a_database_says_what_is_lost() {
             encoding: "UTF8".to_owned(),
             collate: "C.UTF-8".to_owned(),
             ctype: "C.UTF-8".to_owned(),
-            size_bytes: 52_428_800,
+            size_bytes: Some(52_428_800),
             extensions: None,
         },
     );
