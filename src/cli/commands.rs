@@ -121,7 +121,7 @@ pub fn supports(c: &Command, f: Format) -> bool {
     match f {
         Format::Json | Format::Yaml | Format::Table => true,
         Format::Dot => matches!(c, Command::Plan { .. }),
-        Format::Markdown => false,
+        Format::Markdown => matches!(c, Command::Plan { .. }),
     }
 }
 
@@ -513,6 +513,9 @@ async fn plan_cmd(
     let plans: Vec<&Plan> = planned.iter().map(|p| &p.plan).collect();
     let pending = plans.iter().any(|p| !p.is_empty());
     let mut human = match format {
+        Format::Markdown => {
+            crate::output::markdown::render(&plans.iter().map(|p| (*p).clone()).collect::<Vec<_>>())
+        }
         Format::Dot => plan_view::dot(&plans.iter().map(|p| (*p).clone()).collect::<Vec<_>>()),
         _ => plans
             .iter()
@@ -521,7 +524,7 @@ async fn plan_cmd(
             .join("\n"),
     };
     if let Some(out) = out {
-        if format != Format::Dot {
+        if format == Format::Table {
             human.push_str(&format!(
                 "\nSaved the plan to {}. Apply exactly it with: pgdba apply {}\n",
                 out.display(),

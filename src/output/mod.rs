@@ -1,6 +1,7 @@
 //! Output: the JSON envelope of every command, the human views, and apply's reporters.
 //! Results go to stdout; progress and logs to stderr.
 
+pub mod markdown;
 pub mod plan;
 pub mod progress;
 

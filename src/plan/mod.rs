@@ -167,6 +167,9 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub name: String,
+    /// Who led when the plan was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
     pub summary: Summary,
     pub changes: Vec<Change>,
     pub actions: Vec<Action>,
@@ -224,6 +227,11 @@ pub fn build(
     let summary = summarize(&changes, &actions);
     Plan {
         name: spec.metadata.name.clone(),
+        leader: observation
+            .patroni
+            .as_ref()
+            .and_then(|p| p.leader())
+            .map(|m| m.name.clone()),
         summary,
         changes,
         actions,

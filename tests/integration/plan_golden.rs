@@ -242,6 +242,29 @@ fn check(name: &str, plan: &Plan) {
     }
 }
 
+/// Like `check`, for rendered text.
+fn check_text(name: &str, rendered: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.md"));
+    if std::env::var_os("PGDBA_BLESS").is_some() {
+        std::fs::write(&path, rendered).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing; run with PGDBA_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        expected == rendered,
+        "{name}: differs from {}:\n{}",
+        path.display(),
+        similar::TextDiff::from_lines(expected.as_str(), rendered).unified_diff()
+    );
+}
+
 fn ids(plan: &Plan) -> Vec<&str> {
     plan.actions.iter().map(|a| a.id.as_str()).collect()
 }
@@ -831,4 +854,55 @@ fn an_hba_file_edited_on_one_member_is_named_and_rewritten() {
         }
         k => panic!("{k:?}"),
     }
+}
+
+// --- Markdown for pull requests (issue 4) --------------------------------------------------
+
+#[test]
+fn markdown_starts_with_a_primary_restart() {
+    // max_connections decreases: the primary restarts first, without a switchover.
+    let s = spec_with("max_connections: 100", "max_connections: 50");
+    let plan = build(&s, &running(THREE, "demo-0", PARAMS), &managed_all());
+    let md = pgdba::output::markdown::render(std::slice::from_ref(&plan));
+    let first_risk = md.lines().find(|l| l.starts_with("- ")).unwrap();
+    assert!(
+        first_risk.starts_with("- **Restarts the primary**: cluster demo: demo-0"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| ~ | `pg_parameter.max_connections` | `100` | `50` | restart |"),
+        "{md}"
+    );
+    assert!(md.contains("<details><summary>Full plan"), "{md}");
+    // A normal rolling restart switches over first: the switchover is the risk, not a primary restart.
+    let s = spec_with("shared_buffers: 128MB", "shared_buffers: 256MB");
+    let plan = build(&s, &running(THREE, "demo-0", PARAMS), &managed_all());
+    let md = pgdba::output::markdown::render(std::slice::from_ref(&plan));
+    assert!(!md.contains("Restarts the primary"), "{md}");
+    assert!(
+        md.contains("- **Switchover**: cluster demo: demo-0 hands over to demo-1"),
+        "{md}"
+    );
+    check_text("markdown_rolling_restart", &md);
+}
+
+#[test]
+fn a_huge_markdown_plan_is_cut_below_the_limit() {
+    let roles: String = (0..4000)
+        .map(|i| format!("    - {{name: role{i:04}, login: true}}\n"))
+        .collect();
+    let s = spec(&format!("{BASE}  roles:\n{roles}"));
+    let plan = build(&s, &running(THREE, "demo-0", PARAMS), &managed_all());
+    assert_eq!(plan.changes.len(), 4000);
+    let md = pgdba::output::markdown::render(std::slice::from_ref(&plan));
+    assert!(md.len() < 60_000, "{} characters", md.len());
+    assert!(md.contains("cut to stay under GitHub's comment limit"));
+    assert!(md.starts_with("## pgdba plan\n\n**Risk**: none"));
+    // Nothing cut when it fits.
+    let small = pgdba::output::markdown::render(std::slice::from_ref(&build(
+        &spec(BASE),
+        &running(THREE, "demo-0", PARAMS),
+        &managed_all(),
+    )));
+    assert!(!small.contains("cut to stay"));
 }
