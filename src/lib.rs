@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod cli;
 pub mod diff;
+pub mod drift;
 pub mod observe;
 pub mod output;
 pub mod patroni;

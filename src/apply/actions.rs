@@ -271,6 +271,7 @@ pub(super) fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'
         // Apply can wait longer than observation: a busy primary (a base backup, a CREATE
         // DATABASE) may be slow to accept a connection.
         timeout: Duration::from_secs(10),
+        read_only: false,
     })
 }
 

@@ -289,6 +289,24 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             Ok(None)
         }
         ActionKind::AwaitHba { rules } => await_hba(a, ctx, rules).await,
+        ActionKind::ResetOverride { parameter } => {
+            // On that member, not the leader: postgresql.auto.conf is each member's own.
+            let name = member(a)?;
+            let conn = super::actions::pg_conn(ctx, name)?;
+            let client = conn.connect().await.map_err(sql_err("connect"))?;
+            // ALTER SYSTEM cannot run in a transaction block: two separate statements.
+            client
+                .batch_execute(&format!("ALTER SYSTEM RESET {}", ident(parameter)))
+                .await
+                .map_err(sql_err(&format!(
+                    "ALTER SYSTEM RESET {parameter} on {name}"
+                )))?;
+            client
+                .batch_execute("SELECT pg_reload_conf()")
+                .await
+                .map_err(sql_err("pg_reload_conf()"))?;
+            Ok(None)
+        }
         other => Err(format!("{} is not a SQL action", other.name())),
     }
 }

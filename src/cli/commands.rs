@@ -38,7 +38,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn ok(data: Value, human: String) -> Outcome {
+    pub(super) fn ok(data: Value, human: String) -> Outcome {
         Outcome {
             data,
             human,
@@ -58,7 +58,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(code: &'static str, message: impl Into<String>) -> Failure {
+    pub(super) fn new(code: &'static str, message: impl Into<String>) -> Failure {
         Failure {
             code,
             message: message.into(),
@@ -66,11 +66,11 @@ impl Failure {
             data: Value::Null,
         }
     }
-    fn hint(mut self, hint: impl Into<String>) -> Failure {
+    pub(super) fn hint(mut self, hint: impl Into<String>) -> Failure {
         self.hint = Some(hint.into());
         self
     }
-    fn data(mut self, data: Value) -> Failure {
+    pub(super) fn data(mut self, data: Value) -> Failure {
         self.data = data;
         self
     }
@@ -110,6 +110,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Plan { .. } => "plan",
         Command::Apply { .. } => "apply",
         Command::Destroy { .. } => "destroy",
+        Command::Drift { .. } => "drift",
         Command::State(StateCommand::List) => "state list",
         Command::State(StateCommand::Show { .. }) => "state show",
         Command::State(StateCommand::Unlock { .. }) => "state unlock",
@@ -149,6 +150,7 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             "apply needs -f SPEC or a saved plan file",
         )),
         Command::Destroy { file, confirm } => destroy(g, &file, confirm).await,
+        Command::Drift { file, fail_on } => super::drift::run(g, &file, fail_on).await,
         Command::State(s) => state_cmd(g, s),
     };
     result.unwrap_or_else(Failure::into_outcome)
@@ -177,7 +179,7 @@ fn diagnostics_failure(diags: &[spec::Diagnostic]) -> Failure {
     }))
 }
 
-fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
+pub(super) fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
     let files = spec::discover(path).map_err(|d| diagnostics_failure(&[d]))?;
     let mut loaded = Vec::new();
     let mut diags = Vec::new();
@@ -245,14 +247,14 @@ fn validate(path: &Path) -> Result<Outcome, Failure> {
 // Observation and planning
 
 /// One cluster's engine parts, resolved from its spec.
-struct Cluster {
-    spec: ClusterSpec,
-    layout: Layout,
-    provider: Local,
+pub(super) struct Cluster {
+    pub(super) spec: ClusterSpec,
+    pub(super) layout: Layout,
+    pub(super) provider: Local,
 }
 
 impl Cluster {
-    fn new(spec: &ClusterSpec) -> Cluster {
+    pub(super) fn new(spec: &ClusterSpec) -> Cluster {
         let Provider::Local(local) = &spec.spec.provider;
         let layout = Layout::new(spec, local);
         let provider = Local::new(spec, &layout);
@@ -270,13 +272,13 @@ impl Cluster {
 
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn patroni_client() -> Result<patroni::Client, Failure> {
-    patroni::Client::new(OBSERVE_TIMEOUT)
+fn patroni_reader() -> Result<patroni::Reader, Failure> {
+    patroni::Reader::new(OBSERVE_TIMEOUT)
         .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))
 }
 
 /// What the state says pgdba manages.
-fn managed(state: Option<&ClusterState>) -> Managed {
+pub(super) fn managed(state: Option<&ClusterState>) -> Managed {
     state.map_or_else(Managed::default, |s| Managed {
         parameters: s.managed_parameters.clone(),
         roles: s.managed_roles.clone(),
@@ -291,6 +293,7 @@ fn needs(
     spec: &ClusterSpec,
     creds: Option<&Credentials>,
     managed: &Managed,
+    mut notes: Option<&mut Vec<String>>,
 ) -> Result<observe::sql::Needs, Failure> {
     let mut needs = observe::sql::Needs::default();
     if let Some(c) = creds {
@@ -306,13 +309,22 @@ fn needs(
     }
     for r in &spec.spec.roles {
         if let Some(source) = &r.password {
-            let value = crate::secret::resolve(source).map_err(|e| {
-                Failure::new(
-                    "SECRET_UNAVAILABLE",
-                    format!("password of role {}: {e}", r.name),
-                )
-            })?;
-            needs.secrets.insert(r.name.clone(), value);
+            match crate::secret::resolve(source) {
+                Ok(value) => {
+                    needs.secrets.insert(r.name.clone(), value);
+                }
+                // Drift goes on without it (that password is not checked); plan and apply
+                // cannot.
+                Err(e) => match notes.as_deref_mut() {
+                    Some(n) => n.push(format!("password of role {} not checked: {e}", r.name)),
+                    None => {
+                        return Err(Failure::new(
+                            "SECRET_UNAVAILABLE",
+                            format!("password of role {}: {e}", r.name),
+                        ));
+                    }
+                },
+            }
         }
     }
     let mut dbs: BTreeSet<String> = spec
@@ -359,12 +371,28 @@ async fn observe_cluster(
     creds: Option<&Credentials>,
     managed: &Managed,
 ) -> Result<Observation, Failure> {
-    let client = patroni_client()?;
+    observe_with(c, creds, managed, false).await
+}
+
+/// `lenient`: a secret that cannot be read is a note (drift), not an error (plan, apply).
+pub(super) async fn observe_with(
+    c: &Cluster,
+    creds: Option<&Credentials>,
+    managed: &Managed,
+    lenient: bool,
+) -> Result<Observation, Failure> {
+    let mut secret_notes = Vec::new();
+    let client = patroni_reader()?;
     let (mut dcs, inventory) = c.provider.inventory();
     let mut params: BTreeSet<String> = c.spec.spec.postgres.parameters.keys().cloned().collect();
     params.extend(managed.parameters.iter().cloned());
     let params: Vec<String> = params.into_iter().collect();
-    let needs = needs(&c.spec, creds, managed)?;
+    let needs = needs(
+        &c.spec,
+        creds,
+        managed,
+        lenient.then_some(&mut secret_notes),
+    )?;
     let ctx = observe::Context {
         layout: &c.layout,
         patroni: &client,
@@ -379,6 +407,7 @@ async fn observe_cluster(
     dcs.healthy = healthy;
     let mut obs = obs;
     obs.dcs = dcs;
+    obs.notes.extend(secret_notes);
     if obs.dcs.running && !obs.dcs.healthy {
         obs.notes.push(format!(
             "etcd at {} runs but is not healthy",
@@ -388,7 +417,7 @@ async fn observe_cluster(
     Ok(obs)
 }
 
-fn credentials(
+pub(super) fn credentials(
     store: &StateStore,
     cluster: &str,
     create: bool,
@@ -494,9 +523,15 @@ async fn plan_cmd(
         plan_one(&store, s, None).await
     }))
     .await;
+    // A fleet: one cluster that cannot be planned is reported, the others are still planned.
     let mut planned = Vec::new();
-    for r in results {
-        planned.push(r?);
+    let mut errors = Vec::new();
+    for (spec, r) in specs.iter().zip(results) {
+        match r {
+            Ok(p) => planned.push(p),
+            Err(f) if specs.len() == 1 => return Err(f),
+            Err(f) => errors.push((spec, f)),
+        }
     }
     if let Some(out) = out {
         if planned.len() != 1 {
@@ -532,7 +567,36 @@ async fn plan_cmd(
             ));
         }
     }
-    let mut outcome = Outcome::ok(plan_data(&plans), human);
+    let mut data = plan_data(&plans);
+    if !errors.is_empty() {
+        let list: Vec<Value> = errors
+            .iter()
+            .map(|(spec, f)| {
+                json!({ "file": spec.path.display().to_string(), "cluster": spec.spec.metadata.name, "code": f.code, "message": f.message })
+            })
+            .collect();
+        for (spec, f) in &errors {
+            human.push_str(&format!(
+                "\ncluster {} ({}): could not be planned: {}: {}\n",
+                spec.spec.metadata.name,
+                spec.path.display(),
+                f.code,
+                f.message
+            ));
+        }
+        data["errors"] = Value::Array(list);
+        return Err(Failure::new(
+            "PLAN_FAILED",
+            format!(
+                "{} of {} clusters could not be planned\n{}",
+                errors.len(),
+                specs.len(),
+                human.trim_end()
+            ),
+        )
+        .data(data));
+    }
+    let mut outcome = Outcome::ok(data, human);
     if detailed && pending {
         outcome.exit = 2;
     }
@@ -599,9 +663,13 @@ async fn execute(
         };
     let result = apply::execute(plan, &ctx, g.parallelism, reporter).await;
     if result.succeeded() {
+        let leader = current_leader(cluster, &client).await;
+        let applied = serde_json::to_value(&cluster.spec).ok();
         recorder
             .update(|s| {
                 s.spec_hash = Some(spec_hash.to_owned());
+                s.applied_spec = applied;
+                s.leader = leader;
                 manage_what_the_spec_names(s, &cluster.spec);
             })
             .map_err(|e| Failure::new("STATE_ERROR", e))?;
@@ -645,6 +713,19 @@ async fn execute(
         .hint("fix the cause, then run `pgdba plan` again: it shows exactly what remains")
         .data(data))
     }
+}
+
+/// Who leads now, from the first member whose REST API answers.
+async fn current_leader(cluster: &Cluster, reader: &patroni::Reader) -> Option<String> {
+    for m in &cluster.layout.members {
+        if let Ok(members) = reader.cluster(&m.api_url()).await {
+            return members
+                .into_iter()
+                .find(|x| x.role == crate::observe::model::Role::Leader)
+                .map(|x| x.name);
+        }
+    }
+    None
 }
 
 /// After a successful apply, pgdba manages exactly what the spec names: objects that

@@ -1,6 +1,7 @@
 //! The command line: parsing (clap) here, resolving and running in `commands`.
 
 pub mod commands;
+mod drift;
 
 use std::path::PathBuf;
 
@@ -71,6 +72,15 @@ pub enum Command {
         /// Allow actions that destroy data (dropping or re-creating a database).
         #[arg(long)]
         allow_data_loss: bool,
+    },
+    /// Read-only: what changed outside pgdba since the last apply, classified (expected,
+    /// benign, dangerous). Exit 0: none; 2: drift found; 1: error.
+    Drift {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// What counts as drift for the exit code: any non-expected drift, or only dangerous.
+        #[arg(long, value_enum, default_value = "any")]
+        fail_on: crate::drift::FailOn,
     },
     /// Remove everything pgdba created for a cluster: members, DCS and data.
     Destroy {

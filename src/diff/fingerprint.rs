@@ -28,6 +28,41 @@ pub fn observed_facts(obs: &Observation, address: &str) -> Value {
                 "role": pm.map(|m| m.role),
             })
         }
+        ("override", rest) => {
+            let (member, param) = rest.split_once('.').unwrap_or((rest, ""));
+            let s = obs
+                .members
+                .get(member)
+                .and_then(|m| m.settings.as_ref())
+                .and_then(|s| s.get(param));
+            json!(s.map(|s| (&s.setting, &s.source, &s.sourcefile)))
+        }
+        ("role" | "database" | "extension" | "hba", _) => {
+            // Catalog objects: what the leader's catalogs and the members' HBA files hold.
+            let sql = obs.sql.as_ref();
+            match kind {
+                "role" => json!(sql.and_then(|s| s.roles.get(name))),
+                "database" => json!(sql.and_then(|s| s.databases.get(name)).map(|d| (
+                    &d.owner,
+                    &d.encoding,
+                    &d.collate
+                ))),
+                "extension" => {
+                    let (db, ext) = name.split_once('.').unwrap_or((name, ""));
+                    json!(
+                        sql.and_then(|s| s.databases.get(db))
+                            .and_then(|d| d.extensions.as_ref())
+                            .and_then(|e| e.get(ext))
+                    )
+                }
+                _ => json!(
+                    obs.members
+                        .iter()
+                        .map(|(n, m)| (n, &m.hba))
+                        .collect::<BTreeMap<_, _>>()
+                ),
+            }
+        }
         (_, param) => {
             let members: BTreeMap<&str, Value> = obs
                 .members

@@ -79,6 +79,8 @@ pub enum Kind {
     Database,
     Extension,
     Hba,
+    /// A member's `ALTER SYSTEM` (postgresql.auto.conf) overriding a managed GUC.
+    Override,
 }
 
 impl Change {
@@ -90,6 +92,7 @@ impl Change {
             Some("role") => Kind::Role,
             Some("database") => Kind::Database,
             Some("extension") => Kind::Extension,
+            Some("override") => Kind::Override,
             None if self.address == hba::HBA_ADDRESS => Kind::Hba,
             _ => Kind::PgParameter,
         }
@@ -108,6 +111,11 @@ pub fn member_address(name: &str) -> String {
 pub fn parameter_address(name: &str) -> String {
     format!("pg_parameter.{name}")
 }
+/// `override.<member>.<guc>`.
+pub fn override_address(member: &str, guc: &str) -> String {
+    format!("override.{member}.{guc}")
+}
+
 pub fn patroni_address(key: &str) -> String {
     format!("patroni.{key}")
 }
@@ -394,6 +402,40 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     data_loss: None,
                     reason: "removed from the spec; PostgreSQL's default applies".to_owned(),
                 });
+            }
+        }
+    }
+
+    // A member's ALTER SYSTEM (postgresql.auto.conf) overriding a managed value: Patroni's
+    // configuration file loses to it, so it must be reset on that member.
+    if exists {
+        for (member, m) in &obs.members {
+            let Some(settings) = &m.settings else {
+                continue;
+            };
+            for (name, value) in &spec.spec.postgres.parameters {
+                let Some(s) = settings.get(name) else {
+                    continue;
+                };
+                let from_auto_conf = s
+                    .sourcefile
+                    .as_deref()
+                    .is_some_and(|f| f.ends_with("postgresql.auto.conf"));
+                let want = value.to_conf_string();
+                if from_auto_conf && !same_setting(spec, name, &want, &s.setting) {
+                    let shown = pg::catalog(spec.spec.postgres.version)
+                        .and_then(|c| c.get(name))
+                        .map_or_else(|| s.setting.clone(), |d| d.format_human(&s.setting));
+                    changes.push(Change {
+                        address: override_address(member, name),
+                        action: ChangeAction::Delete,
+                        before: Some(Value::String(shown)),
+                        after: Some(Value::String(want)),
+                        apply_via: ApplyVia::Sql,
+                        reason: format!("ALTER SYSTEM on member {member} overrides the managed value (postgresql.auto.conf)"),
+                        data_loss: None,
+                    });
+                }
             }
         }
     }

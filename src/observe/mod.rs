@@ -17,7 +17,8 @@ use model::{Dcs, InventoryMember, Member, Observation, PatroniView, Role};
 /// What observation needs.
 pub struct Context<'a> {
     pub layout: &'a Layout,
-    pub patroni: &'a patroni::Client,
+    /// Read-only by type: it can only send `GET`.
+    pub patroni: &'a patroni::Reader,
     /// pgdba's superuser password; without it `pg_settings` is not read.
     pub superuser: Option<(&'a str, &'a str)>,
     pub timeout: Duration,
@@ -34,6 +35,7 @@ impl Context<'_> {
             user,
             password,
             timeout: self.timeout,
+            read_only: true,
         })
     }
 }
@@ -124,6 +126,10 @@ pub async fn observe(
                 let (pending, reasons) = patroni::pending_restart(status);
                 member.pending_restart = pending;
                 member.pending_restart_reason = reasons;
+                let text = |k: &str| status.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                member.role = text("role").map(|r| patroni::parse_role(&r));
+                member.state = text("state");
+                member.replication_state = text("replication_state");
             }
             Err(e) => notes.push(format!("member {} unreachable: {e}", a.name)),
         }
@@ -160,15 +166,19 @@ pub async fn observe(
     }
     if let Some(v) = &view {
         for m in &v.members {
-            let healthy = match m.role {
+            // The member's own live answer when there is one; `/cluster` lags.
+            let live = members.get(&m.name).and_then(Member::live_healthy);
+            let healthy = live.unwrap_or(match m.role {
                 Role::Leader => m.state == "running",
                 Role::Replica => m.state == "streaming",
                 Role::Other => false,
-            };
+            });
             if !healthy {
-                notes.push(
-                    format!("member {} is {:?} and {}", m.name, m.role, m.state).to_lowercase(),
-                );
+                let own = members.get(&m.name);
+                let state = own
+                    .and_then(|o| o.replication_state.clone().or(o.state.clone()))
+                    .unwrap_or(m.state.clone());
+                notes.push(format!("member {} is {:?} and {state}", m.name, m.role).to_lowercase());
             }
         }
         for m in inventory.iter().filter(|m| m.running) {

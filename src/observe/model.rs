@@ -131,6 +131,20 @@ pub struct PatroniView {
     pub config: Option<serde_json::Value>,
 }
 
+impl Member {
+    /// Healthy as it says itself: a leader runs; a replica runs and streams.
+    pub fn live_healthy(&self) -> Option<bool> {
+        let state = self.state.as_deref()?;
+        Some(match self.role? {
+            Role::Leader => state == "running",
+            Role::Replica => {
+                state == "running" && self.replication_state.as_deref() == Some("streaming")
+            }
+            Role::Other => false,
+        })
+    }
+}
+
 impl PatroniView {
     pub fn leader(&self) -> Option<&PatroniMember> {
         self.members.iter().find(|m| m.role == Role::Leader)
@@ -175,6 +189,14 @@ pub struct Member {
     pub settings: Option<BTreeMap<String, PgSetting>>,
     pub pending_restart: bool,
     pub pending_restart_reason: Vec<String>,
+    /// Live, from its own `/patroni` (fresher than `/cluster`, which lags by up to
+    /// `loop_wait`): its role, PostgreSQL's state, and a replica's replication state.
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub replication_state: Option<String>,
     /// Its `pg_hba_file_rules`, in order.
     pub hba: Option<Vec<HbaLine>>,
 }

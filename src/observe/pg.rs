@@ -15,6 +15,9 @@ pub struct Conn<'a> {
     pub user: &'a str,
     pub password: &'a str,
     pub timeout: Duration,
+    /// Every transaction read-only (`default_transaction_read_only`): observation's
+    /// connections cannot write.
+    pub read_only: bool,
 }
 
 impl Conn<'_> {
@@ -33,6 +36,11 @@ impl Conn<'_> {
             .password(self.password)
             .dbname(dbname)
             .application_name("pgdba")
+            .options(if self.read_only {
+                "-c default_transaction_read_only=on"
+            } else {
+                ""
+            })
             .connect_timeout(self.timeout);
         let (client, connection) = cfg.connect(NoTls).await?;
         tokio::spawn(async move {

@@ -25,9 +25,24 @@ pub enum PatroniError {
     Shape { url: String, what: String },
 }
 
+/// Read-only access to Patroni's REST API: it can only send `GET`. Observation, `plan` and
+/// `drift` hold a `Reader` and nothing else, so they cannot change a cluster.
+#[derive(Clone)]
+pub struct Reader {
+    http: reqwest::Client,
+}
+
+/// Full access: a [`Reader`] plus the endpoints that change the cluster. Only `apply` has one.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    reader: Reader,
+}
+
+impl std::ops::Deref for Client {
+    type Target = Reader;
+    fn deref(&self) -> &Reader {
+        &self.reader
+    }
 }
 
 /// An answer of a state-changing endpoint: status and body text.
@@ -37,8 +52,66 @@ pub struct Answer {
     pub body: String,
 }
 
+async fn answer(url: &str, req: reqwest::RequestBuilder) -> Result<Answer, PatroniError> {
+    let http = |source: reqwest::Error| PatroniError::Http {
+        url: url.to_owned(),
+        source: source.without_url(),
+    };
+    let resp = req.send().await.map_err(http)?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.map_err(http)?;
+    Ok(Answer { status, body })
+}
+
 impl Client {
     pub fn new(timeout: Duration) -> Result<Client, PatroniError> {
+        Ok(Client {
+            reader: Reader::new(timeout)?,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        api_url: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Answer, PatroniError> {
+        let url = format!("{api_url}{path}");
+        answer(&url, self.reader.http.request(method, &url).json(body)).await
+    }
+
+    /// `PATCH /config`.
+    pub async fn patch_config(&self, api_url: &str, patch: &Value) -> Result<Answer, PatroniError> {
+        let a = self
+            .send(reqwest::Method::PATCH, api_url, "/config", patch)
+            .await?;
+        ok_or_status(api_url, "/config", a)
+    }
+
+    /// `POST /restart`: restart PostgreSQL now. Patroni answers once it runs again.
+    pub async fn restart(&self, api_url: &str) -> Result<Answer, PatroniError> {
+        self.send(reqwest::Method::POST, api_url, "/restart", &json!({}))
+            .await
+    }
+
+    /// `POST /switchover` from `leader` to `candidate`.
+    pub async fn switchover(
+        &self,
+        api_url: &str,
+        leader: &str,
+        candidate: &str,
+    ) -> Result<Answer, PatroniError> {
+        let body = json!({ "leader": leader, "candidate": candidate });
+        let a = self
+            .send(reqwest::Method::POST, api_url, "/switchover", &body)
+            .await?;
+        ok_or_status(api_url, "/switchover", a)
+    }
+}
+
+impl Reader {
+    pub fn new(timeout: Duration) -> Result<Reader, PatroniError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
@@ -48,41 +121,18 @@ impl Client {
                 url: String::new(),
                 source: source.without_url(),
             })?;
-        Ok(Client { http })
+        Ok(Reader { http })
     }
 
     async fn get(&self, api_url: &str, path: &str) -> Result<Value, PatroniError> {
+        let url = format!("{api_url}{path}");
         // /patroni answers 503 for a member that is not running but still describes it.
-        let a = self
-            .request(reqwest::Method::GET, api_url, path, None)
-            .await?;
+        let a = answer(&url, self.http.get(&url)).await?;
         serde_json::from_str(&a.body).map_err(|_| PatroniError::Status {
-            url: format!("{api_url}{path}"),
+            url,
             status: a.status,
             body: a.body,
         })
-    }
-
-    async fn request(
-        &self,
-        method: reqwest::Method,
-        api_url: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, PatroniError> {
-        let url = format!("{api_url}{path}");
-        let http = |source: reqwest::Error| PatroniError::Http {
-            url: url.clone(),
-            source: source.without_url(),
-        };
-        let mut req = self.http.request(method, &url);
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.map_err(http)?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(http)?;
-        Ok(Answer { status, body })
     }
 
     /// `GET /cluster`: every member as Patroni sees it.
@@ -106,34 +156,6 @@ impl Client {
     /// `GET /patroni`: the member's own status.
     pub async fn status(&self, api_url: &str) -> Result<Value, PatroniError> {
         self.get(api_url, "/patroni").await
-    }
-
-    /// `PATCH /config`.
-    pub async fn patch_config(&self, api_url: &str, patch: &Value) -> Result<Answer, PatroniError> {
-        let a = self
-            .request(reqwest::Method::PATCH, api_url, "/config", Some(patch))
-            .await?;
-        ok_or_status(api_url, "/config", a)
-    }
-
-    /// `POST /restart`: restart PostgreSQL now. Patroni answers once it runs again.
-    pub async fn restart(&self, api_url: &str) -> Result<Answer, PatroniError> {
-        self.request(reqwest::Method::POST, api_url, "/restart", Some(&json!({})))
-            .await
-    }
-
-    /// `POST /switchover` from `leader` to `candidate`.
-    pub async fn switchover(
-        &self,
-        api_url: &str,
-        leader: &str,
-        candidate: &str,
-    ) -> Result<Answer, PatroniError> {
-        let body = json!({ "leader": leader, "candidate": candidate });
-        let a = self
-            .request(reqwest::Method::POST, api_url, "/switchover", Some(&body))
-            .await?;
-        ok_or_status(api_url, "/switchover", a)
     }
 }
 

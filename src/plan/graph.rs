@@ -15,6 +15,7 @@
 //! | R10  | creating a database's owner; dropping a database | creating the database; dropping its owner   |
 //! | R11  | creating (or re-creating) a database             | its extensions                              |
 //! | R12  | creating every role                              | the HBA patch, then a gate per member       |
+//! | R13  | resetting a member's ALTER SYSTEM override       | that member's config gate                   |
 //!
 //! Every disruptive step (start, create, restart, switchover) is followed by a health gate.
 
@@ -425,6 +426,41 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         }
     }
     sql_objects(&mut b, spec, changes, obs, &primary_ready);
+    // R13: an ALTER SYSTEM override is reset on its member, then the member is waited for.
+    for c in changes.iter().filter(|c| c.kind() == Kind::Override) {
+        let Some((member, parameter)) = c.name().split_once('.') else {
+            continue;
+        };
+        let target = diff::member_address(member);
+        let reset = b.add(
+            ActionKind::ResetOverride {
+                parameter: parameter.to_owned(),
+            },
+            &target,
+            &primary_ready,
+            vec![c.address.clone()],
+        );
+        let want = spec
+            .spec
+            .postgres
+            .parameters
+            .get(parameter)
+            .map(|v| v.to_conf_string())
+            .unwrap_or_default();
+        let restart = diff::parameter_context(spec, parameter) == crate::pg::GucContext::Postmaster;
+        let entry = BTreeMap::from([(parameter.to_owned(), want)]);
+        let (reload, restart) = if restart {
+            (BTreeMap::new(), entry)
+        } else {
+            (entry, BTreeMap::new())
+        };
+        b.add(
+            ActionKind::AwaitConfig { reload, restart },
+            &target,
+            &[reset],
+            vec![c.address.clone()],
+        );
+    }
     b.actions
 }
 

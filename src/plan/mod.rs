@@ -98,6 +98,10 @@ pub enum ActionKind {
     AwaitHba {
         rules: Vec<String>,
     },
+    /// `ALTER SYSTEM RESET` a GUC on one member, then reload it.
+    ResetOverride {
+        parameter: String,
+    },
 }
 
 impl ActionKind {
@@ -123,6 +127,7 @@ impl ActionKind {
             ActionKind::UpdateExtension { .. } => "update_extension",
             ActionKind::DropExtension { .. } => "drop_extension",
             ActionKind::AwaitHba { .. } => "await_hba",
+            ActionKind::ResetOverride { .. } => "reset_override",
         }
     }
     /// Does this action restart PostgreSQL or move the leader?

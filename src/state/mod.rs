@@ -67,6 +67,13 @@ pub struct ClusterState {
     /// Extensions pgdba created, per database: one that leaves the spec is dropped.
     #[serde(default)]
     pub managed_extensions: BTreeMap<String, BTreeSet<String>>,
+    /// The spec of the last fully applied run (specs hold no secrets): what `drift`
+    /// compares reality with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_spec: Option<serde_json::Value>,
+    /// Who led right after the last apply; a different leader later is expected drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
 }
 
 impl ClusterState {
@@ -87,6 +94,8 @@ impl ClusterState {
             managed_roles: BTreeSet::new(),
             managed_databases: BTreeSet::new(),
             managed_extensions: BTreeMap::new(),
+            applied_spec: None,
+            leader: None,
         }
     }
 }

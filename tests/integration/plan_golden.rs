@@ -121,6 +121,13 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
                         pending_restart: false,
                         pending_restart_reason: Vec::new(),
                         hba: Some(default_hba()),
+                        role: Some(if *n == leader {
+                            Role::Leader
+                        } else {
+                            Role::Replica
+                        }),
+                        state: Some("running".to_owned()),
+                        replication_state: (*n != leader).then(|| "streaming".to_owned()),
                     },
                 )
             })

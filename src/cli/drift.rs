@@ -1,0 +1,178 @@
+//! `pgdba drift`: read-only by construction. It loads the state (it takes no lock, which would
+//! write a file), reads secrets without creating them, and observes through a
+//! `patroni::Reader` (GET only) and read-only PostgreSQL sessions. Nothing here holds a handle
+//! that can write.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::Global;
+use super::commands::{Cluster, Failure, Outcome, credentials, load_all, managed, observe_with};
+use crate::drift::{Class, FailOn, Item};
+use crate::spec::LoadedSpec;
+use crate::spec::model::ClusterSpec;
+use crate::state::StateStore;
+
+#[derive(serde::Serialize)]
+struct ClusterDrift {
+    name: String,
+    file: String,
+    drift: Vec<Item>,
+    notes: Vec<String>,
+}
+
+async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Failure> {
+    let name = loaded.spec.metadata.name.clone();
+    let state = store.load(&name)?.ok_or_else(|| {
+        Failure::new(
+            "NOT_MANAGED",
+            format!(
+                "cluster {name}: no state in {}; pgdba never applied it",
+                store.dir().display()
+            ),
+        )
+    })?;
+    let mut notes = Vec::new();
+    let applied: ClusterSpec = match state.applied_spec.clone().map(serde_json::from_value) {
+        Some(Ok(spec)) => spec,
+        _ => {
+            notes.push("no applied spec in the state: comparing with the spec file".to_owned());
+            loaded.spec.clone()
+        }
+    };
+    if state.spec_hash.as_deref() != Some(loaded.source_hash.as_str()) {
+        notes.push(format!(
+            "{} has changes that were not applied (`pgdba plan` shows them); drift compares with the last applied spec",
+            loaded.path.display()
+        ));
+    }
+    let cluster = Cluster::new(&applied);
+    let creds = credentials(store, &name, false)?;
+    let managed = managed(Some(&state));
+    let obs = observe_with(&cluster, creds.as_ref(), &managed, true).await?;
+    if obs.patroni.is_none() && !obs.dcs.running && !obs.inventory.iter().any(|m| m.running) {
+        return Err(Failure::new(
+            "UNREACHABLE",
+            format!("cluster {name}: nothing answers (no etcd, no member runs)"),
+        ));
+    }
+    let d = crate::diff::diff(&crate::diff::Input {
+        spec: &applied,
+        layout: &cluster.layout,
+        managed: &managed,
+        observation: &obs,
+    });
+    let drift = crate::drift::detect(&d, &obs, state.leader.as_deref());
+    notes.extend(obs.notes.iter().cloned());
+    Ok(ClusterDrift {
+        name,
+        file: loaded.path.display().to_string(),
+        drift,
+        notes,
+    })
+}
+
+fn render(c: &ClusterDrift) -> String {
+    let count = |k: Class| c.drift.iter().filter(|i| i.class == k).count();
+    let mut out = format!(
+        "cluster {}: {}\n",
+        c.name,
+        if c.drift.is_empty() {
+            "no drift".to_owned()
+        } else {
+            format!(
+                "{} dangerous, {} benign, {} expected",
+                count(Class::Dangerous),
+                count(Class::Benign),
+                count(Class::Expected)
+            )
+        }
+    );
+    for i in &c.drift {
+        let change = match (&i.before, &i.after) {
+            (Some(b), Some(a)) => format!("{b} -> {a}"),
+            (Some(b), None) => format!("{b} -> (gone)"),
+            (None, Some(a)) => format!("(none) -> {a}"),
+            (None, None) => String::new(),
+        };
+        let at = i
+            .member
+            .as_ref()
+            .map(|m| format!(" on {m}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<9} {}  [{}{at}]  {change}\n            {}\n",
+            format!("{:?}", i.class).to_lowercase(),
+            i.address,
+            i.source,
+            i.message
+        ));
+    }
+    for n in &c.notes {
+        out.push_str(&format!("  note: {n}\n"));
+    }
+    out
+}
+
+/// Every spec under `path`, concurrently (up to `--parallelism`). A cluster that cannot be
+/// checked is reported and the others go on; the exit code says so at the end: 1 if any
+/// could not be checked, else 2 if drift counts under `--fail-on`, else 0.
+pub async fn run(g: &Global, path: &Path, fail_on: FailOn) -> Result<Outcome, Failure> {
+    let specs = load_all(path)?;
+    let store = StateStore::new(&g.state_dir);
+    let sem = tokio::sync::Semaphore::new(g.parallelism.max(1));
+    let (store, sem) = (&store, &sem);
+    let results = futures::future::join_all(specs.iter().map(|s| async move {
+        let _permit = sem.acquire().await;
+        (s, one(store, s).await)
+    }))
+    .await;
+    let mut clusters = Vec::new();
+    let mut errors = Vec::new();
+    let mut human = String::new();
+    for (spec, r) in results {
+        match r {
+            Ok(c) => {
+                human.push_str(&render(&c));
+                clusters.push(c);
+            }
+            Err(f) => {
+                human.push_str(&format!(
+                    "cluster {} ({}): could not be checked: {}: {}\n",
+                    spec.spec.metadata.name,
+                    spec.path.display(),
+                    f.code,
+                    f.message
+                ));
+                errors.push(json!({
+                    "file": spec.path.display().to_string(),
+                    "cluster": spec.spec.metadata.name,
+                    "code": f.code,
+                    "message": f.message,
+                }));
+            }
+        }
+    }
+    let drifted = clusters
+        .iter()
+        .any(|c| c.drift.iter().any(|i| fail_on.counts(i.class)));
+    let data = json!({ "clusters": clusters, "errors": errors });
+    if !errors.is_empty() {
+        return Err(Failure::new(
+            "UNREACHABLE",
+            format!(
+                "{} of {} clusters could not be checked\n{}",
+                errors.len(),
+                specs.len(),
+                human.trim_end()
+            ),
+        )
+        .data(data));
+    }
+    let mut out = Outcome::ok(data, human);
+    if drifted {
+        out.exit = 2;
+    }
+    Ok(out)
+}

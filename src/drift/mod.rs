@@ -1,0 +1,247 @@
+//! Drift: what changed outside pgdba since the last apply, classified. Pure: it reads the diff
+//! of the last applied spec against an observation, and the observation itself.
+//!
+//! - `expected`: the leader moved (a failover or a switchover). pgdba never "fixes" it by
+//!   switching back.
+//! - `benign`: a difference that does not endanger the cluster (a Patroni timing setting, an
+//!   extension version, a role attribute other than superuser or password, a member added).
+//! - `dangerous`: a member down or gone, replication broken, the DCS down, a managed value
+//!   overridden (DCS or ALTER SYSTEM), a password, superuser flag or HBA rule changed, a
+//!   database dropped.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::diff::{Change, ChangeAction, Diff, Kind};
+use crate::observe::model::{Observation, Role};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Expected,
+    Benign,
+    Dangerous,
+}
+
+/// One out-of-band change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub address: String,
+    pub class: Class,
+    /// Where it was seen: `Patroni DCS`, `postgresql.auto.conf`, `pg_hba_file_rules`,
+    /// `catalog`, `Patroni`, `provider`.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// As last applied.
+    pub before: Option<Value>,
+    /// As found now.
+    pub after: Option<Value>,
+    pub message: String,
+}
+
+/// `--fail-on`: what makes drift exit 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Dangerous,
+    Any,
+}
+
+impl FailOn {
+    pub fn counts(self, class: Class) -> bool {
+        match self {
+            FailOn::Any => class != Class::Expected,
+            FailOn::Dangerous => class == Class::Dangerous,
+        }
+    }
+}
+
+fn item(c: &Change, class: Class, source: &str, member: Option<String>, message: String) -> Item {
+    // A diff says what apply would do (before = found, after = wanted); drift says what
+    // changed (before = applied, after = found).
+    Item {
+        address: c.address.clone(),
+        class,
+        source: source.to_owned(),
+        member,
+        before: c.after.clone(),
+        after: c.before.clone(),
+        message,
+    }
+}
+
+fn classify(c: &Change) -> Item {
+    let name = c.name().to_owned();
+    match c.kind() {
+        Kind::Dcs => item(
+            c,
+            Class::Dangerous,
+            "provider",
+            None,
+            "the cluster's etcd is down or gone".to_owned(),
+        ),
+        Kind::Member => match c.action {
+            ChangeAction::Create => item(
+                c,
+                Class::Dangerous,
+                "provider",
+                Some(name.clone()),
+                format!("member {name} is gone"),
+            ),
+            ChangeAction::Delete => item(
+                c,
+                Class::Benign,
+                "provider",
+                Some(name.clone()),
+                format!("member {name} was added outside pgdba"),
+            ),
+            _ if c.apply_via == crate::diff::ApplyVia::Restart => item(
+                c,
+                Class::Benign,
+                "Patroni",
+                Some(name.clone()),
+                format!("member {name} waits for a restart"),
+            ),
+            _ => item(
+                c,
+                Class::Dangerous,
+                "provider",
+                Some(name.clone()),
+                format!("member {name} is stopped"),
+            ),
+        },
+        Kind::Patroni => item(
+            c,
+            Class::Benign,
+            "Patroni DCS",
+            None,
+            format!("Patroni setting {name} was changed in the DCS"),
+        ),
+        Kind::PgParameter => item(
+            c,
+            Class::Dangerous,
+            "Patroni DCS",
+            None,
+            format!("managed parameter {name} was changed in the DCS"),
+        ),
+        Kind::Override => {
+            let (member, guc) = name.split_once('.').unwrap_or((&name, ""));
+            item(
+                c,
+                Class::Dangerous,
+                "postgresql.auto.conf",
+                Some(member.to_owned()),
+                format!("ALTER SYSTEM on member {member} overrides managed parameter {guc}"),
+            )
+        }
+        Kind::Role => {
+            let after = c.after.as_ref();
+            let risky = after
+                .is_some_and(|a| a.get("password").is_some() || a.get("superuser").is_some())
+                || c.action == ChangeAction::Create;
+            let what = match c.action {
+                ChangeAction::Create => format!("role {name} was dropped"),
+                _ => format!("role {name} was altered"),
+            };
+            item(
+                c,
+                if risky {
+                    Class::Dangerous
+                } else {
+                    Class::Benign
+                },
+                "catalog",
+                None,
+                what,
+            )
+        }
+        Kind::Database => match c.action {
+            ChangeAction::Create => item(
+                c,
+                Class::Dangerous,
+                "catalog",
+                None,
+                format!("database {name} was dropped"),
+            ),
+            _ => item(
+                c,
+                Class::Benign,
+                "catalog",
+                None,
+                format!("database {name} was altered"),
+            ),
+        },
+        Kind::Extension => item(
+            c,
+            Class::Benign,
+            "catalog",
+            None,
+            format!("extension {name} was changed"),
+        ),
+        Kind::Hba => item(
+            c,
+            Class::Dangerous,
+            "pg_hba_file_rules",
+            None,
+            c.reason.clone(),
+        ),
+    }
+}
+
+/// Everything that drifted. `diff` is the last applied spec against `obs`; `applied_leader`
+/// is who led right after the last apply.
+pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> Vec<Item> {
+    let mut items: Vec<Item> = diff.changes.iter().map(classify).collect();
+    let view = obs.patroni.as_ref();
+    let leader = view.and_then(|v| v.leader()).map(|m| m.name.clone());
+    if let (Some(before), Some(now)) = (applied_leader, leader.as_deref()) {
+        if before != now {
+            items.push(Item {
+                address: crate::diff::fingerprint::LEADER_ADDRESS.to_owned(),
+                class: Class::Expected,
+                source: "Patroni".to_owned(),
+                member: Some(now.to_owned()),
+                before: Some(json!(before)),
+                after: Some(json!(now)),
+                message: format!(
+                    "the leader moved from {before} to {now} (a failover or a switchover); pgdba does not switch back"
+                ),
+            });
+        }
+    }
+    if let Some(v) = view {
+        // Replication as each replica says itself (`/cluster` lags by up to loop_wait).
+        let broken = |m: &&crate::observe::model::PatroniMember| {
+            m.role == Role::Replica
+                && obs
+                    .members
+                    .get(&m.name)
+                    .and_then(|o| o.live_healthy())
+                    .map_or(m.state != "streaming", |ok| !ok)
+        };
+        for m in v.members.iter().filter(broken) {
+            items.push(Item {
+                address: crate::diff::member_address(&m.name),
+                class: Class::Dangerous,
+                source: "Patroni".to_owned(),
+                member: Some(m.name.clone()),
+                before: Some(json!("streaming")),
+                after: Some(json!(m.state)),
+                message: format!("replication is broken: replica {} is {}", m.name, m.state),
+            });
+        }
+        if leader.is_none() && !v.members.is_empty() {
+            items.push(Item {
+                address: crate::diff::fingerprint::LEADER_ADDRESS.to_owned(),
+                class: Class::Dangerous,
+                source: "Patroni".to_owned(),
+                member: None,
+                before: applied_leader.map(|l| json!(l)),
+                after: None,
+                message: "the cluster has no leader".to_owned(),
+            });
+        }
+    }
+    items.sort_by(|a, b| b.class.cmp(&a.class).then(a.address.cmp(&b.address)));
+    items
+}
