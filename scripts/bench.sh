@@ -3,6 +3,8 @@
 # from nothing with `pgdba apply`, and of `pgdba plan` on the unchanged, converged cluster.
 # Targets (issue 2): bring-up under 20 s; plan under 100 ms. Then (issue 3) the plan of a
 # converged single-member cluster with 1,000 roles and 200 databases: target under 300 ms.
+# Then (issue 4) `pgdba drift` over a fleet of N = 1 and N = 4 clusters: target N = 4 under
+# twice N = 1 (clusters are checked concurrently).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -78,3 +80,37 @@ for _ in $(seq "$RUNS"); do
 done
 sorted=($(printf '%s\n' "${times[@]}" | sort -n))
 echo "plan with 1,010 roles and 200 databases, converged, over $RUNS runs: min ${sorted[0]} ms, median ${sorted[$((RUNS/2))]} ms, max ${sorted[$((RUNS-1))]} ms"
+
+# Issue 4: drift over a fleet of 1 and of 4 two-member clusters.
+"$PGDBA" destroy -f "$WORK/many.yaml" --confirm --state-dir "$WORK/state" --format json >/dev/null
+mkdir -p "$WORK/fleet1" "$WORK/fleet4"
+for i in 0 1 2 3; do
+  cat > "$WORK/fleet4/f$i.yaml" <<SPEC
+apiVersion: pgdba/v1
+kind: Cluster
+metadata: {name: fleet$i}
+spec:
+  provider:
+    local: {data_dir: $WORK/fleet$i, pg_port: $((27432 + i * 10)), api_port: $((28008 + i * 10)), etcd_port: $((29379 + i * 10))}
+  postgres:
+    parameters: {work_mem: 4MB}
+  replicas: 1
+SPEC
+  "$PGDBA" apply -f "$WORK/fleet4/f$i.yaml" --auto-approve --state-dir "$WORK/state" --format json >/dev/null
+done
+cp "$WORK/fleet4/f0.yaml" "$WORK/fleet1/"
+trap 'for f in "$WORK"/fleet4/*.yaml; do "$PGDBA" destroy -f "$f" --confirm --state-dir "$WORK/state" >/dev/null 2>&1 || true; done; rm -rf "$WORK"' EXIT
+median_of() {
+  local dir=$1 times=() code
+  for _ in $(seq "$RUNS"); do
+    t=$(date +%s%N)
+    code=0
+    "$PGDBA" drift -f "$dir" --state-dir "$WORK/state" --format json >/dev/null || code=$?
+    times+=("$(ms "$t")")
+    [ "$code" -eq 0 ] || { echo "drift exited $code on $dir; the figures are not valid" >&2; exit 1; }
+  done
+  printf '%s\n' "${times[@]}" | sort -n | sed -n "$((RUNS / 2 + 1))p"
+}
+one=$(median_of "$WORK/fleet1")
+four=$(median_of "$WORK/fleet4")
+echo "drift over a fleet, median of $RUNS runs: N=1 ${one} ms, N=4 ${four} ms (ratio $(python3 -c "print(round($four / max($one, 1), 2))"))"
