@@ -61,12 +61,97 @@ impl<'a> Source<'a> {
 
     /// A diagnostic at `pos`, with the source line as snippet.
     pub fn diag(&self, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        self.diag_marked(pos, &Mark::CARET, message)
+    }
+
+    /// A diagnostic at `pos` whose snippet underlines `mark.width` characters and ends the
+    /// underline with `mark.label`.
+    pub fn diag_marked(&self, pos: Pos, mark: &Mark<'_>, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             file: self.label.to_owned(),
             line: pos.line,
             column: pos.column,
             message: message.into(),
-            snippet: snippet(self.text, pos),
+            snippet: snippet_marked(self.text, pos, mark),
+        }
+    }
+}
+
+/// What a snippet draws under its line: `^^^^ label`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark<'a> {
+    /// Characters underlined from the column; at least one, cut at the end of the line.
+    pub width: usize,
+    pub label: Option<&'a str>,
+}
+
+impl Mark<'_> {
+    /// One caret, no label.
+    pub const CARET: Mark<'static> = Mark {
+        width: 1,
+        label: None,
+    };
+}
+
+/// Turns byte offsets into positions, counting lines as [`lines`] does, in time logarithmic in
+/// the number of lines (a parser's spans arrive by the thousand on a large bad file).
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+    /// Byte offset where each line starts.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                    starts.push(i + 2);
+                    i += 2;
+                }
+                b'\r' | b'\n' => {
+                    starts.push(i + 1);
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+        LineIndex { text, starts }
+    }
+
+    /// The position of the character at byte `offset` (clamped to the text, and moved back to
+    /// the start of a character it falls inside).
+    pub fn pos(&self, offset: usize) -> Pos {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The last line starting at or before `offset`; `starts[0]` is 0, so there is one.
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0).min(offset);
+        Pos {
+            line,
+            column: 1 + self.text[start..offset].chars().count(),
+        }
+    }
+
+    /// The number of characters of `text[from..to]`, byte offsets clamped as by `pos`.
+    pub fn chars_between(&self, from: usize, to: usize) -> usize {
+        let clamp = |mut o: usize| {
+            o = o.min(self.text.len());
+            while !self.text.is_char_boundary(o) {
+                o -= 1;
+            }
+            o
+        };
+        let (from, to) = (clamp(from), clamp(to));
+        if from >= to {
+            0
+        } else {
+            self.text[from..to].chars().count()
         }
     }
 }
@@ -117,7 +202,14 @@ pub(crate) fn end_pos(text: &str) -> Pos {
 
 /// The line at `pos` and a caret under its column, or `None` when the line is blank or
 /// does not exist.
+#[cfg(test)]
 pub(crate) fn snippet(text: &str, pos: Pos) -> Option<String> {
+    snippet_marked(text, pos, &Mark::CARET)
+}
+
+/// The line at `pos` and `mark` under its column, or `None` when the line is blank or does
+/// not exist.
+pub(crate) fn snippet_marked(text: &str, pos: Pos, mark: &Mark<'_>) -> Option<String> {
     let line = lines(text).nth(pos.line.checked_sub(1)?)?;
     if line.trim().is_empty() {
         return None;
@@ -152,9 +244,15 @@ pub(crate) fn snippet(text: &str, pos: Pos) -> Option<String> {
     if end < chars.len() {
         shown.push('…');
     }
+    let carets = mark.width.clamp(1, (end - col).max(1));
+    let mut under = format!("{pad}{}", "^".repeat(carets));
+    if let Some(label) = mark.label.filter(|l| !l.trim().is_empty()) {
+        under.push(' ');
+        under.push_str(label.trim());
+    }
     let number = pos.line.to_string();
     let gutter = " ".repeat(number.len());
-    Some(format!(" {number} | {shown}\n {gutter} | {pad}^"))
+    Some(format!(" {number} | {shown}\n {gutter} | {under}"))
 }
 
 #[cfg(test)]
@@ -202,6 +300,42 @@ mod tests {
             snippet("a\rbc", Pos { line: 2, column: 2 }).unwrap(),
             " 2 | bc\n   |  ^"
         );
+    }
+
+    #[test]
+    fn a_mark_underlines_a_span_and_labels_it() {
+        let mark = Mark {
+            width: 3,
+            label: Some("not integer"),
+        };
+        let s = snippet_marked("x 4MB\n", Pos { line: 1, column: 3 }, &mark).unwrap();
+        assert_eq!(s, " 1 | x 4MB\n   |   ^^^ not integer");
+        // Cut at the end of the line; never less than one caret.
+        let wide = Mark {
+            width: 99,
+            label: None,
+        };
+        let s = snippet_marked("ab", Pos { line: 1, column: 2 }, &wide).unwrap();
+        assert_eq!(s, " 1 | ab\n   |  ^");
+        let s = snippet_marked("ab", Pos { line: 1, column: 3 }, &wide).unwrap();
+        assert_eq!(s, " 1 | ab\n   |   ^");
+    }
+
+    #[test]
+    fn line_index_counts_lines_as_lines_does_and_columns_in_characters() {
+        let text = "é1\r\nb\rc\nd";
+        let index = LineIndex::new(text);
+        assert_eq!(index.pos(0), Pos { line: 1, column: 1 });
+        assert_eq!(index.pos(2), Pos { line: 1, column: 2 });
+        // Inside a character: its start.
+        assert_eq!(index.pos(1), Pos { line: 1, column: 1 });
+        assert_eq!(index.pos(5), Pos { line: 2, column: 1 });
+        assert_eq!(index.pos(7), Pos { line: 3, column: 1 });
+        assert_eq!(index.pos(9), Pos { line: 4, column: 1 });
+        // Past the end: the end.
+        assert_eq!(index.pos(99), end_pos(text));
+        assert_eq!(index.chars_between(0, 3), 2);
+        assert_eq!(index.chars_between(3, 0), 0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The spec: parsing (YAML, with positions), validation with diagnostics, the JSON Schema.
+//! The spec: parsing (YAML or KDL, with positions), validation with diagnostics, the JSON Schema.
 //!
-//! One pass reports every problem of a file: YAML is parsed into a JSON value that remembers
-//! where each key and value stands (`yaml`), checked against the JSON Schema generated from
+//! One pass reports every problem of a file: YAML (`yaml`) or KDL (`kdl`, chosen by the `.kdl`
+//! extension) is parsed into a JSON value that remembers where each key and value stands
+//! (`positions`), checked against the JSON Schema generated from
 //! `model` (`schema`, the single source of truth for shape, types and ranges) and against
 //! PostgreSQL's GUC catalog and Patroni's rules (`semantic`); only a spec with no problem is
 //! deserialized into [`model::ClusterSpec`].
@@ -10,7 +11,9 @@
 //! else is pure. It never panics on any input.
 
 mod diagnostic;
+mod kdl;
 pub mod model;
+mod positions;
 mod schema;
 mod semantic;
 mod yaml;
@@ -23,7 +26,7 @@ pub use diagnostic::Diagnostic;
 pub use schema::json_schema;
 pub use semantic::RESERVED_ROLES;
 
-use diagnostic::{Pos, Source, bare};
+use diagnostic::{Mark, Pos, Source, bare};
 
 /// A spec file, loaded and valid.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,10 +68,24 @@ pub fn load_str(file_label: &str, text: &[u8]) -> Result<model::ClusterSpec, Vec
             ),
         )]);
     }
-    let (doc, positions) = match yaml::parse(text) {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) => return Err(vec![bare(file_label, "empty spec")]),
-        Err(e) => return Err(vec![source.diag(e.pos, e.message)]),
+    let parsed = match Syntax::of(file_label) {
+        Syntax::Yaml => yaml::parse(text).map_err(|e| vec![source.diag(e.pos, e.message)]),
+        Syntax::Kdl => kdl::parse(text).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let mark = Mark {
+                        width: e.width,
+                        label: e.label.as_deref(),
+                    };
+                    source.diag_marked(e.pos, &mark, e.message)
+                })
+                .collect()
+        }),
+    };
+    let (doc, positions) = match parsed? {
+        Some(parsed) => parsed,
+        None => return Err(vec![bare(file_label, "empty spec")]),
     };
     let mut problems = schema::check(&doc, &positions);
     for (at, message) in semantic::check(&doc, &positions) {
@@ -94,8 +111,32 @@ pub fn load_str(file_label: &str, text: &[u8]) -> Result<model::ClusterSpec, Vec
         .collect())
 }
 
-/// The spec files a path names: a file is itself; a directory is every `*.yaml` / `*.yml`
-/// directly in it (not recursive, hidden files skipped), sorted. No spec is an error.
+/// The two spellings of a spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    Yaml,
+    Kdl,
+}
+
+impl Syntax {
+    /// By the file's extension: `.kdl` (any case) is KDL, anything else YAML.
+    fn of(file_label: &str) -> Syntax {
+        match Path::new(file_label).extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("kdl") => Syntax::Kdl,
+            _ => Syntax::Yaml,
+        }
+    }
+
+    /// The extensions of spec files, as [`discover`] finds them.
+    fn is_spec_extension(extension: &str) -> bool {
+        ["yaml", "yml", "kdl"]
+            .iter()
+            .any(|e| extension.eq_ignore_ascii_case(e))
+    }
+}
+
+/// The spec files a path names: a file is itself; a directory is every `*.yaml`, `*.yml` and
+/// `*.kdl` directly in it (not recursive, hidden files skipped), sorted. No spec is an error.
 pub fn discover(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     let label = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| bare(&label, format!("cannot read: {e}")))?;
@@ -113,7 +154,7 @@ pub fn discover(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
         let is_spec = !name.starts_with('.')
             && p.extension()
                 .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+                .is_some_and(Syntax::is_spec_extension);
         if is_spec && p.is_file() {
             found.push(p);
         }
@@ -121,7 +162,7 @@ pub fn discover(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     if found.is_empty() {
         return Err(bare(
             &label,
-            "no spec files (*.yaml, *.yml) in this directory",
+            "no spec files (*.yaml, *.yml, *.kdl) in this directory",
         ));
     }
     found.sort();
@@ -142,8 +183,8 @@ fn invalid_utf8(label: &str, bytes: &[u8], valid_up_to: usize) -> Diagnostic {
     )
 }
 
-/// The first character YAML does not allow in a stream (C0/C1 controls other than tab, line
-/// feed, carriage return and NEL), with its position.
+/// The first character YAML does not allow in a stream, nor KDL in a document (C0/C1 controls
+/// other than tab, line feed, carriage return and NEL), with its position.
 fn first_control_char(text: &str) -> Option<(Pos, char)> {
     let (i, c) = text
         .char_indices()

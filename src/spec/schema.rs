@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::diagnostic::Pos;
 use super::model;
-use super::yaml::{Positions, escape_segment};
+use super::positions::{Positions, escape_segment};
 
 /// The JSON Schema of [`model::ClusterSpec`] (draft 2020-12), as checked in at
 /// `schemas/cluster.schema.json`.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::diagnostic::Pos;
 use super::model::{GucValue, PatroniSettings, Postgres};
-use super::yaml::{Positions, escape_segment};
+use super::positions::{Positions, escape_segment};
 use crate::pg;
 
 pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {

@@ -8,6 +8,7 @@ mod local_drift;
 mod local_resources;
 mod plan_golden;
 mod spec_fuzz;
+mod spec_kdl;
 mod spec_load;
 mod spec_schema;
 mod state_store;
