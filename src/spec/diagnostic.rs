@@ -94,17 +94,23 @@ impl Mark<'_> {
 }
 
 /// Turns byte offsets into positions, counting lines as [`lines`] does, in time logarithmic in
-/// the number of lines (a parser's spans arrive by the thousand on a large bad file).
+/// the size of the text: a parser's spans arrive by the thousand on a large bad file, maybe all
+/// on one long line.
 pub(crate) struct LineIndex<'a> {
     text: &'a str,
     /// Byte offset where each line starts.
     starts: Vec<usize>,
+    /// Characters in `text[..k * CHUNK]`, for each k.
+    chars_before_chunk: Vec<usize>,
 }
+
+/// Bytes between two checkpoints of [`LineIndex::chars_before_chunk`].
+const CHUNK: usize = 64;
 
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> Self {
-        let mut starts = vec![0];
         let bytes = text.as_bytes();
+        let mut starts = vec![0];
         let mut i = 0;
         while i < bytes.len() {
             match bytes[i] {
@@ -119,41 +125,64 @@ impl<'a> LineIndex<'a> {
                 _ => i += 1,
             }
         }
-        LineIndex { text, starts }
+        let mut chars_before_chunk = vec![0];
+        let mut total = 0;
+        for chunk in bytes.chunks(CHUNK) {
+            total += chunk.iter().filter(|&&b| !is_continuation(b)).count();
+            chars_before_chunk.push(total);
+        }
+        LineIndex {
+            text,
+            starts,
+            chars_before_chunk,
+        }
+    }
+
+    /// `offset` within the text, moved back to the start of a character it falls inside.
+    fn clamp(&self, offset: usize) -> usize {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        offset
+    }
+
+    /// The number of characters before byte `offset`, a character boundary.
+    fn chars_before(&self, offset: usize) -> usize {
+        let chunk = offset / CHUNK;
+        let counted = self.chars_before_chunk.get(chunk).copied().unwrap_or(0);
+        let rest = self
+            .text
+            .as_bytes()
+            .get(chunk * CHUNK..offset)
+            .unwrap_or_default();
+        counted + rest.iter().filter(|&&b| !is_continuation(b)).count()
     }
 
     /// The position of the character at byte `offset` (clamped to the text, and moved back to
     /// the start of a character it falls inside).
     pub fn pos(&self, offset: usize) -> Pos {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
+        let offset = self.clamp(offset);
         // The last line starting at or before `offset`; `starts[0]` is 0, so there is one.
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts.get(line - 1).copied().unwrap_or(0).min(offset);
         Pos {
             line,
-            column: 1 + self.text[start..offset].chars().count(),
+            column: 1 + self.chars_before(offset) - self.chars_before(start),
         }
     }
 
     /// The number of characters of `text[from..to]`, byte offsets clamped as by `pos`.
     pub fn chars_between(&self, from: usize, to: usize) -> usize {
-        let clamp = |mut o: usize| {
-            o = o.min(self.text.len());
-            while !self.text.is_char_boundary(o) {
-                o -= 1;
-            }
-            o
-        };
-        let (from, to) = (clamp(from), clamp(to));
-        if from >= to {
-            0
-        } else {
-            self.text[from..to].chars().count()
-        }
+        let (from, to) = (self.clamp(from), self.clamp(to));
+        self.chars_before(to)
+            .saturating_sub(self.chars_before(from))
     }
+}
+
+/// A UTF-8 continuation byte (`0b10xx_xxxx`): not the start of a character.
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
 }
 
 /// A diagnostic with no source line (unreadable file, empty spec).

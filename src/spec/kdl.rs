@@ -68,11 +68,11 @@ pub(crate) fn parse(text: &str) -> Result<Option<(Value, Positions)>, Vec<KdlErr
         let (value, at) = builder.block(&[], doc.nodes(), "", Pos::START, 0);
         builder.positions.values.insert(String::new(), at);
         if builder.errors.is_empty() {
-            Ok(Some((value, builder.positions)))
-        } else {
-            builder.errors.sort_by_key(|e| e.pos);
-            Err(builder.errors)
+            return Ok(Some((value, builder.positions)));
         }
+        let mut errors = builder.errors;
+        errors.sort_by_key(|e| e.pos);
+        Err(at_most_max_errors(errors))
     })
     .unwrap_or_else(|message| Err(vec![error(Pos::START, 1, message)]))
 }
@@ -87,6 +87,10 @@ const MAX_BLOCKS: usize = 4096;
 /// stack (a test's or a tokio worker's) at about 60 nested blocks or 3000 stray characters.
 /// Reserved, not committed: only a pathological file touches more than a few pages of it.
 const PARSER_STACK: usize = 512 * 1024 * 1024;
+/// Most problems reported for one file; past them, one line says how many more there are.
+const MAX_ERRORS: usize = 100;
+/// Longest token a hint quotes back.
+const MAX_TOKEN: usize = 80;
 /// Deepest nesting of blocks mapped (a spec needs about 6), as the YAML parser allows.
 const MAX_DEPTH: usize = 64;
 
@@ -102,6 +106,19 @@ fn on_parser_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
             .join()
             .map_err(|_| "internal error: the KDL parser failed on this file".to_owned())
     })
+}
+
+/// The first [`MAX_ERRORS`] problems, and in place of the rest one that counts them.
+fn at_most_max_errors(mut errors: Vec<KdlError>) -> Vec<KdlError> {
+    if errors.len() > MAX_ERRORS {
+        let more = errors.len() - MAX_ERRORS;
+        errors.truncate(MAX_ERRORS + 1);
+        if let Some(last) = errors.last_mut() {
+            last.message = format!("… and {more} more problems");
+            last.label = None;
+        }
+    }
+    errors
 }
 
 fn error(pos: Pos, width: usize, message: impl Into<String>) -> KdlError {
@@ -242,16 +259,22 @@ fn skip_string(b: &[u8], quote: usize, hashes: usize) -> usize {
 /// The parser's errors as positioned problems: the first of each line (the rest of a line is
 /// mostly the parser recovering), each with our hint where a common slip is recognised.
 fn syntax_errors(text: &str, index: &LineIndex<'_>, e: &::kdl::KdlError) -> Vec<KdlError> {
-    let mut out: Vec<KdlError> = e
+    let mut found: Vec<(Pos, usize, usize, &::kdl::KdlDiagnostic)> = e
         .diagnostics
         .iter()
         .map(|d| {
-            let (offset, len, label) = d
+            let (offset, len) = d
                 .labels()
                 .and_then(|mut labels| labels.next())
-                .map_or((d.span.offset(), d.span.len(), None), |l| {
-                    (l.offset(), l.len(), l.label().map(str::to_owned))
-                });
+                .map_or((d.span.offset(), d.span.len()), |l| (l.offset(), l.len()));
+            (index.pos(offset), offset, len, d)
+        })
+        .collect();
+    found.sort_by_key(|f| f.0);
+    found.dedup_by_key(|f| f.0.line);
+    let mut out: Vec<KdlError> = found
+        .into_iter()
+        .map(|(pos, offset, len, d)| {
             let mut message = format!("invalid KDL: {}", lowercase_first(&d.to_string()));
             let hint = hint(text, offset).or_else(|| d.help().map(|h| h.to_string()));
             if let Some(hint) = hint {
@@ -261,19 +284,20 @@ fn syntax_errors(text: &str, index: &LineIndex<'_>, e: &::kdl::KdlError) -> Vec<
                 ));
             }
             KdlError {
-                pos: index.pos(offset),
+                pos,
                 width: index.chars_between(offset, offset + len).max(1),
-                label,
+                label: d
+                    .labels()
+                    .and_then(|mut labels| labels.next())
+                    .and_then(|l| l.label().map(str::to_owned)),
                 message,
             }
         })
         .collect();
-    out.sort_by_key(|e| e.pos);
-    out.dedup_by_key(|e| e.pos.line);
     if out.is_empty() {
         out.push(error(Pos::START, 1, "invalid KDL"));
     }
-    out
+    at_most_max_errors(out)
 }
 
 fn lowercase_first(s: &str) -> String {
@@ -291,14 +315,16 @@ fn lowercase_first(s: &str) -> String {
 
 /// A hint for the slips a DBA makes most, from the token where the parser stopped.
 fn hint(text: &str, offset: usize) -> Option<String> {
-    let rest = text.get(offset..)?;
-    let token: &str = rest
-        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '{' | '}'))
-        .next()
-        .unwrap_or_default();
-    if token.is_empty() {
+    let token: String = text
+        .get(offset..)?
+        .chars()
+        .take_while(|&c| !(c.is_whitespace() || matches!(c, ';' | '{' | '}')))
+        .take(MAX_TOKEN + 1)
+        .collect();
+    if token.is_empty() || token.chars().count() > MAX_TOKEN {
         return None;
     }
+    let token = token.as_str();
     let quoted = format!("quote it: {}", serde_json::Value::from(token));
     match token {
         "true" | "false" | "null" => {
@@ -772,6 +798,23 @@ mod tests {
         let e = errors("data_dir /var/lib\nx 4MB\n");
         let lines: Vec<usize> = e.iter().map(|e| e.pos.line).collect();
         assert_eq!(lines, [1, 2], "{e:#?}");
+    }
+
+    #[test]
+    fn past_100_problems_one_more_counts_the_rest() {
+        let e = errors(&"a 1\n".repeat(300));
+        assert_eq!(e.len(), 101);
+        assert_eq!(
+            e[100].pos,
+            Pos {
+                line: 102,
+                column: 1
+            }
+        );
+        assert_eq!(e[100].message, "… and 199 more problems");
+        let e = errors(&"x 4MB\n".repeat(300));
+        assert_eq!(e.len(), 101);
+        assert_eq!(e[100].message, "… and 200 more problems");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! "A panic is never an acceptable answer to bad input": garbage bytes and mutated specs must
-//! come back as `Ok` or as positioned diagnostics. Deterministic (seeded); raise the count with
+//! "A panic is never an acceptable answer to bad input": garbage bytes and mutated specs, YAML
+//! and KDL, must come back as `Ok` or as positioned diagnostics (and never overflow a stack:
+//! tests run on 2 MiB threads, as tokio's workers do). Deterministic (seeded); raise the count with
 //! `PGDBA_FUZZ_ITERS=100000 PGDBA_FUZZ_SEED=7 cargo test --test integration spec_fuzz` for a longer run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -73,6 +74,88 @@ const SNIPPETS: &[&str] = &[
     "%TAG ! !x\n",
 ];
 
+/// Bytes that mean something to KDL.
+const KDL_BYTES: &[u8] = b" {}();=#\"/-*\\\n\t\r.0123456789eExab_+,";
+const KDL_SNIPPETS: &[&str] = &[
+    "/-",
+    "/- ",
+    "/*",
+    "*/",
+    "// ",
+    "#true",
+    "#false",
+    "#null",
+    "#inf",
+    "#-inf",
+    "#nan",
+    "true",
+    "null",
+    "#\"",
+    "\"#",
+    "##\"",
+    "\"\"\"\n",
+    "\n\"\"\"",
+    "r\"x\"",
+    "(u8)",
+    "()",
+    "- ",
+    "\n- 1\n",
+    " - a=1",
+    "=",
+    " k=",
+    "{",
+    "}",
+    " { }",
+    ";",
+    "\\\n",
+    "\\",
+    "\"",
+    "\u{feff}",
+    "\u{0}",
+    "é",
+    "\u{85}",
+    "\u{2028}",
+    "\u{200e}",
+    "0x",
+    "0b2",
+    "1e999",
+    "1.",
+    "-1",
+    "99999999999999999999999999999999999999999",
+    "work_mem 4MB\n",
+    "bogus 1\n",
+    "replicas 2\n",
+    "apiVersion pgdba/v1\n",
+];
+
+/// The two spellings, by the file label that selects each.
+#[derive(Clone, Copy, Debug)]
+enum Syntax {
+    Yaml,
+    Kdl,
+}
+
+impl Syntax {
+    fn label(self) -> &'static str {
+        match self {
+            Syntax::Yaml => "fuzz.yaml",
+            Syntax::Kdl => "fuzz.kdl",
+        }
+    }
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            Syntax::Yaml => YAML_BYTES,
+            Syntax::Kdl => KDL_BYTES,
+        }
+    }
+    fn snippets(self) -> &'static [&'static str] {
+        match self {
+            Syntax::Yaml => SNIPPETS,
+            Syntax::Kdl => KDL_SNIPPETS,
+        }
+    }
+}
+
 /// `PGDBA_FUZZ_SEED` varies the inputs of a longer run.
 fn seed(default: u64) -> u64 {
     let extra = std::env::var("PGDBA_FUZZ_SEED")
@@ -90,10 +173,10 @@ fn iterations(default: usize) -> usize {
 }
 
 #[track_caller]
-fn check(input: &[u8]) {
-    if let Err(diags) = pgdba::spec::load_str("fuzz.yaml", input) {
+fn check(syntax: Syntax, input: &[u8]) {
+    if let Err(diags) = pgdba::spec::load_str(syntax.label(), input) {
         assert!(!diags.is_empty(), "Err with no diagnostics for {input:?}");
-        // YAML ends a line at \r\n, \n or a lone \r.
+        // Diagnostics end a line at \r\n, \n or a lone \r, as YAML does.
         let lines = input.split(|&b| b == b'\n' || b == b'\r').count();
         for d in &diags {
             assert!(d.line >= 1 && d.column >= 1, "{d} for {input:?}");
@@ -104,43 +187,55 @@ fn check(input: &[u8]) {
     }
 }
 
-fn good_specs() -> Vec<Vec<u8>> {
+/// The good fixtures, each with its spelling.
+fn good_specs() -> Vec<(Syntax, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/specs/good");
     pgdba::spec::discover(&dir)
         .unwrap()
         .iter()
-        .map(|p| std::fs::read(p).unwrap())
+        .map(|p| {
+            let kdl = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("kdl"));
+            let syntax = if kdl { Syntax::Kdl } else { Syntax::Yaml };
+            (syntax, std::fs::read(p).unwrap())
+        })
         .collect()
 }
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = Rng(seed(0x9e37_79b9_7f4a_7c15));
-    for i in 0..iterations(300) {
-        let len = rng.below(200);
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| match i % 3 {
-                0 => rng.next() as u8,
-                1 => *rng.pick(YAML_BYTES),
-                _ => {
-                    if rng.below(4) == 0 {
-                        *rng.pick(YAML_BYTES)
-                    } else {
-                        b'a' + rng.below(26) as u8
+    for (syntax, base) in [
+        (Syntax::Yaml, 0x9e37_79b9_7f4a_7c15),
+        (Syntax::Kdl, 0x51ed_270b_27a9_5c1d),
+    ] {
+        let mut rng = Rng(seed(base));
+        for i in 0..iterations(300) {
+            let len = rng.below(200);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| match i % 3 {
+                    0 => rng.next() as u8,
+                    1 => *rng.pick(syntax.bytes()),
+                    _ => {
+                        if rng.below(4) == 0 {
+                            *rng.pick(syntax.bytes())
+                        } else {
+                            b'a' + rng.below(26) as u8
+                        }
                     }
-                }
-            })
-            .collect();
-        check(&bytes);
+                })
+                .collect();
+            check(syntax, &bytes);
+        }
     }
 }
 
 #[test]
 fn mutated_specs_never_panic() {
     let specs = good_specs();
+    assert!(specs.iter().any(|(s, _)| matches!(s, Syntax::Kdl)));
     let mut rng = Rng(seed(0xdead_beef_cafe_f00d));
     for _ in 0..iterations(400) {
-        let mut s = rng.pick(&specs).clone();
+        let (syntax, s) = rng.pick(&specs);
+        let (syntax, mut s) = (*syntax, s.clone());
         for _ in 0..1 + rng.below(4) {
             let at = rng.below(s.len() + 1);
             match rng.below(7) {
@@ -149,10 +244,10 @@ fn mutated_specs_never_panic() {
                     s.drain(at..end);
                 }
                 1 => {
-                    let snippet = rng.pick(SNIPPETS).as_bytes();
+                    let snippet = rng.pick(syntax.snippets()).as_bytes();
                     s.splice(at..at, snippet.iter().copied());
                 }
-                2 => s.insert(at, *rng.pick(YAML_BYTES)),
+                2 => s.insert(at, *rng.pick(syntax.bytes())),
                 3 => s.truncate(at),
                 4 if !s.is_empty() => {
                     let (a, b) = (at.min(s.len() - 1), rng.below(s.len()));
@@ -168,7 +263,7 @@ fn mutated_specs_never_panic() {
                 }
             }
         }
-        check(&s);
+        check(syntax, &s);
     }
 }
 
@@ -192,6 +287,41 @@ fn pathological_shapes_never_panic() {
         vec![b'\n'; 10_000],
     ];
     for c in cases {
-        check(&c);
+        check(Syntax::Yaml, &c);
+    }
+}
+
+/// Shapes that overflow the `kdl` parser's recursive descent on a small stack, or make it
+/// backtrack for minutes, unless they are refused first or parsed on a stack of their own.
+#[test]
+fn pathological_kdl_shapes_never_panic_nor_overflow() {
+    let cases: Vec<Vec<u8>> = vec![
+        "{".repeat(100_000).into_bytes(),
+        "a {".repeat(4000).into_bytes(),
+        format!("{}{}", "a {".repeat(3000), "}".repeat(3000)).into_bytes(),
+        "}".repeat(200_000).into_bytes(),
+        "a=".repeat(100_000).into_bytes(),
+        "=".repeat(200_000).into_bytes(),
+        format!("a {}", "/*".repeat(10_000)).into_bytes(),
+        format!("a 1 {}", "/- ".repeat(10_000)).into_bytes(),
+        "/- ".repeat(10_000).into_bytes(),
+        "\"".repeat(100_000).into_bytes(),
+        format!("a \"{}", "x".repeat(200_000)).into_bytes(),
+        "- ".repeat(100_000).into_bytes(),
+        "a 1\n".repeat(60_000).into_bytes(),
+        "a\n".repeat(100_000).into_bytes(),
+        "x".repeat(300_000).into_bytes(),
+        b"\xef\xbb\xbf".to_vec(),
+        vec![b'\n'; 10_000],
+    ];
+    for c in cases {
+        let started = std::time::Instant::now();
+        check(Syntax::Kdl, &c);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(30),
+            "{took:?} for {:?}…",
+            String::from_utf8_lossy(&c[..c.len().min(20)])
+        );
     }
 }
