@@ -23,10 +23,14 @@ fn load(path: &Path) -> spec::LoadedSpec {
     })
 }
 
-/// The specs of a directory by stem, each with its YAML and its KDL spelling.
-fn twins(dir: &Path) -> BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> {
+/// The specs of `yaml_dir` and `kdl_dir` by stem, each with its YAML and its KDL spelling.
+fn twins(yaml_dir: &Path, kdl_dir: &Path) -> BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> {
     let mut out: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
-    for path in spec::discover(dir).unwrap() {
+    for path in spec::discover(yaml_dir)
+        .unwrap()
+        .into_iter()
+        .chain(spec::discover(kdl_dir).unwrap())
+    {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
         let ext = path
             .extension()
@@ -36,23 +40,24 @@ fn twins(dir: &Path) -> BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> {
         let entry = out.entry(stem).or_default();
         if ext == "kdl" {
             entry.1 = Some(path);
-        } else {
+        } else if path.parent() == Some(yaml_dir) {
             entry.0 = Some(path);
         }
     }
     out
 }
 
-/// Every spec of `dir` has both spellings, and they load to equal specs.
+/// Every spec has both spellings, and they load to equal specs.
 #[track_caller]
-fn assert_twins_load_equal(dir: &Path) {
-    let twins = twins(dir);
-    assert!(!twins.is_empty(), "no specs in {}", dir.display());
+fn assert_twins_load_equal(yaml_dir: &Path, kdl_dir: &Path) {
+    let twins = twins(yaml_dir, kdl_dir);
+    assert!(!twins.is_empty(), "no specs in {}", yaml_dir.display());
     for (stem, pair) in twins {
         let (Some(yaml), Some(kdl)) = pair else {
             panic!(
-                "{}/{stem}: every spec is written in YAML and in KDL; one of them is missing",
-                dir.display()
+                "{stem}: every spec is written in YAML (in {}) and in KDL (in {}); one is missing",
+                yaml_dir.display(),
+                kdl_dir.display()
             );
         };
         let (a, b) = (load(&yaml), load(&kdl));
@@ -66,14 +71,17 @@ fn assert_twins_load_equal(dir: &Path) {
     }
 }
 
+/// The KDL twins of the examples live in `examples/kdl/`, so that `examples/` and
+/// `examples/kdl/` each stay a fleet (`pgdba validate -f DIR`) of distinct cluster names.
 #[test]
 fn every_example_exists_in_yaml_and_kdl_and_both_load_to_the_same_spec() {
-    assert_twins_load_equal(&root().join("examples"));
+    let examples = root().join("examples");
+    assert_twins_load_equal(&examples, &examples.join("kdl"));
 }
 
 #[test]
 fn every_good_fixture_exists_in_yaml_and_kdl_and_both_load_to_the_same_spec() {
-    assert_twins_load_equal(&fixture("good"));
+    assert_twins_load_equal(&fixture("good"), &fixture("good"));
 }
 
 fn diagnostics(rel: &str) -> Vec<Diagnostic> {
