@@ -14,4 +14,14 @@ echo
 # Patroni's own view of the cluster.
 CONFIG=$("$PGDBA" state show "$(awk '/^  name:/{print $2; exit}' "$SPEC")" --format json \
   | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["members"][0]["data_dir"].rsplit("/",1)[0] + "/patroni.yml")')
+# Patroni's listing is built from member keys rewritten once per loop_wait: give it the few
+# seconds it may need to show the replicas that already stream as `streaming`.
+for _ in $(seq 60); do
+  /opt/patroni/bin/patronictl -c "$CONFIG" list -f json | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+sys.exit(0 if any(x["Role"] == "Leader" for x in m) and all(x["State"] == "streaming" for x in m if x["Role"] != "Leader") else 1)
+' && break
+  sleep 1
+done
 /opt/patroni/bin/patronictl -c "$CONFIG" list

@@ -168,12 +168,12 @@ fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), String> {
 
 async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let name = member(a)?;
-    if let Ok(l) = leader(ctx).await {
-        if l.name == name {
-            return Err(format!(
-                "member {name} is the leader; refusing to remove it (switch over first)"
-            ));
-        }
+    if let Ok(l) = leader(ctx).await
+        && l.name == name
+    {
+        return Err(format!(
+            "member {name} is the leader; refusing to remove it (switch over first)"
+        ));
     }
     ctx.provider
         .delete_member(name)
@@ -356,10 +356,10 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
     // Postcondition: the candidate leads.
     let deadline = Instant::now() + ctx.gate_timeout;
     loop {
-        if let Ok(l) = leader(ctx).await {
-            if l.name == candidate {
-                return Ok(Some(format!("{candidate} leads")));
-            }
+        if let Ok(l) = leader(ctx).await
+            && l.name == candidate
+        {
+            return Ok(Some(format!("{candidate} leads")));
         }
         if Instant::now() >= deadline {
             return Err(format!(

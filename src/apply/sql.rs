@@ -110,14 +110,12 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                     attributes(role)
                 ));
             }
-            if *password {
-                if let Some(v) = verifier(ctx, role, *system)? {
-                    stmts.push(format!(
-                        "ALTER ROLE {} PASSWORD {}",
-                        ident(&role.name),
-                        literal(&v)
-                    ));
-                }
+            if *password && let Some(v) = verifier(ctx, role, *system)? {
+                stmts.push(format!(
+                    "ALTER ROLE {} PASSWORD {}",
+                    ident(&role.name),
+                    literal(&v)
+                ));
             }
             stmts.extend(
                 grant

@@ -558,14 +558,14 @@ async fn plan_cmd(
             .collect::<Vec<_>>()
             .join("\n"),
     };
-    if let Some(out) = out {
-        if format == Format::Table {
-            human.push_str(&format!(
-                "\nSaved the plan to {}. Apply exactly it with: pgdba apply {}\n",
-                out.display(),
-                out.display()
-            ));
-        }
+    if let Some(out) = out
+        && format == Format::Table
+    {
+        human.push_str(&format!(
+            "\nSaved the plan to {}. Apply exactly it with: pgdba apply {}\n",
+            out.display(),
+            out.display()
+        ));
     }
     let mut data = plan_data(&plans);
     if !errors.is_empty() {

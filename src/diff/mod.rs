@@ -445,31 +445,29 @@ pub fn diff(input: &Input<'_>) -> Diff {
     let rolling = changes
         .iter()
         .any(|c| c.kind() == Kind::PgParameter && c.apply_via == ApplyVia::Restart && exists);
-    if !rolling {
-        if let Some(view) = &obs.patroni {
-            for m in &view.members {
-                let own = obs.members.get(&m.name);
-                let pending = m.pending_restart || own.is_some_and(|o| o.pending_restart);
-                if !pending || !desired.contains(&m.name) {
-                    continue;
-                }
-                let reasons = own
-                    .map(|o| o.pending_restart_reason.join(", "))
-                    .unwrap_or_default();
-                changes.push(Change {
-                    address: member_address(&m.name),
-                    action: ChangeAction::Update,
-                    before: Some(json!({ "pending_restart": true })),
-                    after: Some(json!({ "pending_restart": false })),
-                    apply_via: ApplyVia::Restart,
-                    data_loss: None,
-                    reason: if reasons.is_empty() {
-                        "PostgreSQL waits for a restart".to_owned()
-                    } else {
-                        format!("PostgreSQL waits for a restart ({reasons})")
-                    },
-                });
+    if !rolling && let Some(view) = &obs.patroni {
+        for m in &view.members {
+            let own = obs.members.get(&m.name);
+            let pending = m.pending_restart || own.is_some_and(|o| o.pending_restart);
+            if !pending || !desired.contains(&m.name) {
+                continue;
             }
+            let reasons = own
+                .map(|o| o.pending_restart_reason.join(", "))
+                .unwrap_or_default();
+            changes.push(Change {
+                address: member_address(&m.name),
+                action: ChangeAction::Update,
+                before: Some(json!({ "pending_restart": true })),
+                after: Some(json!({ "pending_restart": false })),
+                apply_via: ApplyVia::Restart,
+                data_loss: None,
+                reason: if reasons.is_empty() {
+                    "PostgreSQL waits for a restart".to_owned()
+                } else {
+                    format!("PostgreSQL waits for a restart ({reasons})")
+                },
+            });
         }
     }
     // Roles, databases, extensions and HBA rules: on a new cluster all are created (HBA with

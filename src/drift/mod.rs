@@ -194,9 +194,10 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
     let mut items: Vec<Item> = diff.changes.iter().map(classify).collect();
     let view = obs.patroni.as_ref();
     let leader = view.and_then(|v| v.leader()).map(|m| m.name.clone());
-    if let (Some(before), Some(now)) = (applied_leader, leader.as_deref()) {
-        if before != now {
-            items.push(Item {
+    if let (Some(before), Some(now)) = (applied_leader, leader.as_deref())
+        && before != now
+    {
+        items.push(Item {
                 address: crate::diff::fingerprint::LEADER_ADDRESS.to_owned(),
                 class: Class::Expected,
                 source: "Patroni".to_owned(),
@@ -207,7 +208,6 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
                     "the leader moved from {before} to {now} (a failover or a switchover); pgdba does not switch back"
                 ),
             });
-        }
     }
     if let Some(v) = view {
         // Replication as each replica says itself (`/cluster` lags by up to loop_wait).

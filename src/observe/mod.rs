@@ -150,17 +150,17 @@ pub async fn observe(
             .and_then(|s| s.get("role"))
             .and_then(|r| r.as_str())
             .is_some_and(|r| patroni::parse_role(r) == Role::Leader);
-        if let Some(cluster) = a.cluster {
-            if view.is_none() || (is_leader && !config_from_leader) {
-                let config = a
-                    .config
-                    .or_else(|| view.as_ref().and_then(|v| v.config.clone()));
-                view = Some(PatroniView {
-                    members: cluster,
-                    config,
-                });
-                config_from_leader = is_leader;
-            }
+        if let Some(cluster) = a.cluster
+            && (view.is_none() || (is_leader && !config_from_leader))
+        {
+            let config = a
+                .config
+                .or_else(|| view.as_ref().and_then(|v| v.config.clone()));
+            view = Some(PatroniView {
+                members: cluster,
+                config,
+            });
+            config_from_leader = is_leader;
         }
         members.insert(a.name.clone(), member);
     }

@@ -61,12 +61,11 @@ fn change_line(c: &Change, width: usize) -> String {
     if let (Some(b), Some(a)) = (
         multiline(&c.before).or(Some("")),
         multiline(&c.after).or(Some("")),
-    ) {
-        if multiline(&c.before).is_some() || multiline(&c.after).is_some() {
-            let diff = similar::TextDiff::from_lines(b, a);
-            for l in diff.unified_diff().context_radius(3).to_string().lines() {
-                let _ = write!(line, "\n        {l}");
-            }
+    ) && (multiline(&c.before).is_some() || multiline(&c.after).is_some())
+    {
+        let diff = similar::TextDiff::from_lines(b, a);
+        for l in diff.unified_diff().context_radius(3).to_string().lines() {
+            let _ = write!(line, "\n        {l}");
         }
     }
     line

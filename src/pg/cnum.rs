@@ -121,10 +121,10 @@ pub(crate) fn strtod(s: &[u8]) -> Strtod {
             erange: false,
         };
     }
-    if let (Some(b'0'), Some(b'x' | b'X')) = (rest.first(), rest.get(1)) {
-        if let Some((value, used)) = hex_float(&rest[2..]) {
-            return finish(sign * value, i + 2 + used, value != 0.0);
-        }
+    if let (Some(b'0'), Some(b'x' | b'X')) = (rest.first(), rest.get(1))
+        && let Some((value, used)) = hex_float(&rest[2..])
+    {
+        return finish(sign * value, i + 2 + used, value != 0.0);
     }
     // Decimal: digits [. digits] [e [sign] digits], at least one mantissa digit.
     let int_digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();

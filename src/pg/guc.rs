@@ -192,7 +192,7 @@ impl Unit {
 }
 
 fn multiplier(size: u64, base: u64) -> f64 {
-    if size >= base && size % base == 0 {
+    if size >= base && size.is_multiple_of(base) {
         (size / base) as f64
     } else {
         size as f64 / base as f64

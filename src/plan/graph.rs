@@ -244,25 +244,25 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
     let mut deletions = Vec::new();
     for c in members(ChangeAction::Delete) {
         let mut deps = ready.clone();
-        if c.apply_via == ApplyVia::Switchover {
-            if let Some(candidate) = switchover_candidate(obs, &deleted) {
-                // The old leader is about to go: only the new one needs to be healthy.
-                let switchover = b.add(
-                    ActionKind::Switchover {
-                        candidate: candidate.clone(),
-                    },
-                    &c.address,
-                    &ready,
-                    vec![c.address.clone()],
-                );
-                let new_leader = b.add(
-                    ActionKind::AwaitHealthy { max_lag },
-                    &diff::member_address(&candidate),
-                    &[switchover],
-                    Vec::new(),
-                );
-                deps = vec![new_leader];
-            }
+        if c.apply_via == ApplyVia::Switchover
+            && let Some(candidate) = switchover_candidate(obs, &deleted)
+        {
+            // The old leader is about to go: only the new one needs to be healthy.
+            let switchover = b.add(
+                ActionKind::Switchover {
+                    candidate: candidate.clone(),
+                },
+                &c.address,
+                &ready,
+                vec![c.address.clone()],
+            );
+            let new_leader = b.add(
+                ActionKind::AwaitHealthy { max_lag },
+                &diff::member_address(&candidate),
+                &[switchover],
+                Vec::new(),
+            );
+            deps = vec![new_leader];
         }
         deletions.push(b.add(
             ActionKind::DeleteMember,

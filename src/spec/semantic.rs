@@ -55,13 +55,13 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
         } else if roles.insert(name.to_owned(), ptr.clone()).is_some() {
             out.push((at, format!("role `{name}` is declared twice")));
         }
-        if let Some(v) = str_at(r, "valid_until") {
-            if crate::spec::valid_until_epoch(v).is_none() {
-                out.push((
+        if let Some(v) = str_at(r, "valid_until")
+            && crate::spec::valid_until_epoch(v).is_none()
+        {
+            out.push((
                     positions.value_or_key(&format!("{ptr}/valid_until")),
                     format!("valid_until `{v}`: use `infinity`, a date (2027-01-31) or an RFC 3339 time (2027-01-31T12:00:00Z)"),
                 ));
-            }
         }
     }
     let known_role =
@@ -103,23 +103,23 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
         } else if dbs.insert(name.to_owned(), ()).is_some() {
             out.push((at, format!("database `{name}` is declared twice")));
         }
-        if let Some(owner) = str_at(d, "owner") {
-            if !known_role(owner) || owner.starts_with("pg_") {
-                out.push((
-                    positions.value_or_key(&format!("{ptr}/owner")),
-                    format!("owner `{owner}` of database `{name}` is not in spec.roles"),
-                ));
-            }
+        if let Some(owner) = str_at(d, "owner")
+            && (!known_role(owner) || owner.starts_with("pg_"))
+        {
+            out.push((
+                positions.value_or_key(&format!("{ptr}/owner")),
+                format!("owner `{owner}` of database `{name}` is not in spec.roles"),
+            ));
         }
         let mut exts: HashMap<String, ()> = HashMap::new();
         for (eptr, e) in items(d, "/extensions") {
-            if let Some(ename) = str_at(e, "name") {
-                if exts.insert(ename.to_owned(), ()).is_some() {
-                    out.push((
-                        positions.value_or_key(&format!("{ptr}{eptr}/name")),
-                        format!("extension `{ename}` is declared twice in database `{name}`"),
-                    ));
-                }
+            if let Some(ename) = str_at(e, "name")
+                && exts.insert(ename.to_owned(), ()).is_some()
+            {
+                out.push((
+                    positions.value_or_key(&format!("{ptr}{eptr}/name")),
+                    format!("extension `{ename}` is declared twice in database `{name}`"),
+                ));
             }
         }
     }

@@ -68,6 +68,21 @@ fn topology(t: &TestCluster) -> (Option<String>, Vec<String>, usize) {
     (leader, streaming, list.len())
 }
 
+/// `topology` once Patroni's own listing has caught up: its member keys are rewritten once
+/// per loop_wait, so right after apply (which waits on each member's live status) a streaming
+/// replica may still be listed as `running` for a few seconds.
+fn settled(t: &TestCluster, members: usize) -> (Option<String>, Vec<String>, usize) {
+    wait_for(
+        "patronictl list to show every replica streaming",
+        Duration::from_secs(60),
+        || {
+            let (leader, streaming, n) = topology(t);
+            (leader.is_some() && n == members && streaming.len() == members - 1)
+                .then_some((leader, streaming, n))
+        },
+    )
+}
+
 fn show_everywhere(t: &TestCluster, setting: &str) -> Vec<String> {
     t.members()
         .iter()
@@ -83,7 +98,7 @@ fn local_cluster_lifecycle() {
     // Apply from nothing: one leader, two streaming replicas, as Patroni itself reports.
     let r = t.apply();
     assert_eq!(r.json()["success"], true);
-    let (leader, streaming, n) = topology(&t);
+    let (leader, streaming, n) = settled(&t, 3);
     assert_eq!(n, 3);
     assert!(leader.is_some());
     assert_eq!(streaming.len(), 2, "{:?}", t.patronictl_list());
@@ -241,7 +256,7 @@ fn local_cluster_lifecycle() {
         m.get("Pending restart")
             .is_none_or(|v| v == "" || v.is_null())
     }));
-    let (new_leader, streaming, _) = topology(&t);
+    let (new_leader, streaming, _) = settled(&t, 3);
     assert_ne!(
         new_leader.as_deref(),
         Some(leader.as_str()),
@@ -256,7 +271,7 @@ fn local_cluster_lifecycle() {
     assert_eq!(code, 2);
     assert_eq!(clusters(&plan)["summary"]["destroy"], 1, "{plan:#}");
     t.apply();
-    let (_, _, n) = topology(&t);
+    let (_, _, n) = settled(&t, 2);
     assert_eq!(n, 2, "{:?}", t.patronictl_list());
     assert_eq!(t.plan_json().0, 0);
     write(&t, 2, &params);
@@ -304,7 +319,7 @@ fn local_cluster_lifecycle() {
     assert_eq!(clusters(&plan)["changes"][0]["action"], "create");
     drop(squatter);
     t.apply();
-    let (_, streaming, n) = topology(&t);
+    let (_, streaming, n) = settled(&t, 3);
     assert_eq!((n, streaming.len()), (3, 2), "{:?}", t.patronictl_list());
     assert_eq!(t.plan_json().0, 0);
 

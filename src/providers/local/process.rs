@@ -84,15 +84,15 @@ impl RunAs {
 pub fn check_traversable(dir: &Path) -> Result<(), ProviderError> {
     let mut p = dir.parent();
     while let Some(d) = p {
-        if let Ok(meta) = fs::metadata(d) {
-            if meta.permissions().mode() & 0o001 == 0 {
-                return Err(ProviderError::Config(format!(
-                    "{} is not searchable by other users, so the cluster's processes cannot reach {}; \
+        if let Ok(meta) = fs::metadata(d)
+            && meta.permissions().mode() & 0o001 == 0
+        {
+            return Err(ProviderError::Config(format!(
+                "{} is not searchable by other users, so the cluster's processes cannot reach {}; \
                      choose spec.provider.local.data_dir elsewhere",
-                    d.display(),
-                    dir.display()
-                )));
-            }
+                d.display(),
+                dir.display()
+            )));
         }
         p = d.parent();
     }
@@ -159,14 +159,13 @@ fn alive(pid: u32, needle: &str) -> bool {
     if cmdline.is_empty() {
         return false;
     }
-    if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
-        if stat
+    if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat"))
+        && stat
             .rsplit(')')
             .next()
             .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        {
-            return false;
-        }
+    {
+        return false;
     }
     String::from_utf8_lossy(&cmdline).contains(needle)
 }
