@@ -913,3 +913,118 @@ fn a_huge_markdown_plan_is_cut_below_the_limit() {
     )));
     assert!(!small.contains("cut to stay"));
 }
+
+// --- Drift classification (issue 4) --------------------------------------------------------
+
+fn drift_of(
+    s: &ClusterSpec,
+    obs: &Observation,
+    managed: &Managed,
+    leader: Option<&str>,
+) -> Vec<pgdba::drift::Item> {
+    let d = pgdba::diff::diff(&pgdba::diff::Input {
+        spec: s,
+        layout: &layout(s),
+        managed,
+        observation: obs,
+    });
+    pgdba::drift::detect(&d, obs, leader)
+}
+
+#[test]
+fn drift_classifies_what_changed_outside_pgdba() {
+    use pgdba::drift::{Class, FailOn};
+    let s = spec_resources("");
+    let managed = managed_resources();
+    assert!(drift_of(&s, &converged_resources(&s), &managed, Some("demo-0")).is_empty());
+
+    // A member stopped by hand: dangerous, from the provider.
+    let mut obs = converged_resources(&s);
+    obs.inventory[2].running = false;
+    obs.members.remove("demo-2");
+    if let Some(p) = obs.patroni.as_mut() {
+        p.members.retain(|m| m.name != "demo-2");
+    }
+    let items = drift_of(&s, &obs, &managed, Some("demo-0"));
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(
+        (items[0].class, items[0].source.as_str()),
+        (Class::Dangerous, "provider")
+    );
+    assert!(items[0].message.contains("demo-2 is stopped"));
+
+    // A replica that does not stream, as it says itself (not as /cluster, which lags).
+    let mut obs = converged_resources(&s);
+    obs.members.get_mut("demo-1").unwrap().replication_state = None;
+    let items = drift_of(&s, &obs, &managed, Some("demo-0"));
+    assert_eq!(items[0].class, Class::Dangerous);
+    assert!(
+        items[0].message.contains("replication is broken"),
+        "{items:?}"
+    );
+    let mut lagging_listing = converged_resources(&s);
+    lagging_listing.patroni.as_mut().unwrap().members[1].state = "running".to_owned();
+    assert!(
+        drift_of(&s, &lagging_listing, &managed, Some("demo-0")).is_empty(),
+        "the live status says it streams"
+    );
+
+    // Superuser granted by hand: dangerous; a connection limit changed: benign.
+    let mut obs = converged_resources(&s);
+    obs.sql
+        .as_mut()
+        .unwrap()
+        .roles
+        .get_mut("app")
+        .unwrap()
+        .superuser = true;
+    assert_eq!(
+        drift_of(&s, &obs, &managed, Some("demo-0"))[0].class,
+        Class::Dangerous
+    );
+    let mut obs = converged_resources(&s);
+    obs.sql
+        .as_mut()
+        .unwrap()
+        .roles
+        .get_mut("app")
+        .unwrap()
+        .connection_limit = 5;
+    let items = drift_of(&s, &obs, &managed, Some("demo-0"));
+    assert_eq!(
+        (items[0].class, items[0].source.as_str()),
+        (Class::Benign, "catalog")
+    );
+    assert!(FailOn::Any.counts(items[0].class) && !FailOn::Dangerous.counts(items[0].class));
+
+    // A member's pg_hba.conf edited by hand: dangerous, and the member is named.
+    let mut obs = converged_resources(&s);
+    obs.members
+        .get_mut("demo-1")
+        .unwrap()
+        .hba
+        .as_mut()
+        .unwrap()
+        .pop();
+    let items = drift_of(&s, &obs, &managed, Some("demo-0"));
+    assert_eq!(
+        (items[0].class, items[0].source.as_str()),
+        (Class::Dangerous, "pg_hba_file_rules")
+    );
+    assert!(items[0].message.contains("demo-1"));
+
+    // The leader moved: expected, and it never counts.
+    let obs = running(THREE, "demo-1", PARAMS);
+    let items = drift_of(
+        &spec(BASE),
+        &obs,
+        &Managed {
+            parameters: managed_all().iter().map(|s| s.to_string()).collect(),
+            ..Managed::default()
+        },
+        Some("demo-0"),
+    );
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].class, Class::Expected);
+    assert!(!FailOn::Any.counts(Class::Expected));
+}
