@@ -364,9 +364,9 @@ async fn await_hba(a: &Action, ctx: &Context<'_>, rules: &[String]) -> Outcome {
     let conn = super::actions::pg_conn(ctx, name)?;
     let deadline = std::time::Instant::now() + ctx.gate_timeout;
     loop {
-        let last = match crate::observe::pg::member_facts(&conn, &[]).await {
-            Ok((_, observed)) if hba::member_matches(&observed, rules) => return Ok(None),
-            Ok((_, observed)) => match observed.iter().find_map(|l| l.error.clone()) {
+        let last = match crate::observe::pg::member_facts(&conn, &[], None).await {
+            Ok(f) if hba::member_matches(&f.hba, rules) => return Ok(None),
+            Ok(f) => match f.hba.iter().find_map(|l| l.error.clone()) {
                 Some(e) => format!("pg_hba.conf has an error: {e}"),
                 None => "pg_hba_file_rules does not match yet".to_owned(),
             },

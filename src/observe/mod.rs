@@ -40,16 +40,13 @@ impl Context<'_> {
     }
 }
 
-type Facts = (BTreeMap<String, model::PgSetting>, Vec<model::HbaLine>);
-
 struct MemberAnswer {
     name: String,
     status: Result<serde_json::Value, String>,
-    cluster: Option<Vec<model::PatroniMember>>,
-    config: Option<serde_json::Value>,
-    facts: Option<Result<Facts, String>>,
+    facts: Option<Result<pg::MemberFacts, String>>,
 }
 
+/// One member: its own live status (`/patroni`) and one PostgreSQL session.
 async fn observe_member(
     ctx: &Context<'_>,
     name: String,
@@ -58,24 +55,35 @@ async fn observe_member(
     params: &[String],
 ) -> MemberAnswer {
     let status = ctx.patroni.status(&api_url);
-    let cluster = ctx.patroni.cluster(&api_url);
-    let config = ctx.patroni.config(&api_url);
     let facts = async {
         let conn = ctx.conn(pg_port)?;
         Some(
-            pg::member_facts(&conn, params)
+            pg::member_facts(&conn, params, Some(ctx.needs))
                 .await
                 .map_err(|e| crate::error_chain(&e)),
         )
     };
-    let (status, cluster, config, facts) = tokio::join!(status, cluster, config, facts);
+    let (status, facts) = tokio::join!(status, facts);
     MemberAnswer {
         name,
         status: status.map_err(|e| crate::error_chain(&e)),
-        cluster: cluster.ok(),
-        config: config.ok(),
         facts,
     }
+}
+
+/// The cluster-wide views (`/cluster`, `/config`: both read from the DCS, the same from any
+/// member) from the first member that answers: once per cluster, not once per member.
+async fn dcs_view(ctx: &Context<'_>, api_urls: &[String]) -> Option<PatroniView> {
+    for url in api_urls {
+        let (cluster, config) = tokio::join!(ctx.patroni.cluster(url), ctx.patroni.config(url));
+        if let Ok(members) = cluster {
+            return Some(PatroniView {
+                members,
+                config: config.ok(),
+            });
+        }
+    }
+    None
 }
 
 /// Observe one cluster. `params` are the GUC names whose `pg_settings` rows matter.
@@ -87,22 +95,24 @@ pub async fn observe(
 ) -> Observation {
     let mut notes = Vec::new();
     // Probe the members whose process runs: the spec's and any extra the provider has.
-    let probes = inventory.iter().filter(|m| m.running).filter_map(|m| {
-        let l = ctx.layout.member(&m.name)?;
-        Some(observe_member(
-            ctx,
-            m.name.clone(),
-            l.api_url(),
-            l.pg_port,
-            params,
-        ))
-    });
-    let answers = tokio::time::timeout(ctx.timeout * 2, join_all(probes)).await;
-    let answers = match answers {
+    let running: Vec<(String, String, u16)> = inventory
+        .iter()
+        .filter(|m| m.running)
+        .filter_map(|m| {
+            let l = ctx.layout.member(&m.name)?;
+            Some((m.name.clone(), l.api_url(), l.pg_port))
+        })
+        .collect();
+    let urls: Vec<String> = running.iter().map(|(_, u, _)| u.clone()).collect();
+    let probes = running
+        .iter()
+        .map(|(n, u, p)| observe_member(ctx, n.clone(), u.clone(), *p, params));
+    let all = async { tokio::join!(join_all(probes), dcs_view(ctx, &urls)) };
+    let (answers, view) = match tokio::time::timeout(ctx.timeout * 2, all).await {
         Ok(a) => a,
         Err(_) => {
             notes.push("observation timed out".to_owned());
-            Vec::new()
+            (Vec::new(), None)
         }
     };
     for m in inventory.iter().filter(|m| m.exists && !m.running) {
@@ -113,8 +123,7 @@ pub async fn observe(
     }
 
     let mut members = BTreeMap::new();
-    let mut view: Option<PatroniView> = None;
-    let mut config_from_leader = false;
+    let mut catalogs = Vec::new();
     for a in answers {
         let mut member = Member {
             name: a.name.clone(),
@@ -134,33 +143,17 @@ pub async fn observe(
             Err(e) => notes.push(format!("member {} unreachable: {e}", a.name)),
         }
         match a.facts {
-            Some(Ok((settings, hba))) => {
-                member.settings = Some(settings);
-                member.hba = Some(hba);
+            Some(Ok(f)) => {
+                member.settings = Some(f.settings);
+                member.hba = Some(f.hba);
+                if let Some(c) = f.catalogs {
+                    catalogs.push((a.name.clone(), c));
+                }
             }
             Some(Err(e)) if a.status.is_ok() => {
                 notes.push(format!("member {}: PostgreSQL unreachable: {e}", a.name))
             }
             _ => {}
-        }
-        let is_leader = a
-            .status
-            .as_ref()
-            .ok()
-            .and_then(|s| s.get("role"))
-            .and_then(|r| r.as_str())
-            .is_some_and(|r| patroni::parse_role(r) == Role::Leader);
-        if let Some(cluster) = a.cluster
-            && (view.is_none() || (is_leader && !config_from_leader))
-        {
-            let config = a
-                .config
-                .or_else(|| view.as_ref().and_then(|v| v.config.clone()));
-            view = Some(PatroniView {
-                members: cluster,
-                config,
-            });
-            config_from_leader = is_leader;
         }
         members.insert(a.name.clone(), member);
     }
@@ -190,22 +183,19 @@ pub async fn observe(
             }
         }
     }
-    // Roles, databases and extensions from the leader, where writes go.
-    let leader_port = view
+    // Roles, databases and extensions from the primary's session (the one not in recovery;
+    // the leader's, should two ever say so during a switchover).
+    let leader = view
         .as_ref()
         .and_then(|v| v.leader())
-        .and_then(|l| ctx.layout.member(&l.name))
-        .map(|m| m.pg_port);
-    let mut sql_objects = None;
-    if let Some(conn) = leader_port.and_then(|p| ctx.conn(p)) {
-        match tokio::time::timeout(ctx.timeout * 2, sql::objects(&conn, ctx.needs)).await {
-            Ok(Ok(o)) => sql_objects = Some(o),
-            Ok(Err(e)) => notes.push(format!(
-                "the leader's catalogs could not be read: {}",
-                crate::error_chain(&e)
-            )),
-            Err(_) => notes.push("reading the leader's catalogs timed out".to_owned()),
-        }
+        .map(|m| m.name.clone());
+    let pick = catalogs
+        .iter()
+        .position(|(n, _)| Some(n) == leader.as_ref())
+        .unwrap_or(0);
+    let sql_objects = (!catalogs.is_empty()).then(|| catalogs.swap_remove(pick).1);
+    if sql_objects.is_none() && leader.is_some() && ctx.superuser.is_some() {
+        notes.push("the primary's catalogs could not be read".to_owned());
     }
     Observation {
         cluster: ctx.layout.cluster.clone(),

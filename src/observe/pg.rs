@@ -52,15 +52,35 @@ impl Conn<'_> {
     }
 }
 
-/// One member's own facts, over one connection: its `pg_settings` rows for `names` and its
-/// `pg_hba_file_rules`.
+/// What one connection to a member tells: its `pg_settings` rows for the parameters that
+/// matter, its `pg_hba_file_rules`, and, when it is the primary, the cluster's roles,
+/// databases and extensions (replicas have the same catalogs, possibly behind).
+pub struct MemberFacts {
+    pub settings: BTreeMap<String, PgSetting>,
+    pub hba: Vec<HbaLine>,
+    pub catalogs: Option<super::model::SqlObjects>,
+}
+
+/// One connection per member, its queries pipelined.
 pub async fn member_facts(
     conn: &Conn<'_>,
     names: &[String],
-) -> Result<(BTreeMap<String, PgSetting>, Vec<HbaLine>), tokio_postgres::Error> {
+    needs: Option<&super::sql::Needs>,
+) -> Result<MemberFacts, tokio_postgres::Error> {
     let client = conn.connect().await?;
-    let (settings, hba) = tokio::join!(settings_on(&client, names), hba_on(&client));
-    Ok((settings?, hba?))
+    let recovery = client.query_one("SELECT pg_is_in_recovery()", &[]);
+    let (settings, hba, recovery) =
+        tokio::join!(settings_on(&client, names), hba_on(&client), recovery);
+    let primary = !recovery?.try_get::<_, bool>(0)?;
+    let catalogs = match needs {
+        Some(needs) if primary => Some(super::sql::objects_on(&client, conn, needs).await?),
+        _ => None,
+    };
+    Ok(MemberFacts {
+        settings: settings?,
+        hba: hba?,
+        catalogs,
+    })
 }
 
 pub async fn settings(

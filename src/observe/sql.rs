@@ -47,8 +47,13 @@ FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace";
 
 type Extensions = Result<BTreeMap<String, ObservedExtension>, tokio_postgres::Error>;
 
-pub async fn objects(conn: &Conn<'_>, needs: &Needs) -> Result<SqlObjects, tokio_postgres::Error> {
-    let client = conn.connect().await?;
+/// Roles, databases and (where needed) extensions, through `client`, a session on the
+/// primary; `conn` reaches the other databases for their extensions.
+pub async fn objects_on(
+    client: &tokio_postgres::Client,
+    conn: &Conn<'_>,
+    needs: &Needs,
+) -> Result<SqlObjects, tokio_postgres::Error> {
     let sized: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&needs.size_dbs];
     let (roles, databases) =
         tokio::join!(client.query(ROLES, &[]), client.query(DATABASES, &sized));
