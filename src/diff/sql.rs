@@ -27,18 +27,13 @@ pub fn extension_address(db: &str, name: &str) -> String {
 /// pgdba's own roles and the attributes they need.
 pub fn system_roles() -> Vec<RoleSpec> {
     let role = |name: &str, superuser: bool, replication: bool| RoleSpec {
-        name: name.to_owned(),
         login: true,
         superuser,
         createdb: superuser,
         createrole: superuser,
         replication,
         bypassrls: superuser,
-        inherit: true,
-        connection_limit: -1,
-        in_roles: Vec::new(),
-        valid_until: None,
-        password: None,
+        ..RoleSpec::named(name)
     };
     vec![
         role("postgres", true, true),

@@ -480,20 +480,7 @@ fn sql_objects(
             .chain(diff::sql::system_roles().iter())
             .find(|r| r.name == name)
             .cloned()
-            .unwrap_or_else(|| RoleSpec {
-                name: name.to_owned(),
-                login: false,
-                superuser: false,
-                createdb: false,
-                createrole: false,
-                replication: false,
-                bypassrls: false,
-                inherit: true,
-                connection_limit: -1,
-                in_roles: Vec::new(),
-                valid_until: None,
-                password: None,
-            })
+            .unwrap_or_else(|| RoleSpec::named(name))
     };
     // Database drops first: a role that owns one can only go after it (R10).
     let mut drops: Vec<String> = Vec::new();

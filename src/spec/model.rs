@@ -143,6 +143,26 @@ pub struct RoleSpec {
     pub password: Option<SecretRef>,
 }
 
+impl RoleSpec {
+    /// A role with PostgreSQL's defaults for `CREATE ROLE name` (no login, inherit, no limit).
+    pub fn named(name: &str) -> RoleSpec {
+        RoleSpec {
+            name: name.to_owned(),
+            login: false,
+            superuser: false,
+            createdb: false,
+            createrole: false,
+            replication: false,
+            bypassrls: false,
+            inherit: true,
+            connection_limit: -1,
+            in_roles: Vec::new(),
+            valid_until: None,
+            password: None,
+        }
+    }
+}
+
 /// A database and its extensions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
