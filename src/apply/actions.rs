@@ -272,6 +272,7 @@ pub(super) fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'
         // DATABASE) may be slow to accept a connection.
         timeout: Duration::from_secs(10),
         read_only: false,
+        socket: None,
     })
 }
 

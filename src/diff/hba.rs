@@ -12,13 +12,22 @@ pub const HBA_ADDRESS: &str = "hba";
 /// The first line of the list pgdba writes; comment lines are ignored when comparing.
 pub const HEADER: &str = "# managed by pgdba";
 
-/// The rules pgdba needs: its OS user over the socket, replication, pgdba and pg_rewind.
+/// The rules pgdba needs: the OS users of `pg_ident`'s `pgdba` map (the run-as user, and
+/// root, who runs pgdba) as `postgres` over the socket, replication, pgdba and pg_rewind.
 const OWN: [&str; 4] = [
-    "local all postgres peer",
+    "local all postgres peer map=pgdba",
     "host replication replicator 127.0.0.1/32 scram-sha-256",
     "host all postgres 127.0.0.1/32 scram-sha-256",
     "host all rewind_user 127.0.0.1/32 scram-sha-256",
 ];
+
+/// `pg_ident.conf`: which OS users may connect as `postgres` over the socket by peer
+/// authentication. pgdba observes that way, without the cost of SCRAM.
+pub const IDENT: [&str; 2] = ["pgdba postgres postgres", "pgdba root postgres"];
+
+pub fn desired_ident() -> Vec<String> {
+    IDENT.iter().map(|s| (*s).to_owned()).collect()
+}
 
 /// When the spec has no rules: every role with a password, locally and over loopback.
 const DEFAULT: [&str; 2] = [
@@ -128,6 +137,31 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
                 .collect()
         })
         .unwrap_or_default();
+    let ident_in_dcs: Vec<String> = view
+        .config
+        .as_ref()
+        .and_then(|c| c.pointer("/postgresql/pg_ident"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if without_comments(&ident_in_dcs) != desired_ident() && without_comments(&in_dcs) == rules {
+        out.push(Change {
+            address: HBA_ADDRESS.to_owned(),
+            action: ChangeAction::Update,
+            before: Some(Value::String(
+                without_comments(&ident_in_dcs).join("\n") + "\n",
+            )),
+            after: Some(Value::String(desired_ident().join("\n") + "\n")),
+            apply_via: ApplyVia::Reload,
+            reason: "the DCS's pg_ident differs from what pgdba needs".to_owned(),
+            data_loss: None,
+        });
+        return;
+    }
     if without_comments(&in_dcs) != rules {
         out.push(Change {
             address: HBA_ADDRESS.to_owned(),

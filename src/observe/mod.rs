@@ -26,8 +26,19 @@ pub struct Context<'a> {
     pub needs: &'a sql::Needs,
 }
 
+/// Can this process connect as `postgres` by peer authentication? pg_ident's `pgdba` map
+/// admits the OS users `root` and `postgres`.
+fn peer_possible() -> bool {
+    let uid = nix::unistd::Uid::effective();
+    uid.is_root()
+        || nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.name == "postgres")
+}
+
 impl Context<'_> {
-    fn conn(&self, port: u16) -> Option<pg::Conn<'_>> {
+    fn conn<'s>(&'s self, port: u16, socket: &'s std::path::Path) -> Option<pg::Conn<'s>> {
         let (user, password) = self.superuser?;
         Some(pg::Conn {
             host: crate::providers::local::layout::HOST,
@@ -36,6 +47,7 @@ impl Context<'_> {
             password,
             timeout: self.timeout,
             read_only: true,
+            socket: peer_possible().then_some(socket),
         })
     }
 }
@@ -52,11 +64,12 @@ async fn observe_member(
     name: String,
     api_url: String,
     pg_port: u16,
+    socket: std::path::PathBuf,
     params: &[String],
 ) -> MemberAnswer {
     let status = ctx.patroni.status(&api_url);
     let facts = async {
-        let conn = ctx.conn(pg_port)?;
+        let conn = ctx.conn(pg_port, &socket)?;
         Some(
             pg::member_facts(&conn, params, Some(ctx.needs))
                 .await
@@ -95,18 +108,18 @@ pub async fn observe(
 ) -> Observation {
     let mut notes = Vec::new();
     // Probe the members whose process runs: the spec's and any extra the provider has.
-    let running: Vec<(String, String, u16)> = inventory
+    let running: Vec<(String, String, u16, std::path::PathBuf)> = inventory
         .iter()
         .filter(|m| m.running)
         .filter_map(|m| {
             let l = ctx.layout.member(&m.name)?;
-            Some((m.name.clone(), l.api_url(), l.pg_port))
+            Some((m.name.clone(), l.api_url(), l.pg_port, l.socket_dir))
         })
         .collect();
-    let urls: Vec<String> = running.iter().map(|(_, u, _)| u.clone()).collect();
+    let urls: Vec<String> = running.iter().map(|(_, u, _, _)| u.clone()).collect();
     let probes = running
         .iter()
-        .map(|(n, u, p)| observe_member(ctx, n.clone(), u.clone(), *p, params));
+        .map(|(n, u, p, s)| observe_member(ctx, n.clone(), u.clone(), *p, s.clone(), params));
     let all = async { tokio::join!(join_all(probes), dcs_view(ctx, &urls)) };
     let (answers, view) = match tokio::time::timeout(ctx.timeout * 2, all).await {
         Ok(a) => a,

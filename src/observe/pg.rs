@@ -18,6 +18,9 @@ pub struct Conn<'a> {
     /// Every transaction read-only (`default_transaction_read_only`): observation's
     /// connections cannot write.
     pub read_only: bool,
+    /// The member's socket directory, tried first with peer authentication (pg_ident's
+    /// `pgdba` map), which costs no SCRAM; TCP with the password when that fails.
+    pub socket: Option<&'a std::path::Path>,
 }
 
 impl Conn<'_> {
@@ -29,11 +32,26 @@ impl Conn<'_> {
         &self,
         dbname: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        if let Some(dir) = self.socket {
+            let mut cfg = self.config(dbname);
+            cfg.host_path(dir);
+            match open(cfg).await {
+                Ok(client) => return Ok(client),
+                Err(e) => tracing::debug!(
+                    "peer connection over {} failed, using TCP: {e}",
+                    dir.display()
+                ),
+            }
+        }
+        let mut cfg = self.config(dbname);
+        cfg.host(self.host).password(self.password);
+        open(cfg).await
+    }
+
+    fn config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut cfg = tokio_postgres::Config::new();
-        cfg.host(self.host)
-            .port(self.port)
+        cfg.port(self.port)
             .user(self.user)
-            .password(self.password)
             .dbname(dbname)
             .application_name("pgdba")
             .options(if self.read_only {
@@ -42,14 +60,20 @@ impl Conn<'_> {
                 ""
             })
             .connect_timeout(self.timeout);
-        let (client, connection) = cfg.connect(NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("postgres connection ended: {e}");
-            }
-        });
-        Ok(client)
+        cfg
     }
+}
+
+async fn open(
+    cfg: tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = cfg.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("postgres connection ended: {e}");
+        }
+    });
+    Ok(client)
 }
 
 /// What one connection to a member tells: its `pg_settings` rows for the parameters that

@@ -669,7 +669,8 @@ fn sql_objects(
         // A member whose file was edited by hand gets a rewritten header (see diff::hba).
         let generation = u64::from(c.reason.contains("on member"));
         let lines = diff::hba::dcs_lines(spec, generation);
-        let patch = json!({ "postgresql": { "pg_hba": lines } });
+        let patch =
+            json!({ "postgresql": { "pg_hba": lines, "pg_ident": diff::hba::desired_ident() } });
         let id = b.add(
             ActionKind::PatchConfig { patch },
             "dcs.hba",

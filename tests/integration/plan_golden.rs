@@ -51,7 +51,8 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
         "ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 1048576,
         "postgresql": { "use_pg_rewind": true, "use_slots": true,
             "parameters": params.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-            "pg_hba": pgdba::diff::hba::dcs_lines(&spec(BASE), 0) }
+            "pg_hba": pgdba::diff::hba::dcs_lines(&spec(BASE), 0),
+            "pg_ident": pgdba::diff::hba::desired_ident() }
     });
     let pm = members
         .iter()

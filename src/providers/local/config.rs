@@ -33,6 +33,7 @@ pub fn bootstrap_dcs(spec: &ClusterSpec) -> Value {
             // In the DCS, not in each member's file (which would take precedence): one list
             // for every member, changed by `PATCH /config`.
             "pg_hba": crate::diff::hba::dcs_lines(spec, 0),
+            "pg_ident": crate::diff::hba::desired_ident(),
         },
     })
 }
