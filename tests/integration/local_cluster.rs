@@ -345,9 +345,7 @@ fn local_cluster_lifecycle() {
         // which libpq needs to clone and rewind; PostgreSQL's binary relation and WAL files.
         let skip = name.ends_with("secrets.json")
             || f.file_name().is_some_and(|n| n == "pgpass")
-            || ["/pg_wal/", "/base/", "/global/", "/pg_xact/"]
-                .iter()
-                .any(|d| name.contains(d));
+            || crate::support::is_pg_binary(&f);
         if skip {
             continue;
         }

@@ -3,17 +3,15 @@
 //! KDL line:column, syntax errors with a snippet that underlines and labels the spot.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use crate::support::{diagnostics, fixture};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pgdba::spec::{self, Diagnostic};
+use pgdba::spec;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    root().join("tests/fixtures/specs").join(rel)
 }
 
 fn load(path: &Path) -> spec::LoadedSpec {
@@ -84,37 +82,11 @@ fn every_good_fixture_exists_in_yaml_and_kdl_and_both_load_to_the_same_spec() {
     assert_twins_load_equal(&fixture("good"), &fixture("good"));
 }
 
-fn diagnostics(rel: &str) -> Vec<Diagnostic> {
-    match spec::load_file(&fixture(rel)) {
-        Ok(_) => panic!("{rel} loaded, but it has problems"),
-        Err(d) => d,
-    }
-}
-
-/// Asserts the diagnostics are exactly these, in this order: (line, column, message fragment),
-/// each with a snippet.
+/// As `support::assert_diags`, and every KDL diagnostic carries a snippet.
 #[track_caller]
 fn assert_diags(rel: &str, want: &[(usize, usize, &str)]) {
-    let got = diagnostics(rel);
-    let shown: Vec<String> = got.iter().map(ToString::to_string).collect();
-    let shown = shown.join("\n");
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{rel}: wrong number of diagnostics:\n{shown}"
-    );
-    for (d, (line, column, fragment)) in got.iter().zip(want) {
-        assert_eq!(
-            (d.line, d.column),
-            (*line, *column),
-            "{rel}: position of {d}\nall:\n{shown}"
-        );
-        assert!(
-            d.message.contains(fragment),
-            "{rel}: {:?} does not contain {fragment:?}",
-            d.message
-        );
-        assert!(d.file.ends_with(rel), "{rel}: file {}", d.file);
+    crate::support::assert_diags(rel, want);
+    for d in diagnostics(rel) {
         assert!(d.snippet.is_some(), "{rel}: no snippet for {d}");
     }
 }

@@ -2,49 +2,12 @@
 //! reported at its exact line:column with a readable message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use crate::support::{assert_diags, diagnostics, fixture};
 
+use std::path::Path;
+
+use pgdba::spec;
 use pgdba::spec::model::{GucValue, Provider};
-use pgdba::spec::{self, Diagnostic};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/specs")
-        .join(rel)
-}
-
-fn diagnostics(rel: &str) -> Vec<Diagnostic> {
-    match spec::load_file(&fixture(rel)) {
-        Ok(_) => panic!("{rel} loaded, but it has problems"),
-        Err(d) => d,
-    }
-}
-
-/// Asserts the diagnostics are exactly these, in this order: (line, column, message fragment).
-#[track_caller]
-fn assert_diags(rel: &str, want: &[(usize, usize, &str)]) {
-    let got = diagnostics(rel);
-    let shown: Vec<String> = got.iter().map(ToString::to_string).collect();
-    let shown = shown.join("\n");
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{rel}: wrong number of diagnostics:\n{shown}"
-    );
-    for (d, (line, column, fragment)) in got.iter().zip(want) {
-        assert_eq!(
-            (d.line, d.column),
-            (*line, *column),
-            "{rel}: position of {d}\nall:\n{shown}"
-        );
-        assert!(
-            d.message.contains(fragment),
-            "{rel}: {:?} does not contain {fragment:?}",
-            d.message
-        );
-        assert!(d.file.ends_with(rel), "{rel}: file {}", d.file);
-    }
-}
 
 #[test]
 fn the_contract_demo_spec_loads() {

@@ -318,3 +318,57 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A spec fixture under `tests/fixtures/specs/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/specs")
+        .join(rel)
+}
+
+/// The diagnostics of a fixture that must not load.
+pub fn diagnostics(rel: &str) -> Vec<pgdba::spec::Diagnostic> {
+    match pgdba::spec::load_file(&fixture(rel)) {
+        Ok(_) => panic!("{rel} loaded, but it has problems"),
+        Err(d) => d,
+    }
+}
+
+/// Asserts a fixture's diagnostics are exactly these, in this order: (line, column, message
+/// fragment).
+#[track_caller]
+pub fn assert_diags(rel: &str, want: &[(usize, usize, &str)]) {
+    let got = diagnostics(rel);
+    let shown = got
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{rel}: wrong number of diagnostics:\n{shown}"
+    );
+    for (d, (line, column, fragment)) in got.iter().zip(want) {
+        assert_eq!(
+            (d.line, d.column),
+            (*line, *column),
+            "{rel}: position of {d}\nall:\n{shown}"
+        );
+        assert!(
+            d.message.contains(fragment),
+            "{rel}: {:?} does not contain {fragment:?}",
+            d.message
+        );
+        assert!(d.file.ends_with(rel), "{rel}: file {}", d.file);
+    }
+}
+
+/// PostgreSQL's relation, WAL and commit-log files: binary, and no place a secret could be
+/// written in clear (the secrets greps skip them).
+pub fn is_pg_binary(path: &Path) -> bool {
+    let p = path.display().to_string();
+    ["/pg_wal/", "/base/", "/global/", "/pg_xact/"]
+        .iter()
+        .any(|d| p.contains(d))
+}
