@@ -30,20 +30,27 @@ ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 # Measured loops start after the disk has caught up with what the setup wrote (200 databases
 # are 1.5 GB): they measure pgdba, not the kernel's writeback.
 settle() { sync; sleep 2; }
+# Runs "$@" RUNS times; each run must exit 0 (the cluster is converged), else the figures are
+# not valid and the script stops. Sets RESULT (min, median, max) and MEDIAN, in ms.
+measure() {
+  local times=() t code
+  for _ in $(seq "$RUNS"); do
+    t=$(date +%s%N)
+    code=0
+    "$@" >/dev/null || code=$?
+    times+=("$(ms "$t")")
+    [ "$code" -eq 0 ] || { echo "$2 $3 exited $code: not converged; the figures are not valid" >&2; exit 1; }
+  done
+  local sorted=($(printf '%s\n' "${times[@]}" | sort -n))
+  MEDIAN=${sorted[$((RUNS / 2))]}
+  RESULT="min ${sorted[0]} ms, median $MEDIAN ms, max ${sorted[$((RUNS - 1))]} ms"
+}
 t=$(date +%s%N)
 "$PGDBA" apply -f "$WORK/bench.yaml" --auto-approve --state-dir "$WORK/state" --format json >/dev/null
 echo "bring-up (apply from nothing to 1 leader + 2 streaming replicas): $(ms "$t") ms"
 settle
-times=()
-for _ in $(seq "$RUNS"); do
-  t=$(date +%s%N)
-  code=0
-  "$PGDBA" plan -f "$WORK/bench.yaml" --state-dir "$WORK/state" --format json --detailed-exitcode >/dev/null || code=$?
-  times+=("$(ms "$t")")
-  [ "$code" -eq 0 ] || { echo "plan exited $code: the cluster is not converged; the figures below are not valid" >&2; exit 1; }
-done
-sorted=($(printf '%s\n' "${times[@]}" | sort -n))
-echo "plan on the converged cluster over $RUNS runs: min ${sorted[0]} ms, median ${sorted[$((RUNS/2))]} ms, max ${sorted[$((RUNS-1))]} ms"
+measure "$PGDBA" plan -f "$WORK/bench.yaml" --state-dir "$WORK/state" --format json --detailed-exitcode
+echo "plan on the converged cluster over $RUNS runs: $RESULT"
 
 # Issue 3: 1,000 roles and 200 databases. Roles have no password here: checking one against
 # its SCRAM verifier costs 4096 PBKDF2 rounds (about a millisecond, by design of SCRAM).
@@ -75,16 +82,8 @@ t=$(date +%s%N)
 "$PGDBA" apply -f "$WORK/many.yaml" --auto-approve --state-dir "$WORK/state" --format json >/dev/null
 echo "apply of 1,010 roles and 200 databases on a new single-member cluster: $(ms "$t") ms"
 settle
-times=()
-for _ in $(seq "$RUNS"); do
-  t=$(date +%s%N)
-  code=0
-  "$PGDBA" plan -f "$WORK/many.yaml" --state-dir "$WORK/state" --format json --detailed-exitcode >/dev/null || code=$?
-  times+=("$(ms "$t")")
-  [ "$code" -eq 0 ] || { echo "plan exited $code: the cluster is not converged; the figures below are not valid" >&2; exit 1; }
-done
-sorted=($(printf '%s\n' "${times[@]}" | sort -n))
-echo "plan with 1,010 roles and 200 databases, converged, over $RUNS runs: min ${sorted[0]} ms, median ${sorted[$((RUNS/2))]} ms, max ${sorted[$((RUNS-1))]} ms"
+measure "$PGDBA" plan -f "$WORK/many.yaml" --state-dir "$WORK/state" --format json --detailed-exitcode
+echo "plan with 1,010 roles and 200 databases, converged, over $RUNS runs: $RESULT"
 
 # Issue 4: drift over a fleet of 1 and of 4 two-member clusters.
 "$PGDBA" destroy -f "$WORK/many.yaml" --confirm --state-dir "$WORK/state" --format json >/dev/null
@@ -105,18 +104,9 @@ SPEC
 done
 cp "$WORK/fleet4/f0.yaml" "$WORK/fleet1/"
 trap 'for f in "$WORK"/fleet4/*.yaml; do "$PGDBA" destroy -f "$f" --confirm --state-dir "$WORK/state" >/dev/null 2>&1 || true; done; rm -rf "$WORK"' EXIT
-median_of() {
-  local dir=$1 times=() code
-  for _ in $(seq "$RUNS"); do
-    t=$(date +%s%N)
-    code=0
-    "$PGDBA" drift -f "$dir" --state-dir "$WORK/state" --format json >/dev/null || code=$?
-    times+=("$(ms "$t")")
-    [ "$code" -eq 0 ] || { echo "drift exited $code on $dir; the figures are not valid" >&2; exit 1; }
-  done
-  printf '%s\n' "${times[@]}" | sort -n | sed -n "$((RUNS / 2 + 1))p"
-}
 settle
-one=$(median_of "$WORK/fleet1")
-four=$(median_of "$WORK/fleet4")
+measure "$PGDBA" drift -f "$WORK/fleet1" --state-dir "$WORK/state" --format json
+one=$MEDIAN
+measure "$PGDBA" drift -f "$WORK/fleet4" --state-dir "$WORK/state" --format json
+four=$MEDIAN
 echo "drift over a fleet, median of $RUNS runs: N=1 ${one} ms, N=4 ${four} ms (ratio $(python3 -c "print(round($four / max($one, 1), 2))"))"

@@ -101,7 +101,6 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             revoke,
             system,
         } => {
-            let conn = leader_conn(ctx).await?;
             let mut stmts = Vec::new();
             if *attrs {
                 stmts.push(format!(
@@ -127,11 +126,12 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                     .iter()
                     .map(|g| format!("REVOKE {} FROM {}", ident(g), ident(&role.name))),
             );
-            let client = conn.connect().await.map_err(sql_err("connect"))?;
-            client
-                .batch_execute(&stmts.join(";\n"))
-                .await
-                .map_err(sql_err(&format!("ALTER ROLE {}", role.name)))?;
+            on_leader(
+                ctx,
+                &stmts.join(";\n"),
+                &format!("ALTER ROLE {}", role.name),
+            )
+            .await?;
             if !*system {
                 ctx.recorder.update(|s| {
                     s.managed_roles.insert(role.name.clone());
@@ -141,12 +141,12 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
         }
         ActionKind::DropRole => {
             let name = name_of(a, "role.")?;
-            let conn = leader_conn(ctx).await?;
-            let client = conn.connect().await.map_err(sql_err("connect"))?;
-            client
-                .batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(&name)))
-                .await
-                .map_err(sql_err(&format!("DROP ROLE {name}")))?;
+            on_leader(
+                ctx,
+                &format!("DROP ROLE IF EXISTS {}", ident(&name)),
+                &format!("DROP ROLE {name}"),
+            )
+            .await?;
             ctx.recorder.update(|s| {
                 s.managed_roles.remove(&name);
             })?;
@@ -174,11 +174,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                     if let Some(l) = locale {
                         sql.push_str(&format!(" LOCALE {}", literal(l)));
                     }
-                    let client = conn.connect().await.map_err(sql_err("connect"))?;
-                    client
-                        .batch_execute(&sql)
-                        .await
-                        .map_err(sql_err(&format!("CREATE DATABASE {name}")))?;
+                    on_leader(ctx, &sql, &format!("CREATE DATABASE {name}")).await?;
                     None
                 };
             ctx.recorder.update(|s| {
@@ -188,16 +184,12 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
         }
         ActionKind::AlterDatabase { owner } => {
             let name = name_of(a, "database.")?;
-            let conn = leader_conn(ctx).await?;
-            let client = conn.connect().await.map_err(sql_err("connect"))?;
-            client
-                .batch_execute(&format!(
-                    "ALTER DATABASE {} OWNER TO {}",
-                    ident(&name),
-                    ident(owner)
-                ))
-                .await
-                .map_err(sql_err(&format!("ALTER DATABASE {name}")))?;
+            on_leader(
+                ctx,
+                &format!("ALTER DATABASE {} OWNER TO {}", ident(&name), ident(owner)),
+                &format!("ALTER DATABASE {name}"),
+            )
+            .await?;
             ctx.recorder.update(|s| {
                 s.managed_databases.insert(name.clone());
             })?;
@@ -205,15 +197,12 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
         }
         ActionKind::DropDatabase => {
             let name = name_of(a, "database.")?;
-            let conn = leader_conn(ctx).await?;
-            let client = conn.connect().await.map_err(sql_err("connect"))?;
-            client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    ident(&name)
-                ))
-                .await
-                .map_err(sql_err(&format!("DROP DATABASE {name}")))?;
+            on_leader(
+                ctx,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&name)),
+                &format!("DROP DATABASE {name}"),
+            )
+            .await?;
             ctx.recorder.update(|s| {
                 s.managed_databases.remove(&name);
                 s.managed_extensions.remove(&name);
@@ -336,27 +325,35 @@ async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
         let groups: Vec<String> = role.in_roles.iter().map(|g| ident(g)).collect();
         sql.push_str(&format!(" IN ROLE {}", groups.join(", ")));
     }
-    let client = conn.connect().await.map_err(sql_err("connect"))?;
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(sql_err(&format!("CREATE ROLE {}", role.name)))?;
+    on_leader(ctx, &sql, &format!("CREATE ROLE {}", role.name)).await?;
     ctx.recorder.update(|s| {
         s.managed_roles.insert(role.name.clone());
     })?;
     Ok(None)
 }
 
-async fn in_database(ctx: &Context<'_>, database: &str, sql: &str) -> Result<(), String> {
+/// One SQL text, in one round trip, in `database` on the leader; `what` names it in errors.
+async fn in_database_as(
+    ctx: &Context<'_>,
+    database: &str,
+    sql: &str,
+    what: &str,
+) -> Result<(), String> {
     let conn = leader_conn(ctx).await?;
     let client = conn
         .connect_to(database)
         .await
         .map_err(sql_err(&format!("connect to database {database}")))?;
-    client
-        .batch_execute(sql)
-        .await
-        .map_err(sql_err(&format!("in database {database}")))
+    client.batch_execute(sql).await.map_err(sql_err(what))
+}
+
+async fn in_database(ctx: &Context<'_>, database: &str, sql: &str) -> Result<(), String> {
+    in_database_as(ctx, database, sql, &format!("in database {database}")).await
+}
+
+/// As `in_database`, in the `postgres` database (roles and databases are cluster-wide).
+async fn on_leader(ctx: &Context<'_>, sql: &str, what: &str) -> Result<(), String> {
+    in_database_as(ctx, "postgres", sql, what).await
 }
 
 async fn await_hba(a: &Action, ctx: &Context<'_>, rules: &[String]) -> Outcome {
