@@ -55,27 +55,35 @@ pub fn observed_facts(obs: &Observation, address: &str) -> Value {
                             .and_then(|e| e.get(ext))
                     )
                 }
-                _ => json!(
-                    obs.members
-                        .iter()
-                        .map(|(n, m)| (n, &m.hba))
-                        .collect::<BTreeMap<_, _>>()
-                ),
+                // HBA: the DCS's lists (an edit there is seen at once, before the members
+                // reload) and each member's file rules (an edit by hand on one member).
+                _ => {
+                    let config = view.and_then(|v| v.config.as_ref());
+                    json!({
+                        "dcs": config.map(|c| (c.pointer("/postgresql/pg_hba"), c.pointer("/postgresql/pg_ident"))),
+                        "members": obs
+                            .members
+                            .iter()
+                            .map(|(n, m)| (n, &m.hba))
+                            .collect::<BTreeMap<_, _>>(),
+                    })
+                }
             }
         }
         (_, param) => {
+            // What the plan's change was decided from: the DCS value, and each member's
+            // ALTER SYSTEM override. Not the members' live values: those follow the DCS on
+            // Patroni's next loop, and a plan made while they catch up is not stale for it.
             let members: BTreeMap<&str, Value> = obs
                 .members
                 .iter()
                 .map(|(n, m)| {
                     let s = m.settings.as_ref().and_then(|s| s.get(param));
-                    (
-                        n.as_str(),
-                        json!(s.map(|s| (&s.setting, &s.source, s.pending_restart))),
-                    )
+                    let auto_conf = s.filter(|s| s.from_auto_conf()).map(|s| &s.setting);
+                    (n.as_str(), json!(auto_conf))
                 })
                 .collect();
-            json!({ "dcs": view.and_then(|v| v.dcs_parameter(param)), "members": members })
+            json!({ "dcs": view.and_then(|v| v.dcs_parameter(param)), "overrides": members })
         }
     }
 }

@@ -417,10 +417,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 let Some(s) = settings.get(name) else {
                     continue;
                 };
-                let from_auto_conf = s
-                    .sourcefile
-                    .as_deref()
-                    .is_some_and(|f| f.ends_with("postgresql.auto.conf"));
+                let from_auto_conf = s.from_auto_conf();
                 let want = value.to_conf_string();
                 if from_auto_conf && !same_setting(spec, name, &want, &s.setting) {
                     let shown = pg::catalog(spec.spec.postgres.version)

@@ -213,3 +213,13 @@ pub struct PgSetting {
     pub sourcefile: Option<String>,
     pub pending_restart: bool,
 }
+
+impl PgSetting {
+    /// Set by `ALTER SYSTEM` (the member's own `postgresql.auto.conf`), which beats Patroni's
+    /// configuration file.
+    pub fn from_auto_conf(&self) -> bool {
+        self.sourcefile
+            .as_deref()
+            .is_some_and(|f| f.ends_with("postgresql.auto.conf"))
+    }
+}

@@ -1029,3 +1029,56 @@ fn drift_classifies_what_changed_outside_pgdba() {
     assert_eq!(items[0].class, Class::Expected);
     assert!(!FailOn::Any.counts(Class::Expected));
 }
+
+/// A saved plan is stale when what it touches changed, not when Patroni is still carrying a DCS
+/// value that was already there at plan time out to the members.
+#[test]
+fn a_parameter_fingerprint_ignores_members_catching_up_with_the_dcs() {
+    use pgdba::diff::fingerprint::fingerprint;
+    let address = "pg_parameter.work_mem";
+    let planned = running(&["demo-0", "demo-1"], "demo-0", &[("work_mem", "32MB")]);
+    let base = fingerprint(&planned, address);
+    let set = |obs: &mut Observation, member: &str, value: &str, file: Option<&str>| {
+        let s = obs
+            .members
+            .get_mut(member)
+            .unwrap()
+            .settings
+            .as_mut()
+            .unwrap();
+        let w = s.get_mut("work_mem").unwrap();
+        w.setting = value.to_owned();
+        w.sourcefile = file.map(str::to_owned);
+    };
+    // A member still at the old value, then caught up: the same fingerprint.
+    let mut lagging = planned.clone();
+    set(&mut lagging, "demo-1", "16384", Some("/d/postgresql.conf"));
+    assert_eq!(fingerprint(&lagging, address), base);
+    // The DCS value changed (`patronictl edit-config`): stale.
+    let edited = running(&["demo-0", "demo-1"], "demo-0", &[("work_mem", "64MB")]);
+    assert_ne!(fingerprint(&edited, address), base);
+    // ALTER SYSTEM on a member: stale.
+    let mut altered = planned.clone();
+    set(
+        &mut altered,
+        "demo-1",
+        "65536",
+        Some("/d/postgresql.auto.conf"),
+    );
+    assert_ne!(fingerprint(&altered, address), base);
+}
+
+/// An edit of the DCS's pg_hba makes a saved plan that touches HBA stale at once, before any
+/// member has reloaded it.
+#[test]
+fn the_hba_fingerprint_sees_a_dcs_edit_before_the_members_reload() {
+    use pgdba::diff::fingerprint::fingerprint;
+    let planned = running(THREE, "demo-0", PARAMS);
+    let mut edited = planned.clone();
+    let config = edited.patroni.as_mut().unwrap().config.as_mut().unwrap();
+    config["postgresql"]["pg_hba"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!("host all all 0.0.0.0/0 trust"));
+    assert_ne!(fingerprint(&edited, "hba"), fingerprint(&planned, "hba"));
+}
