@@ -209,6 +209,41 @@ pub(super) fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
     Ok(loaded)
 }
 
+/// Runs `each` over a fleet's specs, at most `--parallelism` at once; results in spec order.
+pub(super) async fn over_fleet<'s, T, Fut>(
+    g: &Global,
+    specs: &'s [LoadedSpec],
+    each: impl Fn(&'s LoadedSpec) -> Fut,
+) -> Vec<T>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let sem = tokio::sync::Semaphore::new(g.parallelism.max(1));
+    let sem = &sem;
+    futures::future::join_all(specs.iter().map(|s| {
+        let work = each(s);
+        async move {
+            let _permit = sem.acquire().await;
+            work.await
+        }
+    }))
+    .await
+}
+
+/// A cluster of a fleet that could not be `what` (planned, checked): its entry in the
+/// envelope's `errors`, and its line for people.
+pub(super) fn fleet_error(spec: &LoadedSpec, f: &Failure, what: &str) -> (Value, String) {
+    let name = &spec.spec.metadata.name;
+    let file = spec.path.display();
+    (
+        json!({ "file": file.to_string(), "cluster": name, "code": f.code, "message": f.message }),
+        format!(
+            "cluster {name} ({file}): could not be {what}: {}: {}\n",
+            f.code, f.message
+        ),
+    )
+}
+
 fn load_one(path: &Path, command: &str) -> Result<LoadedSpec, Failure> {
     let mut all = load_all(path)?;
     if all.len() != 1 {
@@ -344,16 +379,8 @@ fn needs(
     needs.extension_dbs = dbs.into_iter().collect();
     // Sizes for what a plan may destroy: managed databases that left the spec, and those
     // whose encoding or locale the spec fixes (a change there re-creates them).
-    let in_spec: BTreeSet<&str> = spec
-        .spec
-        .databases
-        .iter()
-        .map(|d| d.name.as_str())
-        .collect();
-    needs.size_dbs = managed
-        .databases
-        .iter()
-        .filter(|d| !in_spec.contains(d.as_str()))
+    needs.size_dbs = crate::diff::sql::databases_left(spec, managed)
+        .into_iter()
         .cloned()
         .chain(
             spec.spec
@@ -517,12 +544,7 @@ async fn plan_cmd(
 ) -> Result<Outcome, Failure> {
     let specs = load_all(path)?;
     let store = StateStore::new(&g.state_dir);
-    let sem = tokio::sync::Semaphore::new(g.parallelism.max(1));
-    let results = futures::future::join_all(specs.iter().map(|s| async {
-        let _permit = sem.acquire().await;
-        plan_one(&store, s, None).await
-    }))
-    .await;
+    let results = over_fleet(g, &specs, |s| plan_one(&store, s, None)).await;
     // A fleet: one cluster that cannot be planned is reported, the others are still planned.
     let mut planned = Vec::new();
     let mut errors = Vec::new();
@@ -569,20 +591,12 @@ async fn plan_cmd(
     }
     let mut data = plan_data(&plans);
     if !errors.is_empty() {
-        let list: Vec<Value> = errors
-            .iter()
-            .map(|(spec, f)| {
-                json!({ "file": spec.path.display().to_string(), "cluster": spec.spec.metadata.name, "code": f.code, "message": f.message })
-            })
-            .collect();
+        let mut list = Vec::new();
         for (spec, f) in &errors {
-            human.push_str(&format!(
-                "\ncluster {} ({}): could not be planned: {}: {}\n",
-                spec.spec.metadata.name,
-                spec.path.display(),
-                f.code,
-                f.message
-            ));
+            let (entry, line) = fleet_error(spec, f, "planned");
+            list.push(entry);
+            human.push('\n');
+            human.push_str(&line);
         }
         data["errors"] = Value::Array(list);
         return Err(Failure::new(

@@ -8,7 +8,10 @@ use std::path::Path;
 use serde_json::json;
 
 use super::Global;
-use super::commands::{Cluster, Failure, Outcome, credentials, load_all, managed, observe_with};
+use super::commands::{
+    Cluster, Failure, Outcome, credentials, fleet_error, load_all, managed, observe_with,
+    over_fleet,
+};
 use crate::drift::{Class, FailOn, Item};
 use crate::spec::LoadedSpec;
 use crate::spec::model::ClusterSpec;
@@ -121,36 +124,20 @@ fn render(c: &ClusterDrift) -> String {
 pub async fn run(g: &Global, path: &Path, fail_on: FailOn) -> Result<Outcome, Failure> {
     let specs = load_all(path)?;
     let store = StateStore::new(&g.state_dir);
-    let sem = tokio::sync::Semaphore::new(g.parallelism.max(1));
-    let (store, sem) = (&store, &sem);
-    let results = futures::future::join_all(specs.iter().map(|s| async move {
-        let _permit = sem.acquire().await;
-        (s, one(store, s).await)
-    }))
-    .await;
+    let results = over_fleet(g, &specs, |s| one(&store, s)).await;
     let mut clusters = Vec::new();
     let mut errors = Vec::new();
     let mut human = String::new();
-    for (spec, r) in results {
+    for (spec, r) in specs.iter().zip(results) {
         match r {
             Ok(c) => {
                 human.push_str(&render(&c));
                 clusters.push(c);
             }
             Err(f) => {
-                human.push_str(&format!(
-                    "cluster {} ({}): could not be checked: {}: {}\n",
-                    spec.spec.metadata.name,
-                    spec.path.display(),
-                    f.code,
-                    f.message
-                ));
-                errors.push(json!({
-                    "file": spec.path.display().to_string(),
-                    "cluster": spec.spec.metadata.name,
-                    "code": f.code,
-                    "message": f.message,
-                }));
+                let (entry, line) = fleet_error(spec, &f, "checked");
+                human.push_str(&line);
+                errors.push(entry);
             }
         }
     }

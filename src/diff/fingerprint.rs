@@ -58,9 +58,8 @@ pub fn observed_facts(obs: &Observation, address: &str) -> Value {
                 // HBA: the DCS's lists (an edit there is seen at once, before the members
                 // reload) and each member's file rules (an edit by hand on one member).
                 _ => {
-                    let config = view.and_then(|v| v.config.as_ref());
                     json!({
-                        "dcs": config.map(|c| (c.pointer("/postgresql/pg_hba"), c.pointer("/postgresql/pg_ident"))),
+                        "dcs": view.map(|v| (v.dcs_lines("pg_hba"), v.dcs_lines("pg_ident"))),
                         "members": obs
                             .members
                             .iter()

@@ -126,28 +126,8 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
         return;
     };
     let rules = desired_rules(spec);
-    let in_dcs: Vec<String> = view
-        .config
-        .as_ref()
-        .and_then(|c| c.pointer("/postgresql/pg_hba"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let ident_in_dcs: Vec<String> = view
-        .config
-        .as_ref()
-        .and_then(|c| c.pointer("/postgresql/pg_ident"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let in_dcs = view.dcs_lines("pg_hba");
+    let ident_in_dcs = view.dcs_lines("pg_ident");
     if without_comments(&ident_in_dcs) != desired_ident() && without_comments(&in_dcs) == rules {
         out.push(Change {
             address: HBA_ADDRESS.to_owned(),

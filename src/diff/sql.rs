@@ -339,17 +339,7 @@ pub fn databases(
         };
         extensions(d, managed, observed, out);
     }
-    let in_spec: BTreeSet<&str> = spec
-        .spec
-        .databases
-        .iter()
-        .map(|d| d.name.as_str())
-        .collect();
-    for name in managed
-        .databases
-        .iter()
-        .filter(|n| !in_spec.contains(n.as_str()))
-    {
+    for name in databases_left(spec, managed) {
         let Some(o) = sql.databases.get(name) else {
             continue;
         };
@@ -367,6 +357,21 @@ pub fn databases(
             forgotten.push(database_address(name));
         }
     }
+}
+
+/// Managed databases that left the spec: dropped with `spec.prune.databases`, else forgotten.
+pub fn databases_left<'m>(spec: &ClusterSpec, managed: &'m Managed) -> Vec<&'m String> {
+    let in_spec: BTreeSet<&str> = spec
+        .spec
+        .databases
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    managed
+        .databases
+        .iter()
+        .filter(|n| !in_spec.contains(n.as_str()))
+        .collect()
 }
 
 fn extensions(

@@ -162,6 +162,19 @@ impl PatroniView {
             .get(name)?;
         json_scalar_string(v)
     }
+    /// A list of lines under `postgresql` in the DCS config (`pg_hba`, `pg_ident`); empty
+    /// when absent. Entries that are not strings are skipped.
+    pub fn dcs_lines(&self, key: &str) -> Vec<String> {
+        self.config
+            .as_ref()
+            .and_then(|c| c.get("postgresql")?.get(key)?.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
     /// A top-level key of the DCS config (`ttl`, `loop_wait`, ...), as a string.
     pub fn dcs_setting(&self, key: &str) -> Option<String> {
         json_scalar_string(self.config.as_ref()?.get(key)?)

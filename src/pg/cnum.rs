@@ -18,18 +18,7 @@ pub(crate) enum StrtolResult {
 
 /// `strtol(s, &end, 0)`: whitespace, a sign, then `0x` hex, `0` octal or decimal digits.
 pub(crate) fn strtol(s: &[u8]) -> StrtolResult {
-    let mut i = skip_space(s, 0);
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let (negative, i) = leading_sign(s);
     let (radix, start) = match (s.get(i), s.get(i + 1), s.get(i + 2)) {
         (Some(b'0'), Some(b'x' | b'X'), Some(c)) if c.is_ascii_hexdigit() => (16, i + 2),
         (Some(b'0'), _, _) => (8, i),
@@ -75,18 +64,7 @@ pub(crate) fn strtod(s: &[u8]) -> Strtod {
         end: 0,
         erange: false,
     };
-    let mut i = skip_space(s, 0);
-    let negative = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let (negative, i) = leading_sign(s);
     let sign = if negative { -1.0 } else { 1.0 };
     let rest = &s[i..];
     if starts_with_ci(rest, b"infinity") {
@@ -223,6 +201,17 @@ fn hex_float(s: &[u8]) -> Option<(f64, usize)> {
         }
     }
     Some((value * 2f64.powi(scale), i))
+}
+
+/// Leading whitespace and an optional sign, as C's number parsers take them: whether it is
+/// negative, and where the number starts.
+fn leading_sign(s: &[u8]) -> (bool, usize) {
+    let i = skip_space(s, 0);
+    match s.get(i) {
+        Some(b'-') => (true, i + 1),
+        Some(b'+') => (false, i + 1),
+        _ => (false, i),
+    }
 }
 
 fn skip_space(s: &[u8], mut i: usize) -> usize {
