@@ -58,18 +58,18 @@ fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("no member {name} in the layout"))
 }
 
-/// Patroni's member list, from the first member whose API answers.
+/// Patroni's member list, from its keys in the DCS (read linearizably: see `patroni::dcs`).
 async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
-    let (_, inventory) = ctx.provider.inventory();
-    let mut last = "no member runs".to_owned();
-    for m in inventory.iter().filter(|m| m.running) {
-        let url = api_url(ctx, &m.name)?;
-        match ctx.patroni.cluster(&url).await {
-            Ok(members) => return Ok(members),
-            Err(e) => last = crate::error_chain(&e),
-        }
-    }
-    Err(format!("no Patroni REST API answered: {last}"))
+    ctx.patroni
+        .dcs_view(&ctx.provider.layout().dcs())
+        .await
+        .map(|v| v.members)
+        .map_err(|e| {
+            format!(
+                "Patroni's keys in the DCS could not be read: {}",
+                crate::error_chain(&e)
+            )
+        })
 }
 
 /// A connection to the leader's PostgreSQL, as pgdba's superuser.

@@ -410,7 +410,7 @@ pub(super) async fn observe_with(
 ) -> Result<Observation, Failure> {
     let mut secret_notes = Vec::new();
     let client = patroni_reader()?;
-    let (mut dcs, inventory) = c.provider.inventory();
+    let (dcs, inventory) = c.provider.inventory();
     let mut params: BTreeSet<String> = c.spec.spec.postgres.parameters.keys().cloned().collect();
     params.extend(managed.parameters.iter().cloned());
     let params: Vec<String> = params.into_iter().collect();
@@ -427,20 +427,8 @@ pub(super) async fn observe_with(
         timeout: OBSERVE_TIMEOUT,
         needs: &needs,
     };
-    let (healthy, obs) = tokio::join!(
-        async { dcs.running && c.provider.dcs_healthy().await },
-        observe::observe(&ctx, dcs.clone(), inventory, &params)
-    );
-    dcs.healthy = healthy;
-    let mut obs = obs;
-    obs.dcs = dcs;
+    let mut obs = observe::observe(&ctx, dcs, inventory, &params).await;
     obs.notes.extend(secret_notes);
-    if obs.dcs.running && !obs.dcs.healthy {
-        obs.notes.push(format!(
-            "etcd at {} runs but is not healthy",
-            obs.dcs.endpoint
-        ));
-    }
     Ok(obs)
 }
 
@@ -729,17 +717,10 @@ async fn execute(
     }
 }
 
-/// Who leads now, from the first member whose REST API answers.
+/// Who leads now, as the DCS's leader key says.
 async fn current_leader(cluster: &Cluster, reader: &patroni::Reader) -> Option<String> {
-    for m in &cluster.layout.members {
-        if let Ok(members) = reader.cluster(&m.api_url()).await {
-            return members
-                .into_iter()
-                .find(|x| x.role == crate::observe::model::Role::Leader)
-                .map(|x| x.name);
-        }
-    }
-    None
+    let view = reader.dcs_view(&cluster.layout.dcs()).await.ok()?;
+    view.leader().map(|m| m.name.clone())
 }
 
 /// After a successful apply, pgdba manages exactly what the spec names: objects that

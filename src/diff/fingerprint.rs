@@ -29,13 +29,18 @@ pub fn observed_facts(obs: &Observation, address: &str) -> Value {
             })
         }
         ("override", rest) => {
+            // The member's postgresql.auto.conf entry as the file holds it now, and the value
+            // PostgreSQL runs with (whether resetting it needs a restart depends on it).
             let (member, param) = rest.split_once('.').unwrap_or((rest, ""));
-            let s = obs
-                .members
-                .get(member)
+            let m = obs.members.get(member);
+            let entry = m
+                .and_then(|m| m.auto_conf.as_ref())
+                .and_then(|a| a.get(param));
+            let running = m
                 .and_then(|m| m.settings.as_ref())
-                .and_then(|s| s.get(param));
-            json!(s.map(|s| (&s.setting, &s.source, &s.sourcefile)))
+                .and_then(|s| s.get(param))
+                .map(|s| &s.setting);
+            json!({ "auto_conf": entry, "running": running })
         }
         ("role" | "database" | "extension" | "hba", _) => {
             // Catalog objects: what the leader's catalogs and the members' HBA files hold.
@@ -77,9 +82,8 @@ pub fn observed_facts(obs: &Observation, address: &str) -> Value {
                 .members
                 .iter()
                 .map(|(n, m)| {
-                    let s = m.settings.as_ref().and_then(|s| s.get(param));
-                    let auto_conf = s.filter(|s| s.from_auto_conf()).map(|s| &s.setting);
-                    (n.as_str(), json!(auto_conf))
+                    let entry = m.auto_conf.as_ref().and_then(|a| a.get(param));
+                    (n.as_str(), json!(entry.map(|e| &e.setting)))
                 })
                 .collect();
             json!({ "dcs": view.and_then(|v| v.dcs_parameter(param)), "overrides": members })

@@ -211,6 +211,55 @@ pub fn same_setting(spec: &ClusterSpec, name: &str, spec_value: &str, setting: &
     }
 }
 
+/// A member's `ALTER SYSTEM` overrides of the spec's parameters. Resetting one is SQL and a
+/// reload; a parameter that needs a restart and runs with the override's value also needs that
+/// member restarted (`apply_via: restart`).
+fn overrides(spec: &ClusterSpec, member: &str, m: &crate::observe::model::Member) -> Vec<Change> {
+    let Some(auto_conf) = &m.auto_conf else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, value) in &spec.spec.postgres.parameters {
+        let Some(entry) = auto_conf.get(name) else {
+            continue;
+        };
+        let want = value.to_conf_string();
+        if same_value(spec, name, &want, &entry.setting) {
+            continue;
+        }
+        let running = m.settings.as_ref().and_then(|s| s.get(name));
+        let runs_spec_value = running.is_some_and(|s| same_setting(spec, name, &want, &s.setting));
+        let restart = via_for_context(parameter_context(spec, name)) == ApplyVia::Restart;
+        let (apply_via, state) = match (entry.applied, restart && !runs_spec_value) {
+            (_, true) => (
+                ApplyVia::Restart,
+                "in effect; resetting it needs a restart of the member",
+            ),
+            (true, false) => (ApplyVia::Sql, "in effect"),
+            (false, false) => (
+                ApplyVia::Sql,
+                if restart {
+                    "not in effect yet: it waits for a restart"
+                } else {
+                    "not in effect yet: it waits for a reload"
+                },
+            ),
+        };
+        out.push(Change {
+            address: override_address(member, name),
+            action: ChangeAction::Delete,
+            before: Some(Value::String(entry.setting.clone())),
+            after: Some(Value::String(want)),
+            apply_via,
+            reason: format!(
+                "ALTER SYSTEM on member {member} overrides the managed value (postgresql.auto.conf; {state})"
+            ),
+            data_loss: None,
+        });
+    }
+    out
+}
+
 fn replicas_reason(n: u32) -> String {
     match n {
         1 => "the spec asks for 1 replica".to_owned(),
@@ -407,33 +456,11 @@ pub fn diff(input: &Input<'_>) -> Diff {
     }
 
     // A member's ALTER SYSTEM (postgresql.auto.conf) overriding a managed value: Patroni's
-    // configuration file loses to it, so it must be reset on that member.
+    // configuration file loses to it, so it must be reset on that member. Seen in the file
+    // itself, also before a reload or restart applies it.
     if exists {
         for (member, m) in &obs.members {
-            let Some(settings) = &m.settings else {
-                continue;
-            };
-            for (name, value) in &spec.spec.postgres.parameters {
-                let Some(s) = settings.get(name) else {
-                    continue;
-                };
-                let from_auto_conf = s.from_auto_conf();
-                let want = value.to_conf_string();
-                if from_auto_conf && !same_setting(spec, name, &want, &s.setting) {
-                    let shown = pg::catalog(spec.spec.postgres.version)
-                        .and_then(|c| c.get(name))
-                        .map_or_else(|| s.setting.clone(), |d| d.format_human(&s.setting));
-                    changes.push(Change {
-                        address: override_address(member, name),
-                        action: ChangeAction::Delete,
-                        before: Some(Value::String(shown)),
-                        after: Some(Value::String(want)),
-                        apply_via: ApplyVia::Sql,
-                        reason: format!("ALTER SYSTEM on member {member} overrides the managed value (postgresql.auto.conf)"),
-                        data_loss: None,
-                    });
-                }
-            }
+            changes.extend(overrides(spec, member, m));
         }
     }
 
@@ -449,9 +476,26 @@ pub fn diff(input: &Input<'_>) -> Diff {
             if !pending || !desired.contains(&m.name) {
                 continue;
             }
+            // An override that is reset (SQL and a reload) takes its pending restart with it;
+            // one whose reset needs a restart brings its own.
             let reasons = own
-                .map(|o| o.pending_restart_reason.join(", "))
+                .map(|o| o.pending_restart_reason.clone())
                 .unwrap_or_default();
+            let prefix = format!("override.{}.", m.name);
+            let mine = changes
+                .iter()
+                .filter(|c| c.kind() == Kind::Override && c.address.starts_with(&prefix));
+            let restarts_anyway = mine.clone().any(|c| c.apply_via == ApplyVia::Restart);
+            let reset: BTreeSet<&str> = mine
+                .filter(|c| c.apply_via == ApplyVia::Sql)
+                .map(|c| &c.address[prefix.len()..])
+                .collect();
+            if restarts_anyway
+                || (!reasons.is_empty() && reasons.iter().all(|r| reset.contains(r.as_str())))
+            {
+                continue;
+            }
+            let reasons = reasons.join(", ");
             changes.push(Change {
                 address: member_address(&m.name),
                 action: ChangeAction::Update,

@@ -84,25 +84,21 @@ async fn observe_member(
     }
 }
 
-/// The cluster-wide views (`/cluster`, `/config`: both read from the DCS, the same from any
-/// member) from the first member that answers: once per cluster, not once per member.
-async fn dcs_view(ctx: &Context<'_>, api_urls: &[String]) -> Option<PatroniView> {
-    for url in api_urls {
-        let (cluster, config) = tokio::join!(ctx.patroni.cluster(url), ctx.patroni.config(url));
-        if let Ok(members) = cluster {
-            return Some(PatroniView {
-                members,
-                config: config.ok(),
-            });
-        }
-    }
-    None
+/// The cluster-wide view (members, leader, dynamic configuration) from Patroni's keys in the
+/// DCS, read linearizably: never older than a write that finished before it was asked (see
+/// `patroni::dcs`).
+async fn dcs_view(ctx: &Context<'_>) -> Result<PatroniView, String> {
+    ctx.patroni
+        .dcs_view(&ctx.layout.dcs())
+        .await
+        .map_err(|e| crate::error_chain(&e))
 }
 
-/// Observe one cluster. `params` are the GUC names whose `pg_settings` rows matter.
+/// Observe one cluster. `params` are the GUC names whose `pg_settings` rows matter. The DCS
+/// is healthy when it answered the linearizable read of Patroni's keys (which needs a quorum).
 pub async fn observe(
     ctx: &Context<'_>,
-    dcs: Dcs,
+    mut dcs: Dcs,
     inventory: Vec<InventoryMember>,
     params: &[String],
 ) -> Observation {
@@ -116,16 +112,37 @@ pub async fn observe(
             Some((m.name.clone(), l.api_url(), l.pg_port, l.socket_dir))
         })
         .collect();
-    let urls: Vec<String> = running.iter().map(|(_, u, _, _)| u.clone()).collect();
     let probes = running
         .iter()
         .map(|(n, u, p, s)| observe_member(ctx, n.clone(), u.clone(), *p, s.clone(), params));
-    let all = async { tokio::join!(join_all(probes), dcs_view(ctx, &urls)) };
+    // Only the DCS the provider says is this cluster's and runs: whatever else answers on its
+    // address is not.
+    let view = async {
+        if dcs.running {
+            dcs_view(ctx).await
+        } else {
+            Err("it does not run".to_owned())
+        }
+    };
+    let all = async { tokio::join!(join_all(probes), view) };
     let (answers, view) = match tokio::time::timeout(ctx.timeout * 2, all).await {
         Ok(a) => a,
         Err(_) => {
             notes.push("observation timed out".to_owned());
-            (Vec::new(), None)
+            (Vec::new(), Err("timed out".to_owned()))
+        }
+    };
+    dcs.healthy = view.is_ok();
+    let view = match view {
+        Ok(v) => Some(v),
+        Err(e) => {
+            if dcs.running {
+                notes.push(format!(
+                    "etcd at {} runs but Patroni's keys could not be read: {e}",
+                    dcs.endpoint
+                ));
+            }
+            None
         }
     };
     for m in inventory.iter().filter(|m| m.exists && !m.running) {
@@ -158,6 +175,7 @@ pub async fn observe(
         match a.facts {
             Some(Ok(f)) => {
                 member.settings = Some(f.settings);
+                member.auto_conf = Some(f.auto_conf);
                 member.hba = Some(f.hba);
                 if let Some(c) = f.catalogs {
                     catalogs.push((a.name.clone(), c));

@@ -212,6 +212,23 @@ pub struct Member {
     pub replication_state: Option<String>,
     /// Its `pg_hba_file_rules`, in order.
     pub hba: Option<Vec<HbaLine>>,
+    /// Its `ALTER SYSTEM` overrides of the parameters that matter, as `postgresql.auto.conf`
+    /// holds them now (`pg_file_settings` reads the file when asked): in effect, or still
+    /// waiting for a reload or a restart. `None` when PostgreSQL was not read.
+    #[serde(default)]
+    pub auto_conf: Option<BTreeMap<String, AutoConf>>,
+}
+
+/// One parameter's entry in a member's `postgresql.auto.conf`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoConf {
+    /// As written by `ALTER SYSTEM` (`512MB`), not in the base unit.
+    pub setting: String,
+    /// PostgreSQL runs with it: false while it waits for a reload or a restart, or when a
+    /// later entry wins.
+    pub applied: bool,
+    /// Why PostgreSQL cannot apply it, if it says.
+    pub error: Option<String>,
 }
 
 /// One `pg_settings` row.
@@ -225,14 +242,4 @@ pub struct PgSetting {
     pub source: String,
     pub sourcefile: Option<String>,
     pub pending_restart: bool,
-}
-
-impl PgSetting {
-    /// Set by `ALTER SYSTEM` (the member's own `postgresql.auto.conf`), which beats Patroni's
-    /// configuration file.
-    pub fn from_auto_conf(&self) -> bool {
-        self.sourcefile
-            .as_deref()
-            .is_some_and(|f| f.ends_with("postgresql.auto.conf"))
-    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use super::model::{HbaLine, PgSetting};
+use super::model::{AutoConf, HbaLine, PgSetting};
 
 /// How to reach one member's PostgreSQL as pgdba's superuser.
 #[derive(Clone)]
@@ -81,6 +81,7 @@ async fn open(
 /// databases and extensions (replicas have the same catalogs, possibly behind).
 pub struct MemberFacts {
     pub settings: BTreeMap<String, PgSetting>,
+    pub auto_conf: BTreeMap<String, AutoConf>,
     pub hba: Vec<HbaLine>,
     pub catalogs: Option<super::model::SqlObjects>,
 }
@@ -93,8 +94,12 @@ pub async fn member_facts(
 ) -> Result<MemberFacts, tokio_postgres::Error> {
     let client = conn.connect().await?;
     let recovery = client.query_one("SELECT pg_is_in_recovery()", &[]);
-    let (settings, hba, recovery) =
-        tokio::join!(settings_on(&client, names), hba_on(&client), recovery);
+    let (settings, auto_conf, hba, recovery) = tokio::join!(
+        settings_on(&client, names),
+        auto_conf_on(&client, names),
+        hba_on(&client),
+        recovery
+    );
     let primary = !recovery?.try_get::<_, bool>(0)?;
     let catalogs = match needs {
         Some(needs) if primary => Some(super::sql::objects_on(&client, conn, needs).await?),
@@ -102,6 +107,7 @@ pub async fn member_facts(
     };
     Ok(MemberFacts {
         settings: settings?,
+        auto_conf: auto_conf?,
         hba: hba?,
         catalogs,
     })
@@ -137,6 +143,35 @@ async fn settings_on(
             pending_restart: row.try_get(6)?,
         };
         out.insert(s.name.clone(), s);
+    }
+    Ok(out)
+}
+
+/// The `postgresql.auto.conf` entries (`ALTER SYSTEM`) of these parameters, from
+/// `pg_file_settings`, which parses the file when asked: an `ALTER SYSTEM` that finished is seen
+/// at once, before any reload (`pg_settings` shows it only once a reload or restart applied it).
+/// The last entry of a name wins, as in PostgreSQL.
+async fn auto_conf_on(
+    client: &tokio_postgres::Client,
+    names: &[String],
+) -> Result<BTreeMap<String, AutoConf>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT name, setting, applied, error FROM pg_file_settings \
+             WHERE name = ANY($1) AND sourcefile LIKE '%/postgresql.auto.conf' ORDER BY seqno",
+            &[&names],
+        )
+        .await?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        out.insert(
+            row.try_get(0)?,
+            AutoConf {
+                setting: row.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
+                applied: row.try_get(2)?,
+                error: row.try_get(3)?,
+            },
+        );
     }
     Ok(out)
 }

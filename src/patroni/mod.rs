@@ -1,11 +1,14 @@
-//! A small client for Patroni's REST API (`/cluster`, `/config`, `/patroni`, `/restart`,
-//! `/switchover`), and the parsing of its answers into `observe` data.
+//! A small client for Patroni's REST API (`/patroni`, `/config`, `/restart`, `/switchover`)
+//! and for Patroni's keys in the DCS (`dcs`), and the parsing of their answers into `observe`
+//! data.
+
+pub mod dcs;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::observe::model::{PatroniMember, Role};
+use crate::observe::model::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatroniError {
@@ -25,8 +28,9 @@ pub enum PatroniError {
     Shape { url: String, what: String },
 }
 
-/// Read-only access to Patroni's REST API: it can only send `GET`. Observation, `plan` and
-/// `drift` hold a `Reader` and nothing else, so they cannot change a cluster.
+/// Read-only access to Patroni: `GET` on its REST API, and etcd's range request on its keys
+/// in the DCS (`dcs`). Observation, `plan` and `drift` hold a `Reader` and nothing else, so
+/// they cannot change a cluster.
 #[derive(Clone)]
 pub struct Reader {
     http: reqwest::Client,
@@ -135,24 +139,6 @@ impl Reader {
         })
     }
 
-    /// `GET /cluster`: every member as Patroni sees it.
-    pub async fn cluster(&self, api_url: &str) -> Result<Vec<PatroniMember>, PatroniError> {
-        let v = self.get(api_url, "/cluster").await?;
-        let members =
-            v.get("members")
-                .and_then(Value::as_array)
-                .ok_or_else(|| PatroniError::Shape {
-                    url: format!("{api_url}/cluster"),
-                    what: "no `members` list".to_owned(),
-                })?;
-        Ok(members.iter().filter_map(parse_member).collect())
-    }
-
-    /// `GET /config`: the dynamic configuration in the DCS.
-    pub async fn config(&self, api_url: &str) -> Result<Value, PatroniError> {
-        self.get(api_url, "/config").await
-    }
-
     /// `GET /patroni`: the member's own status.
     pub async fn status(&self, api_url: &str) -> Result<Value, PatroniError> {
         self.get(api_url, "/patroni").await
@@ -178,36 +164,6 @@ pub fn parse_role(s: &str) -> Role {
         "replica" | "sync_standby" | "quorum_standby" | "standby" => Role::Replica,
         _ => Role::Other,
     }
-}
-
-fn parse_member(v: &Value) -> Option<PatroniMember> {
-    let api_url = v.get("api_url").and_then(Value::as_str).unwrap_or_default();
-    Some(PatroniMember {
-        name: v.get("name")?.as_str()?.to_owned(),
-        role: parse_role(v.get("role").and_then(Value::as_str).unwrap_or_default()),
-        state: v
-            .get("state")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned(),
-        host: v
-            .get("host")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        port: v
-            .get("port")
-            .and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(0),
-        api_url: api_url.trim_end_matches("/patroni").to_owned(),
-        lag: v.get("lag").and_then(Value::as_u64),
-        pending_restart: v
-            .get("pending_restart")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        timeline: v.get("timeline").and_then(Value::as_u64),
-    })
 }
 
 /// `pending_restart` and its reasons (parameter names) from a `/patroni` answer.

@@ -345,6 +345,48 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         );
     }
 
+    // R13: an ALTER SYSTEM override is reset on its member, then the member is waited for;
+    // one that PostgreSQL runs with and that needs a restart joins the rolling restart below.
+    let mut override_gates = Vec::new();
+    let mut override_restarts: BTreeSet<String> = BTreeSet::new();
+    for c in changes.iter().filter(|c| c.kind() == Kind::Override) {
+        let Some((member, parameter)) = c.name().split_once('.') else {
+            continue;
+        };
+        let target = diff::member_address(member);
+        let reset = b.add(
+            ActionKind::ResetOverride {
+                parameter: parameter.to_owned(),
+            },
+            &target,
+            &primary_ready,
+            vec![c.address.clone()],
+        );
+        let want = spec
+            .spec
+            .postgres
+            .parameters
+            .get(parameter)
+            .map(|v| v.to_conf_string())
+            .unwrap_or_default();
+        let restart = diff::parameter_context(spec, parameter) == crate::pg::GucContext::Postmaster;
+        let entry = BTreeMap::from([(parameter.to_owned(), want)]);
+        let (reload, restart) = if restart {
+            (BTreeMap::new(), entry)
+        } else {
+            (entry, BTreeMap::new())
+        };
+        override_gates.push(b.add(
+            ActionKind::AwaitConfig { reload, restart },
+            &target,
+            &[reset],
+            vec![c.address.clone()],
+        ));
+        if c.apply_via == ApplyVia::Restart {
+            override_restarts.insert(member.to_owned());
+        }
+    }
+
     'restart: {
         // R5-R7: the rolling restart.
         let restart_params: Vec<&Change> = config
@@ -353,11 +395,13 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             .filter(|c| c.kind() == Kind::PgParameter && c.apply_via == ApplyVia::Restart)
             .collect();
         let to_restart: Vec<String> = if restart_params.is_empty() {
-            members(ChangeAction::Update)
+            let pending = members(ChangeAction::Update)
                 .into_iter()
                 .filter(|c| c.apply_via == ApplyVia::Restart)
-                .map(|c| c.name().to_owned())
-                .collect()
+                .map(|c| c.name().to_owned());
+            let mut all: BTreeSet<String> = pending.collect();
+            all.extend(override_restarts.iter().cloned());
+            all.into_iter().collect()
         } else {
             surviving.clone()
         };
@@ -373,10 +417,19 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             {
                 v.push(own);
             }
+            let prefix = format!("override.{m}.");
+            v.extend(
+                changes
+                    .iter()
+                    .filter(|c| c.kind() == Kind::Override && c.apply_via == ApplyVia::Restart)
+                    .filter(|c| c.address.starts_with(&prefix))
+                    .map(|c| c.address.clone()),
+            );
             v
         };
         let mut prev: Vec<String> = gates;
         prev.extend(deletions);
+        prev.extend(override_gates);
         if prev.is_empty() {
             prev = primary_ready.clone();
         }
@@ -426,41 +479,6 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         }
     }
     sql_objects(&mut b, spec, changes, obs, &primary_ready);
-    // R13: an ALTER SYSTEM override is reset on its member, then the member is waited for.
-    for c in changes.iter().filter(|c| c.kind() == Kind::Override) {
-        let Some((member, parameter)) = c.name().split_once('.') else {
-            continue;
-        };
-        let target = diff::member_address(member);
-        let reset = b.add(
-            ActionKind::ResetOverride {
-                parameter: parameter.to_owned(),
-            },
-            &target,
-            &primary_ready,
-            vec![c.address.clone()],
-        );
-        let want = spec
-            .spec
-            .postgres
-            .parameters
-            .get(parameter)
-            .map(|v| v.to_conf_string())
-            .unwrap_or_default();
-        let restart = diff::parameter_context(spec, parameter) == crate::pg::GucContext::Postmaster;
-        let entry = BTreeMap::from([(parameter.to_owned(), want)]);
-        let (reload, restart) = if restart {
-            (BTreeMap::new(), entry)
-        } else {
-            (entry, BTreeMap::new())
-        };
-        b.add(
-            ActionKind::AwaitConfig { reload, restart },
-            &target,
-            &[reset],
-            vec![c.address.clone()],
-        );
-    }
     b.actions
 }
 

@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
-use base64::Engine as _;
 use serde_json::Value;
 
 use crate::support::{TestCluster, all_files, wait_for};
@@ -45,25 +43,7 @@ fn snapshot(dir: &std::path::Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// mod_revision of the cluster's DCS config key in etcd: changes on any write to it.
 fn config_revision(t: &TestCluster) -> i64 {
-    let key =
-        base64::engine::general_purpose::STANDARD.encode(format!("/service/{}/config", t.name));
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-X",
-            "POST",
-            &format!("http://127.0.0.1:{}/v3/kv/range", t.etcd_port),
-            "-d",
-        ])
-        .arg(format!("{{\"key\":\"{key}\"}}"))
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["kvs"][0]["mod_revision"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    crate::support::dcs_config(t).1
 }
 
 /// Lines PostgreSQL logged for writing statements, across members.

@@ -129,6 +129,7 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
                         }),
                         state: Some("running".to_owned()),
                         replication_state: (*n != leader).then(|| "streaming".to_owned()),
+                        auto_conf: Some(BTreeMap::new()),
                     },
                 )
             })
@@ -1038,32 +1039,26 @@ fn a_parameter_fingerprint_ignores_members_catching_up_with_the_dcs() {
     let address = "pg_parameter.work_mem";
     let planned = running(&["demo-0", "demo-1"], "demo-0", &[("work_mem", "32MB")]);
     let base = fingerprint(&planned, address);
-    let set = |obs: &mut Observation, member: &str, value: &str, file: Option<&str>| {
-        let s = obs
-            .members
-            .get_mut(member)
-            .unwrap()
-            .settings
-            .as_mut()
-            .unwrap();
-        let w = s.get_mut("work_mem").unwrap();
-        w.setting = value.to_owned();
-        w.sourcefile = file.map(str::to_owned);
-    };
     // A member still at the old value, then caught up: the same fingerprint.
     let mut lagging = planned.clone();
-    set(&mut lagging, "demo-1", "16384", Some("/d/postgresql.conf"));
+    let m = lagging.members.get_mut("demo-1").unwrap();
+    let w = m.settings.as_mut().unwrap().get_mut("work_mem").unwrap();
+    w.setting = "16384".to_owned();
+    w.sourcefile = Some("/d/postgresql.conf".to_owned());
     assert_eq!(fingerprint(&lagging, address), base);
     // The DCS value changed (`patronictl edit-config`): stale.
     let edited = running(&["demo-0", "demo-1"], "demo-0", &[("work_mem", "64MB")]);
     assert_ne!(fingerprint(&edited, address), base);
-    // ALTER SYSTEM on a member: stale.
+    // ALTER SYSTEM on a member, even before a reload applies it: stale.
     let mut altered = planned.clone();
-    set(
-        &mut altered,
-        "demo-1",
-        "65536",
-        Some("/d/postgresql.auto.conf"),
+    let m = altered.members.get_mut("demo-1").unwrap();
+    m.auto_conf.as_mut().unwrap().insert(
+        "work_mem".to_owned(),
+        pgdba::observe::model::AutoConf {
+            setting: "64MB".to_owned(),
+            applied: false,
+            error: None,
+        },
     );
     assert_ne!(fingerprint(&altered, address), base);
 }
@@ -1081,4 +1076,75 @@ fn the_hba_fingerprint_sees_a_dcs_edit_before_the_members_reload() {
         .unwrap()
         .push(serde_json::json!("host all all 0.0.0.0/0 trust"));
     assert_ne!(fingerprint(&edited, "hba"), fingerprint(&planned, "hba"));
+}
+
+/// `ALTER SYSTEM SET shared_buffers` on a replica, in `postgresql.auto.conf`.
+fn overridden(applied: bool) -> Observation {
+    let mut obs = running(THREE, "demo-0", PARAMS);
+    let m = obs.members.get_mut("demo-1").unwrap();
+    m.auto_conf.as_mut().unwrap().insert(
+        "shared_buffers".to_owned(),
+        pgdba::observe::model::AutoConf {
+            setting: "512MB".to_owned(),
+            applied,
+            error: None,
+        },
+    );
+    if applied {
+        // The member was restarted into it: it runs with 512MB.
+        m.settings
+            .as_mut()
+            .unwrap()
+            .get_mut("shared_buffers")
+            .unwrap()
+            .setting = "65536".to_owned();
+    } else {
+        // Reloaded, not restarted: PostgreSQL and Patroni say a restart is pending.
+        m.pending_restart = true;
+        m.pending_restart_reason = vec!["shared_buffers".to_owned()];
+    }
+    obs
+}
+
+/// Issue 17: an override of a restart-only parameter that PostgreSQL does not run with yet is
+/// seen (in the file, before any restart) and reset; resetting it also clears the pending
+/// restart, so no member is restarted into the override.
+#[test]
+fn a_pending_override_of_a_restart_parameter_is_reset_without_a_restart() {
+    let plan = build(&spec(BASE), &overridden(false), &managed_all());
+    assert_eq!(plan.changes.len(), 1, "{}", table(&plan));
+    let c = &plan.changes[0];
+    assert_eq!(c.address, "override.demo-1.shared_buffers");
+    assert_eq!(c.apply_via, pgdba::diff::ApplyVia::Sql);
+    assert!(c.reason.contains("waits for a restart"), "{}", c.reason);
+    assert!(
+        plan.actions
+            .iter()
+            .all(|a| a.kind != ActionKind::RestartMember),
+        "{}",
+        table(&plan)
+    );
+    assert_eq!(plan.summary.restarts, 0);
+}
+
+/// Issue 17: an override PostgreSQL runs with, of a parameter that needs a restart, is reset and
+/// the member restarted after the reset, in the same apply.
+#[test]
+fn an_override_in_effect_of_a_restart_parameter_is_reset_then_the_member_restarted() {
+    let plan = build(&spec(BASE), &overridden(true), &managed_all());
+    assert_eq!(plan.changes.len(), 1, "{}", table(&plan));
+    assert_eq!(plan.changes[0].apply_via, pgdba::diff::ApplyVia::Restart);
+    assert!(
+        position(&plan, "reset_override:demo-1") < position(&plan, "restart_member:demo-1"),
+        "{}",
+        table(&plan)
+    );
+    let restart = plan.action("restart_member:demo-1").unwrap();
+    assert!(
+        restart
+            .changes
+            .contains(&"override.demo-1.shared_buffers".to_owned())
+    );
+    assert_eq!(plan.summary.restarts, 1);
+    check("override_restart", &plan);
 }

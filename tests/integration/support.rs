@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::Value;
 
 pub const PATRONICTL: &str = "/opt/patroni/bin/patronictl";
@@ -286,6 +287,51 @@ impl Drop for TestCluster {
             .args(["-f", &self.data_dir().display().to_string()])
             .status();
     }
+}
+
+/// A call to the cluster's etcd v3 JSON gateway (`/v3/kv/range`, `/v3/kv/put`, ...): what the
+/// tests use to read and write the DCS directly, without Patroni in between.
+pub fn etcd(t: &TestCluster, path: &str, body: &Value) -> Value {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-X", "POST"])
+        .arg(format!("http://127.0.0.1:{}/v3/{path}", t.etcd_port))
+        .arg("-d")
+        .arg(body.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl {path}: {out:?}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("etcd {path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The cluster's DCS config key (Patroni's dynamic configuration): its JSON value and its
+/// `mod_revision`, read linearizably.
+pub fn dcs_config(t: &TestCluster) -> (Value, i64) {
+    let key = b64(format!("/service/{}/config", t.name).as_bytes());
+    let v = etcd(t, "kv/range", &serde_json::json!({ "key": key }));
+    let kv = &v["kvs"][0];
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(kv["value"].as_str().unwrap())
+        .unwrap();
+    (
+        serde_json::from_slice(&value).unwrap(),
+        kv["mod_revision"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+/// Write the DCS config key directly, as another tool would (not through Patroni).
+pub fn put_dcs_config(t: &TestCluster, config: &Value) {
+    let key = b64(format!("/service/{}/config", t.name).as_bytes());
+    let value = b64(config.to_string().as_bytes());
+    etcd(
+        t,
+        "kv/put",
+        &serde_json::json!({ "key": key, "value": value }),
+    );
 }
 
 /// Poll `f` until it returns Some, or panic after `timeout` with `what`.

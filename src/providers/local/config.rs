@@ -42,7 +42,7 @@ pub fn bootstrap_dcs(spec: &ClusterSpec) -> Value {
 pub fn patroni_config(spec: &ClusterSpec, layout: &Layout, m: &MemberLayout) -> Value {
     json!({
         "scope": layout.cluster,
-        "namespace": "/service/",
+        "namespace": crate::patroni::dcs::NAMESPACE,
         "name": m.name,
         "log": { "level": "INFO" },
         "restapi": {

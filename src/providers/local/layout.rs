@@ -160,6 +160,15 @@ impl Layout {
         Some(Self::member_at(&self.cluster, &self.root, pg, api, index))
     }
 
+    /// Where Patroni's keys for this cluster are: its etcd, Patroni's namespace, the scope.
+    pub fn dcs(&self) -> crate::patroni::dcs::Location {
+        crate::patroni::dcs::Location::etcd3(
+            vec![self.etcd.endpoint()],
+            crate::patroni::dcs::NAMESPACE,
+            &self.cluster,
+        )
+    }
+
     pub fn member_names(&self) -> Vec<String> {
         self.members.iter().map(|m| m.name.clone()).collect()
     }

@@ -343,7 +343,7 @@ impl Local {
     /// Delete a member's key from the DCS, so Patroni no longer lists it (and the leader drops
     /// its replication slot) instead of waiting for the key's TTL.
     async fn forget_member(&self, name: &str) -> Result<(), ProviderError> {
-        let key = format!("/service/{}/members/{name}", self.layout.cluster);
+        let key = format!("{}members/{name}", self.layout.dcs().prefix);
         let endpoint = self.layout.etcd.endpoint();
         let url = format!("{endpoint}/v3/kv/deleterange");
         let body =
