@@ -41,6 +41,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
         ActionKind::RestartMember => restart_member(a, ctx).await,
         ActionKind::Switchover { candidate } => switchover(a, ctx, candidate).await,
         ActionKind::AwaitHealthy { max_lag } => await_healthy(a, ctx, *max_lag).await,
+        ActionKind::AwaitReplay => await_replay(a, ctx).await,
         _ => super::sql::run(a, ctx).await,
     }
 }
@@ -444,6 +445,36 @@ async fn await_healthy(a: &Action, ctx: &Context<'_>, max_lag: u64) -> Outcome {
         if Instant::now() >= deadline {
             return Err(format!(
                 "member {name} not healthy within {}s: {last}",
+                ctx.gate_timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Wait until replica `a` has replayed the leader's WAL up to the leader's position now.
+async fn await_replay(a: &Action, ctx: &Context<'_>) -> Outcome {
+    let name = member(a)?;
+    let l = leader(ctx).await?;
+    if l.name == name {
+        return Err(format!("member {name} leads; the plan expected a replica"));
+    }
+    let target = pg::wal_position(&pg_conn(ctx, &l.name)?, pg::WalPosition::Current)
+        .await
+        .map_err(|e| format!("WAL position of the leader {}: {e}", l.name))?;
+    let conn = pg_conn(ctx, name)?;
+    let deadline = Instant::now() + ctx.gate_timeout;
+    loop {
+        let last = match pg::wal_position(&conn, pg::WalPosition::Replayed).await {
+            Ok(lsn) if lsn >= target => {
+                return Ok(Some(format!("replayed the leader's WAL up to {target}")));
+            }
+            Ok(lsn) => format!("replayed up to {lsn}, {} bytes short", target - lsn),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "member {name} did not replay the leader's WAL up to {target} within {}s ({last})",
                 ctx.gate_timeout.as_secs()
             ));
         }

@@ -211,6 +211,42 @@ pub fn same_setting(spec: &ClusterSpec, name: &str, spec_value: &str, setting: &
     }
 }
 
+/// A parameter whose DCS value is the spec's, but that a member runs with another value and
+/// nothing explains: no restart pending for it and no `ALTER SYSTEM` override (those are their
+/// own changes). Applying it writes the same value and waits for every member to show it, so
+/// apply fails with the member named when something keeps it from taking effect. Only
+/// parameters the catalog knows: an extension's setting is compared as written.
+fn live_mismatch(spec: &ClusterSpec, obs: &Observation, name: &str, want: &str) -> Option<Change> {
+    let def = pg::catalog(spec.spec.postgres.version).and_then(|c| c.get(name))?;
+    let off: Vec<String> = obs
+        .members
+        .iter()
+        .filter(|(_, m)| m.auto_conf.as_ref().is_none_or(|a| !a.contains_key(name)))
+        .filter_map(|(member, m)| {
+            let s = m.settings.as_ref()?.get(name)?;
+            (!s.pending_restart && !def.equivalent(want, &s.setting))
+                .then(|| format!("{member} runs {}", def.format_human(&s.setting)))
+        })
+        .collect();
+    if off.is_empty() {
+        return None;
+    }
+    let context = parameter_context(spec, name);
+    Some(Change {
+        address: parameter_address(name),
+        action: ChangeAction::Update,
+        before: Some(Value::String(off.join(", "))),
+        after: Some(Value::String(want.to_owned())),
+        apply_via: via_for_context(context),
+        data_loss: None,
+        reason: format!(
+            "the DCS holds the spec's value, but {} (context: {})",
+            off.join(", "),
+            context.as_str()
+        ),
+    })
+}
+
 /// A member's `ALTER SYSTEM` overrides of the spec's parameters. Resetting one is SQL and a
 /// reload; a parameter that needs a restart and runs with the override's value also needs that
 /// member restarted (`apply_via: restart`).
@@ -416,7 +452,11 @@ pub fn diff(input: &Input<'_>) -> Diff {
             let same = observed
                 .as_deref()
                 .is_some_and(|o| same_value(spec, name, &want, o));
-            if !same {
+            if same {
+                // The DCS holds the spec's value: a member that runs another one is not
+                // converged, whatever the DCS says.
+                changes.extend(live_mismatch(spec, obs, name, &want));
+            } else {
                 let context = parameter_context(spec, name);
                 changes.push(Change {
                     address: parameter_address(name),

@@ -227,3 +227,31 @@ pub async fn ensure_physical_slot(
         .await?;
     Ok(())
 }
+
+/// Which WAL position to read.
+#[derive(Debug, Clone, Copy)]
+pub enum WalPosition {
+    /// The primary's current write position.
+    Current,
+    /// How far a standby has replayed.
+    Replayed,
+}
+
+/// A WAL position as a byte offset.
+pub async fn wal_position(
+    conn: &Conn<'_>,
+    which: WalPosition,
+) -> Result<u64, tokio_postgres::Error> {
+    let client = conn.connect().await?;
+    let function = match which {
+        WalPosition::Current => "pg_current_wal_lsn()",
+        WalPosition::Replayed => "pg_last_wal_replay_lsn()",
+    };
+    let row = client
+        .query_one(
+            &format!("SELECT coalesce(({function} - '0/0'::pg_lsn)::bigint, 0)"),
+            &[],
+        )
+        .await?;
+    Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
+}

@@ -56,6 +56,42 @@ pub fn managed_by_pgdba(name: &str) -> Option<&'static str> {
     Some(hint)
 }
 
+/// Values Patroni does not pass on: it starts PostgreSQL with these settings on the command
+/// line and replaces a value its validator refuses by its own default (`CMDLINE_OPTIONS` in
+/// Patroni's `postgresql/config.py`). The spec would then say one thing and the cluster run
+/// another, so `validate` refuses them. `Some(why)` for such a value; `value` is normalized.
+pub fn replaced_by_patroni(name: &str, value: &Normalized) -> Option<String> {
+    // (name, Patroni's minimum in the base unit, shown, Patroni's default)
+    const MINIMA: [(&str, i64, &str, &str); 6] = [
+        ("max_connections", 25, "25", "100"),
+        ("max_wal_senders", 3, "3", "10"),
+        ("wal_keep_size", 16, "16MB", "128MB"),
+        ("max_locks_per_transaction", 32, "32", "64"),
+        ("max_replication_slots", 4, "4", "10"),
+        ("max_worker_processes", 2, "2", "8"),
+    ];
+    let lower = name.to_ascii_lowercase();
+    match value {
+        Normalized::Enum(v) if lower == "wal_level" && v != "replica" && v != "logical" => {
+            Some(format!(
+                "wal_level `{v}` would not take effect: Patroni runs PostgreSQL with `replica` \
+                 instead, because standbys need the WAL a primary writes for them (use replica \
+                 or logical)"
+            ))
+        }
+        Normalized::Integer { value, .. } => {
+            let (_, min, shown, default) = MINIMA.iter().find(|m| m.0 == lower)?;
+            (value < min).then(|| {
+                format!(
+                    "{name} below {shown} would not take effect: Patroni refuses it and runs \
+                     PostgreSQL with {default} instead"
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Whether `name` is a custom (extension) GUC such as `pg_stat_statements.max`: dotted
 /// identifiers, which PostgreSQL accepts as placeholders before the extension loads.
 /// The catalog knows nothing about them, so their values are passed through unchecked.

@@ -9,7 +9,8 @@
 //! | R5   | every config gate and every deletion             | the first restart                           |
 //! | R6   | each restart, then its health gate               | the next restart                            |
 //! | R7   | replicas one at a time, a switchover, then the old primary (rolling restart);    ||
-//! |      | the primary first, no switchover, when a shared-memory floor GUC decreases       ||
+//! |      | the primary first, no switchover, when a shared-memory floor GUC decreases; then ||
+//! |      | each replica once it has replayed the primary's WAL past the primary's restart   ||
 //! | R8   | the primary, healthy                             | every SQL action (roles, databases, ...)    |
 //! | R9   | creating the roles a role is a member of         | creating or altering that role              |
 //! | R10  | creating a database's owner; dropping a database | creating the database; dropping its owner   |
@@ -445,8 +446,23 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             if let Some(l) = leader_restarts {
                 prev = vec![b.add_gated(ActionKind::RestartMember, l, &prev, realized(l), max_lag)];
             }
+            // A standby may restart with the lower value only once it has replayed the
+            // primary's parameter-change record, written when the primary started: until then
+            // its control file holds the old value and PostgreSQL (and Patroni) keep that one.
             for m in replicas {
-                prev = vec![b.add_gated(ActionKind::RestartMember, m, &prev, realized(m), max_lag)];
+                let replayed = b.add(
+                    ActionKind::AwaitReplay,
+                    &diff::member_address(m),
+                    &prev,
+                    Vec::new(),
+                );
+                prev = vec![b.add_gated(
+                    ActionKind::RestartMember,
+                    m,
+                    &[replayed],
+                    realized(m),
+                    max_lag,
+                )];
             }
             break 'restart;
         }

@@ -52,6 +52,10 @@ pub enum ActionKind {
     AwaitHealthy {
         max_lag: u64,
     },
+    /// Gate: the replica has replayed the primary's WAL up to the primary's position when the
+    /// gate starts (so past the primary's last restart and its parameter-change record: the
+    /// replica's control file holds the primary's new settings).
+    AwaitReplay,
     /// `CREATE ROLE`, with its attributes, memberships and password (a SCRAM verifier made at
     /// apply time from `role.password`; the plan holds where the secret is, never its value).
     CreateRole {
@@ -117,6 +121,7 @@ impl ActionKind {
             ActionKind::RestartMember => "restart_member",
             ActionKind::Switchover { .. } => "switchover",
             ActionKind::AwaitHealthy { .. } => "await_healthy",
+            ActionKind::AwaitReplay => "await_replay",
             ActionKind::CreateRole { .. } => "create_role",
             ActionKind::AlterRole { .. } => "alter_role",
             ActionKind::DropRole => "drop_role",

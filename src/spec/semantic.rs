@@ -220,10 +220,39 @@ fn check_postgres(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String
         let Ok(value) = serde_json::from_value::<GucValue>(raw.clone()) else {
             continue; // the schema reports it
         };
-        if let Err(e) = def.normalize(&value.to_conf_string()) {
-            out.push((at_value, e.to_string()));
+        match def.normalize(&value.to_conf_string()) {
+            Err(e) => out.push((at_value, e.to_string())),
+            Ok(n) => {
+                if let Some(why) = pg::replaced_by_patroni(name, &n) {
+                    out.push((at_value, why));
+                } else if let Some(why) = replication_needs(doc, name, &n) {
+                    out.push((at_value, why));
+                }
+            }
         }
     }
+}
+
+/// Settings too low for the spec's replicas: each standby streams through its own WAL sender
+/// (and a new one's base backup needs one more), and Patroni keeps a slot per standby.
+fn replication_needs(doc: &Value, name: &str, value: &pg::Normalized) -> Option<String> {
+    // `replicas` is required: without it the schema reports the spec, and this waits.
+    let replicas = doc.pointer("/spec/replicas").and_then(Value::as_i64)?;
+    let pg::Normalized::Integer { value, .. } = value else {
+        return None;
+    };
+    let (needed, why) = match name.to_ascii_lowercase().as_str() {
+        "max_wal_senders" => (
+            replicas + 1,
+            "each replica streams through its own WAL sender, and a new replica's base backup \
+             needs one more",
+        ),
+        "max_replication_slots" => (replicas, "Patroni keeps a replication slot per replica"),
+        _ => return None,
+    };
+    (*value < needed).then(|| {
+        format!("{name} {value} is too low for {replicas} replicas: {why} (at least {needed})")
+    })
 }
 
 fn check_patroni(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {

@@ -4,6 +4,7 @@
 
 mod cli;
 mod local_cluster;
+mod local_dba;
 mod local_drift;
 mod local_resources;
 mod local_stale;

@@ -1148,3 +1148,43 @@ fn an_override_in_effect_of_a_restart_parameter_is_reset_then_the_member_restart
     assert_eq!(plan.summary.restarts, 1);
     check("override_restart", &plan);
 }
+
+/// Issue 17: the DCS holds the spec's value but a member runs another one (nothing pending,
+/// no override): the plan does not call that converged.
+#[test]
+fn a_member_running_another_value_than_the_dcs_holds_is_not_converged() {
+    let mut obs = running(THREE, "demo-0", PARAMS);
+    let m = obs.members.get_mut("demo-2").unwrap();
+    m.settings
+        .as_mut()
+        .unwrap()
+        .get_mut("work_mem")
+        .unwrap()
+        .setting = "8192".to_owned();
+    let plan = build(&spec(BASE), &obs, &managed_all());
+    assert_eq!(plan.changes.len(), 1, "{}", table(&plan));
+    let c = &plan.changes[0];
+    assert_eq!(c.address, "pg_parameter.work_mem");
+    assert!(c.reason.contains("demo-2 runs 8MB"), "{}", c.reason);
+    assert!(plan.action("await_config:demo-2").is_some());
+    // Pending a restart for it, the member is not a mismatch: the restart is planned instead.
+    let mut obs = running(THREE, "demo-0", PARAMS);
+    let s = obs
+        .members
+        .get_mut("demo-2")
+        .unwrap()
+        .settings
+        .as_mut()
+        .unwrap();
+    let w = s.get_mut("shared_buffers").unwrap();
+    w.setting = "32768".to_owned();
+    w.pending_restart = true;
+    let plan = build(&spec(BASE), &obs, &managed_all());
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| c.address != "pg_parameter.shared_buffers"),
+        "{}",
+        table(&plan)
+    );
+}

@@ -488,3 +488,43 @@ fn discover_errors_name_the_path() {
     assert!(err.message.contains("cannot read"), "{err}");
     assert_eq!((err.line, err.column), (1, 1));
 }
+
+/// Issue 17: values Patroni replaces by its own would have the cluster run something else than
+/// the spec says, and a plan call that converged. They are refused, each with why, in one run.
+#[test]
+fn values_patroni_would_replace_are_refused_with_the_reason() {
+    let text = b"apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: a}\nspec:\n  provider: {local: {}}\n  replicas: 2\n  postgres:\n    parameters:\n      wal_level: minimal\n      max_connections: 20\n      max_wal_senders: 2\n      max_replication_slots: 4\n      wal_keep_size: 8MB\n";
+    let err = spec::load_str("t.yaml", text).unwrap_err();
+    let shown: Vec<String> = err.iter().map(ToString::to_string).collect();
+    assert_eq!(err.len(), 4, "{shown:#?}");
+    assert_eq!((err[0].line, err[0].column), (9, 18), "{}", err[0]);
+    assert!(
+        err[0]
+            .message
+            .contains("Patroni runs PostgreSQL with `replica`")
+    );
+    assert!(
+        err[1]
+            .message
+            .contains("Patroni refuses it and runs PostgreSQL with 100")
+    );
+    assert!(
+        err[2]
+            .message
+            .contains("Patroni refuses it and runs PostgreSQL with 10")
+    );
+    assert!(
+        err[3]
+            .message
+            .contains("Patroni refuses it and runs PostgreSQL with 128MB")
+    );
+    // Enough for Patroni, not for the replicas.
+    let text = b"apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: a}\nspec:\n  provider: {local: {}}\n  replicas: 5\n  postgres:\n    parameters: {max_wal_senders: 4, wal_level: logical}\n";
+    let err = spec::load_str("t.yaml", text).unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].message.contains("too low for 5 replicas"),
+        "{}",
+        err[0]
+    );
+}

@@ -1,0 +1,167 @@
+//! What a DBA found trying pgdba (issue 17), on one real 3-member cluster that walks through
+//! each case in turn: lowering every "standby must be at least the primary" setting, and
+//! `ALTER SYSTEM` overrides of a restart-only parameter (pending, then in effect) and of a
+//! reload parameter before any reload. Each ends with every member checked by psql and a plan
+//! that exits 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+
+use crate::support::TestCluster;
+
+const FLOORS_HIGH: &[(&str, &str)] = &[
+    ("max_connections", "100"),
+    ("max_worker_processes", "8"),
+    ("max_wal_senders", "10"),
+    ("max_prepared_transactions", "10"),
+    ("max_locks_per_transaction", "64"),
+    ("shared_buffers", "128MB"),
+    ("work_mem", "4MB"),
+];
+const FLOORS_LOW: &[(&str, &str)] = &[
+    ("max_connections", "50"),
+    ("max_worker_processes", "6"),
+    ("max_wal_senders", "8"),
+    ("max_prepared_transactions", "5"),
+    ("max_locks_per_transaction", "48"),
+    ("shared_buffers", "128MB"),
+    ("work_mem", "4MB"),
+];
+
+fn changes(plan: &Value) -> Vec<Value> {
+    plan["data"]["clusters"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn leader_and_replica(t: &TestCluster) -> ((String, u16), (String, u16)) {
+    let list = t.patronictl_list();
+    let leader = list
+        .iter()
+        .find(|m| m["Role"] == "Leader")
+        .map(|m| m["Member"].as_str().unwrap().to_owned())
+        .unwrap();
+    let members = t.members();
+    let l = members.iter().find(|m| m.0 == leader).unwrap().clone();
+    let r = members.iter().find(|m| m.0 != leader).unwrap().clone();
+    (l, r)
+}
+
+fn no_pending_restart(t: &TestCluster) {
+    for (name, port) in t.members() {
+        assert_eq!(
+            t.psql(
+                &name,
+                port,
+                "SELECT count(*) FROM pg_settings WHERE pending_restart"
+            ),
+            "0",
+            "{name} still waits for a restart"
+        );
+    }
+}
+
+#[test]
+fn what_a_dba_found() {
+    let t = TestCluster::new("dba", 31900);
+    t.write_spec(2, FLOORS_HIGH);
+    t.apply();
+
+    // 1. Lowering every floor setting at once: the primary restarts first, each replica only
+    // once it has replayed the primary's parameter-change record, in one apply.
+    t.write_spec(2, FLOORS_LOW);
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2, "{plan:#}");
+    let ids: Vec<String> = plan["data"]["clusters"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids.iter()
+            .filter(|i| i.starts_with("await_replay:"))
+            .count(),
+        2,
+        "{ids:?}"
+    );
+    let r = t.apply();
+    assert_eq!(r.json()["success"], true);
+    for (name, port) in t.members() {
+        for (guc, want) in FLOORS_LOW {
+            if *guc == "shared_buffers" || *guc == "work_mem" {
+                continue;
+            }
+            assert_eq!(
+                &t.psql(&name, port, &format!("SHOW {guc}")),
+                want,
+                "{guc} on {name}"
+            );
+        }
+    }
+    no_pending_restart(&t);
+    assert_eq!(t.plan_json().0, 0);
+
+    // 2a. ALTER SYSTEM of a restart-only parameter on a replica, reloaded: not in effect yet,
+    // but seen at once, and reset without restarting anything.
+    let (_, (replica, rport)) = leader_and_replica(&t);
+    t.psql(&replica, rport, "ALTER SYSTEM SET shared_buffers = '512MB'");
+    t.psql(&replica, rport, "SELECT pg_reload_conf()");
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2, "{plan:#}");
+    let c = changes(&plan);
+    assert_eq!(c.len(), 1, "{plan:#}");
+    assert_eq!(
+        c[0]["address"],
+        format!("override.{replica}.shared_buffers")
+    );
+    assert_eq!(c[0]["apply_via"], "sql");
+    assert_eq!(plan["data"]["clusters"][0]["summary"]["restarts"], 0);
+    t.apply();
+    assert_eq!(t.psql(&replica, rport, "SHOW shared_buffers"), "128MB");
+    assert_eq!(
+        t.psql(
+            &replica,
+            rport,
+            "SELECT count(*) FROM pg_file_settings WHERE sourcefile LIKE '%auto.conf'"
+        ),
+        "0"
+    );
+    no_pending_restart(&t);
+    assert_eq!(t.plan_json().0, 0);
+
+    // 2b. The same override, now in effect (the member was restarted into it): reset and the
+    // member restarted, converging in one apply.
+    t.psql(&replica, rport, "ALTER SYSTEM SET shared_buffers = '512MB'");
+    t.patronictl(&["restart", "--force", &t.name, &replica]);
+    crate::support::wait_for(
+        "the replica to run with the override",
+        std::time::Duration::from_secs(60),
+        || {
+            (t.psql(&replica, rport, "SHOW shared_buffers") == "512MB"
+                && t.psql(&replica, rport, "SELECT pg_is_in_recovery()") == "t")
+                .then_some(())
+        },
+    );
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2, "{plan:#}");
+    let c = changes(&plan);
+    assert_eq!(c.len(), 1, "{plan:#}");
+    assert_eq!(c[0]["apply_via"], "restart", "{plan:#}");
+    t.apply();
+    assert_eq!(t.psql(&replica, rport, "SHOW shared_buffers"), "128MB");
+    no_pending_restart(&t);
+    assert_eq!(t.plan_json().0, 0, "one apply converges");
+
+    // Issue 16, item 2 for overrides: an ALTER SYSTEM without any reload is in the next plan.
+    t.psql(&replica, rport, "ALTER SYSTEM SET work_mem = '64MB'");
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2, "{plan:#}");
+    let c = changes(&plan);
+    assert_eq!(c[0]["address"], format!("override.{replica}.work_mem"));
+    assert_eq!(c[0]["before"], "64MB");
+    t.apply();
+    assert_eq!(t.plan_json().0, 0);
+    assert_eq!(t.psql(&replica, rport, "SHOW work_mem"), "4MB");
+}
