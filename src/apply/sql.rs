@@ -261,11 +261,16 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             })?;
             Ok(None)
         }
-        ActionKind::DropExtension { database, name } => {
+        ActionKind::DropExtension {
+            database,
+            name,
+            cascade,
+        } => {
+            let cascade = if *cascade { " CASCADE" } else { "" };
             in_database(
                 ctx,
                 database,
-                &format!("DROP EXTENSION IF EXISTS {}", ident(name)),
+                &format!("DROP EXTENSION IF EXISTS {}{cascade}", ident(name)),
             )
             .await?;
             ctx.recorder.update(|s| {

@@ -206,6 +206,35 @@ pub(super) fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
             ));
         }
     }
+    // Two clusters of one fleet may not share a directory or a port.
+    let clusters: Vec<Cluster> = loaded.iter().map(|s| Cluster::new(&s.spec)).collect();
+    let mut clashes = Vec::new();
+    for (i, a) in clusters.iter().enumerate() {
+        for b in &clusters[i + 1..] {
+            for c in a.layout.conflicts_with(&b.layout) {
+                clashes.push(format!(
+                    "{}: spec.provider.local: {c} ({})",
+                    loaded[i].path.display(),
+                    loaded
+                        .iter()
+                        .find(|s| s.spec.metadata.name == b.name())
+                        .map_or_else(String::new, |s| s.path.display().to_string())
+                ));
+            }
+        }
+    }
+    if !clashes.is_empty() {
+        return Err(Failure::new(
+            "INVALID_SPEC",
+            format!(
+                "{} clash{} between the specs in {}:\n{}",
+                clashes.len(),
+                if clashes.len() == 1 { "" } else { "es" },
+                path.display(),
+                clashes.join("\n")
+            ),
+        ));
+    }
     Ok(loaded)
 }
 
@@ -458,6 +487,42 @@ struct Planned {
     plan: Plan,
 }
 
+/// Another cluster of the state dir already uses this spec's directory or a port of it: a plan
+/// would take that cluster's etcd or members for this one's.
+fn refuse_shared_resources(store: &StateStore, cluster: &Cluster) -> Result<(), Failure> {
+    let mut problems = Vec::new();
+    for other in store.list()? {
+        if other.cluster == cluster.name() {
+            continue;
+        }
+        let Some(state) = store.load(&other.cluster)? else {
+            continue;
+        };
+        let spec = state
+            .partial_applies
+            .last()
+            .map(|p| &p.spec)
+            .or(state.applied_spec.as_ref())
+            .and_then(|v| serde_json::from_value::<ClusterSpec>(v.clone()).ok());
+        if let Some(spec) = spec {
+            problems.extend(cluster.layout.conflicts_with(&Cluster::new(&spec).layout));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        "IN_USE_BY_ANOTHER_CLUSTER",
+        format!(
+            "cluster {} would share what another cluster in {} uses: {}",
+            cluster.name(),
+            store.dir().display(),
+            problems.join("; ")
+        ),
+    )
+    .hint("give this cluster its own spec.provider.local data_dir and ports"))
+}
+
 async fn plan_one(
     store: &StateStore,
     loaded: &LoadedSpec,
@@ -470,8 +535,13 @@ async fn plan_one(
         Some(c) => Some(c.clone()),
         None => credentials(store, cluster.name(), false)?,
     };
+    refuse_shared_resources(store, &cluster)?;
     let observation = observe_cluster(&cluster, creds.as_ref(), &managed).await?;
     let plan = plan::build(&cluster.spec, &cluster.layout, &managed, &observation);
+    cluster.provider.preflight(&plan).map_err(|e| {
+        Failure::new("PORT_IN_USE", crate::error_chain(&e))
+            .hint("stop what holds the port, or choose other ports in the spec")
+    })?;
     Ok(Planned {
         cluster,
         loaded_path: loaded.path.clone(),
@@ -672,9 +742,25 @@ async fn execute(
                 s.spec_hash = Some(spec_hash.to_owned());
                 s.applied_spec = applied;
                 s.leader = leader;
+                s.partial_applies.clear();
                 manage_what_the_spec_names(s, &cluster.spec);
             })
             .map_err(|e| Failure::new("STATE_ERROR", e))?;
+    } else {
+        // What the completed actions changed: drift compares those addresses with this
+        // spec, since pgdba itself made them so.
+        let done: BTreeSet<String> = result
+            .done
+            .iter()
+            .filter_map(|id| plan.action(id))
+            .flat_map(|a| a.changes.iter().cloned())
+            .collect();
+        if !done.is_empty() {
+            let spec = serde_json::to_value(&cluster.spec).unwrap_or(Value::Null);
+            recorder
+                .update(|s| s.record_partial(spec, done))
+                .map_err(|e| Failure::new("STATE_ERROR", e))?;
+        }
     }
     let serial = recorder.snapshot().map(|s| s.serial);
     let data = json!({ "cluster": plan.name, "summary": plan.summary, "result": result, "state_serial": serial });

@@ -3,6 +3,7 @@
 //! `patroni::Reader` (GET only) and read-only PostgreSQL sessions. Nothing here holds a handle
 //! that can write.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::json;
@@ -37,20 +38,35 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
         )
     })?;
     let mut notes = Vec::new();
-    let applied: ClusterSpec = match state.applied_spec.clone().map(serde_json::from_value) {
-        Some(Ok(spec)) => spec,
-        _ => {
-            notes.push("no applied spec in the state: comparing with the spec file".to_owned());
-            loaded.spec.clone()
-        }
-    };
+    let parse = |v: &serde_json::Value| serde_json::from_value::<ClusterSpec>(v.clone()).ok();
+    let applied: Option<ClusterSpec> = state.applied_spec.as_ref().and_then(parse);
+    // Newest first.
+    let partials: Vec<(ClusterSpec, &BTreeSet<String>, &str)> = state
+        .partial_applies
+        .iter()
+        .rev()
+        .filter_map(|p| Some((parse(&p.spec)?, &p.done, p.at.as_str())))
+        .collect();
+    if let Some((_, _, at)) = partials.first() {
+        notes.push(format!(
+            "the apply of {at} stopped part-way: what it changed is compared with its spec, the rest with the last complete apply"
+        ));
+    } else if applied.is_none() {
+        notes.push("no applied spec in the state: comparing with the spec file".to_owned());
+    }
     if state.spec_hash.as_deref() != Some(loaded.source_hash.as_str()) {
         notes.push(format!(
-            "{} has changes that were not applied (`pgdba plan` shows them); drift compares with the last applied spec",
+            "{} has changes that were not applied (`pgdba plan` shows them); drift compares with what pgdba last applied",
             loaded.path.display()
         ));
     }
-    let cluster = Cluster::new(&applied);
+    // Observe as the newest spec pgdba applied (even in part) lays the cluster out.
+    let newest = partials
+        .first()
+        .map(|p| &p.0)
+        .or(applied.as_ref())
+        .unwrap_or(&loaded.spec);
+    let cluster = Cluster::new(newest);
     let creds = credentials(store, &name, false)?;
     let managed = managed(Some(&state));
     let obs = observe_with(&cluster, creds.as_ref(), &managed, true).await?;
@@ -60,12 +76,25 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
             format!("cluster {name}: nothing answers (no etcd, no member runs)"),
         ));
     }
-    let d = crate::diff::diff(&crate::diff::Input {
-        spec: &applied,
-        layout: &cluster.layout,
-        managed: &managed,
-        observation: &obs,
-    });
+    let diff_of = |spec: &ClusterSpec| {
+        crate::diff::diff(&crate::diff::Input {
+            spec,
+            layout: &Cluster::new(spec).layout,
+            managed: &managed,
+            observation: &obs,
+        })
+    };
+    // Without any applied spec, the spec file stands in for it.
+    let applied = match (&applied, partials.is_empty()) {
+        (Some(a), _) => Some(diff_of(a)),
+        (None, true) => Some(diff_of(&loaded.spec)),
+        (None, false) => None,
+    };
+    let partial_diffs: Vec<(crate::diff::Diff, &BTreeSet<String>)> = partials
+        .iter()
+        .map(|(s, done, _)| (diff_of(s), *done))
+        .collect();
+    let d = crate::drift::baseline(applied, &partial_diffs);
     let drift = crate::drift::detect(&d, &obs, state.leader.as_deref());
     notes.extend(obs.notes.iter().cloned());
     Ok(ClusterDrift {

@@ -139,6 +139,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
             apply_via: ApplyVia::Reload,
             reason: "the DCS's pg_ident differs from what pgdba needs".to_owned(),
             data_loss: None,
+            warning: None,
         });
         return;
     }
@@ -156,6 +157,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
             apply_via: ApplyVia::Reload,
             reason: "the DCS's pg_hba differs from the spec".to_owned(),
             data_loss: None,
+            warning: None,
         });
         return;
     }
@@ -181,6 +183,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
                 names.join(", ")
             ),
             data_loss: None,
+            warning: None,
         });
     }
 }

@@ -66,6 +66,10 @@ pub struct Change {
     /// What applying this change destroys, when it destroys data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_loss: Option<String>,
+    /// Why applying it is expected to fail, when the plan can tell (a role that still owns
+    /// objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The kind of object an address names.
@@ -239,6 +243,7 @@ fn live_mismatch(spec: &ClusterSpec, obs: &Observation, name: &str, want: &str) 
         after: Some(Value::String(want.to_owned())),
         apply_via: via_for_context(context),
         data_loss: None,
+        warning: None,
         reason: format!(
             "the DCS holds the spec's value, but {} (context: {})",
             off.join(", "),
@@ -291,6 +296,7 @@ fn overrides(spec: &ClusterSpec, member: &str, m: &crate::observe::model::Member
                 "ALTER SYSTEM on member {member} overrides the managed value (postgresql.auto.conf; {state})"
             ),
             data_loss: None,
+            warning: None,
         });
     }
     out
@@ -318,6 +324,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             after: Some(json!({ "endpoint": input.layout.etcd.endpoint() })),
             apply_via: ApplyVia::Provider,
             data_loss: None,
+            warning: None,
             reason: "the cluster's etcd does not exist".to_owned(),
         });
     } else if !obs.dcs.running {
@@ -328,6 +335,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             after: Some(json!({ "running": true })),
             apply_via: ApplyVia::Provider,
             data_loss: None,
+            warning: None,
             reason: "etcd is not running".to_owned(),
         });
     }
@@ -352,6 +360,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     after: Some(json!({ "running": true })),
                     apply_via: ApplyVia::Provider,
                     data_loss: None,
+                    warning: None,
                     reason: "its Patroni is not running".to_owned(),
                 });
             }
@@ -375,6 +384,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             })),
             apply_via: ApplyVia::Provider,
             data_loss: None,
+            warning: None,
             reason: replicas_reason(spec.spec.replicas),
         });
     }
@@ -391,6 +401,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 ApplyVia::Provider
             },
             data_loss: None,
+            warning: None,
             reason: if is_leader {
                 format!(
                     "{}; it leads, so the leader moves first",
@@ -413,6 +424,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 after: Some(json!(value)),
                 apply_via: ApplyVia::Provider,
                 data_loss: None,
+                warning: None,
                 reason: "bootstrap configuration of the new cluster".to_owned(),
             });
         }
@@ -424,6 +436,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 after: Some(json!(value.to_conf_string())),
                 apply_via: ApplyVia::Provider,
                 data_loss: None,
+                warning: None,
                 reason: "bootstrap configuration of the new cluster".to_owned(),
             });
         }
@@ -442,6 +455,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     after: Some(json!(value)),
                     apply_via: ApplyVia::Reload,
                     data_loss: None,
+                    warning: None,
                     reason: "differs from the DCS configuration".to_owned(),
                 });
             }
@@ -469,6 +483,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     after: Some(Value::String(want)),
                     apply_via: via_for_context(context),
                     data_loss: None,
+                    warning: None,
                     reason: format!(
                         "differs from the DCS configuration (context: {})",
                         context.as_str()
@@ -489,6 +504,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     after: None,
                     apply_via: via_for_context(context),
                     data_loss: None,
+                    warning: None,
                     reason: "removed from the spec; PostgreSQL's default applies".to_owned(),
                 });
             }
@@ -543,6 +559,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 after: Some(json!({ "pending_restart": false })),
                 apply_via: ApplyVia::Restart,
                 data_loss: None,
+                warning: None,
                 reason: if reasons.is_empty() {
                     "PostgreSQL waits for a restart".to_owned()
                 } else {
@@ -575,6 +592,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             apply_via: ApplyVia::Provider,
             reason: "bootstrap configuration of the new cluster".to_owned(),
             data_loss: None,
+            warning: None,
         });
     }
     Diff { changes, forgotten }

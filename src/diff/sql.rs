@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{ApplyVia, Change, ChangeAction, Managed};
 use crate::observe::model::{ObservedDatabase, ObservedRole, SqlObjects};
-use crate::spec::model::{ClusterSpec, DatabaseSpec, RoleSpec};
+use crate::spec::model::{ClusterSpec, DatabaseSpec, RoleSpec, SecretRef};
 
 pub const SENSITIVE: &str = "(sensitive)";
 
@@ -166,6 +166,7 @@ pub fn roles(
                     apply_via: ApplyVia::Sql,
                     reason: "in the spec, not in the cluster".to_owned(),
                     data_loss: None,
+                    warning: None,
                 });
             }
             Some(o) => {
@@ -178,7 +179,14 @@ pub fn roles(
                 if wants_password && o.password_matches == Some(false) {
                     before.insert("password".into(), json!(SENSITIVE));
                     after.insert("password".into(), json!(SENSITIVE));
-                    reasons.push(format!("(sensitive value changed){suffix}"));
+                    let source = match &r.password {
+                        Some(SecretRef::Env(name)) => format!("environment variable {name}"),
+                        Some(SecretRef::File(path)) => format!("file {}", path.display()),
+                        None => "pgdba's secrets file".to_owned(),
+                    };
+                    reasons.push(format!(
+                        "the stored password does not match the one in {source} (sensitive value changed){suffix}"
+                    ));
                 }
                 if !after.is_empty() {
                     out.push(Change {
@@ -189,6 +197,7 @@ pub fn roles(
                         apply_via: ApplyVia::Sql,
                         reason: reasons.join("; "),
                         data_loss: None,
+                        warning: None,
                     });
                 }
             }
@@ -200,9 +209,9 @@ pub fn roles(
         .iter()
         .filter(|n| !in_spec.contains(n.as_str()))
     {
-        if !sql.roles.contains_key(name) {
+        let Some(o) = sql.roles.get(name) else {
             continue; // gone already; the state forgets it
-        }
+        };
         if spec.spec.prune.roles {
             out.push(Change {
                 address: role_address(name),
@@ -212,6 +221,7 @@ pub fn roles(
                 apply_via: ApplyVia::Sql,
                 reason: "left the spec, and spec.prune.roles is on".to_owned(),
                 data_loss: None,
+                warning: role_drop_blocker(name, o),
             });
         } else {
             forgotten.push(role_address(name));
@@ -282,6 +292,7 @@ pub fn databases(
                 apply_via: ApplyVia::Sql,
                 reason: "in the spec, not in the cluster".to_owned(),
                 data_loss: None,
+                warning: None,
             }),
             Some(o) => {
                 let encoding_differs =
@@ -314,6 +325,7 @@ pub fn databases(
                         apply_via: ApplyVia::Sql,
                         reason: "encoding and locale are fixed at creation; the database must be dropped and created again".to_owned(),
                         data_loss: Some(loss(&d.name, o)),
+                        warning: None,
                     });
                 } else if !after.is_empty() {
                     out.push(Change {
@@ -324,6 +336,7 @@ pub fn databases(
                         apply_via: ApplyVia::Sql,
                         reason: "differs from the cluster".to_owned(),
                         data_loss: None,
+                        warning: None,
                     });
                 }
             }
@@ -337,7 +350,14 @@ pub fn databases(
         } else {
             sql.databases.get(&d.name)
         };
-        extensions(d, managed, observed, out);
+        extensions(
+            d,
+            managed,
+            observed,
+            spec.spec.prune.extensions,
+            out,
+            forgotten,
+        );
     }
     for name in databases_left(spec, managed) {
         let Some(o) = sql.databases.get(name) else {
@@ -352,11 +372,37 @@ pub fn databases(
                 apply_via: ApplyVia::Sql,
                 reason: "left the spec, and spec.prune.databases is on".to_owned(),
                 data_loss: Some(loss(name, o)),
+                warning: None,
             });
         } else {
             forgotten.push(database_address(name));
         }
     }
+}
+
+/// Why `DROP ROLE` will fail: PostgreSQL refuses while the role owns objects or holds
+/// privileges in any database.
+fn role_drop_blocker(name: &str, o: &ObservedRole) -> Option<String> {
+    let plural = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut what = Vec::new();
+    if o.owned_objects > 0 {
+        what.push(format!(
+            "owns {}",
+            plural(o.owned_objects, "object", "objects")
+        ));
+    }
+    if o.privileges > 0 {
+        what.push(format!(
+            "holds {}",
+            plural(o.privileges, "privilege", "privileges")
+        ));
+    }
+    (!what.is_empty()).then(|| {
+        format!(
+            "DROP ROLE {name} will fail: it {} (in some database); run REASSIGN OWNED BY {name} TO ... and DROP OWNED BY {name} in each database first",
+            what.join(" and ")
+        )
+    })
 }
 
 /// Managed databases that left the spec: dropped with `spec.prune.databases`, else forgotten.
@@ -374,11 +420,15 @@ pub fn databases_left<'m>(spec: &ClusterSpec, managed: &'m Managed) -> Vec<&'m S
         .collect()
 }
 
+/// A database's extensions. One pgdba managed that left the spec is dropped with
+/// `spec.prune.extensions` (a data loss when table columns use its types), else forgotten.
 fn extensions(
     d: &DatabaseSpec,
     managed: &Managed,
     observed: Option<&ObservedDatabase>,
+    prune: bool,
     out: &mut Vec<Change>,
+    forgotten: &mut Vec<String>,
 ) {
     let empty = BTreeMap::new();
     // A database that does not exist yet has no extensions; one not looked into is skipped.
@@ -407,6 +457,7 @@ fn extensions(
                 apply_via: ApplyVia::Sql,
                 reason: format!("in the spec, not in database {}", d.name),
                 data_loss: None,
+                warning: None,
             }),
             Some(i) => {
                 let mut before = Map::new();
@@ -428,6 +479,7 @@ fn extensions(
                         apply_via: ApplyVia::Sql,
                         reason: "differs from the installed extension".to_owned(),
                         data_loss: None,
+                        warning: None,
                     });
                 }
             }
@@ -436,17 +488,34 @@ fn extensions(
     let in_spec: BTreeSet<&str> = d.extensions.iter().map(|e| e.name.as_str()).collect();
     if let Some(names) = managed.extensions.get(&d.name) {
         for name in names.iter().filter(|n| !in_spec.contains(n.as_str())) {
-            if let Some(i) = installed.get(name) {
-                out.push(Change {
-                    address: extension_address(&d.name, name),
-                    action: ChangeAction::Delete,
-                    before: Some(json!({ "version": i.version, "schema": i.schema })),
-                    after: None,
-                    apply_via: ApplyVia::Sql,
-                    reason: format!("left the spec of database {}", d.name),
-                    data_loss: None,
-                });
+            let Some(i) = installed.get(name) else {
+                continue;
+            };
+            let address = extension_address(&d.name, name);
+            if !prune {
+                forgotten.push(address);
+                continue;
             }
+            let columns = i.dependent_columns;
+            out.push(Change {
+                address,
+                action: ChangeAction::Delete,
+                before: Some(json!({ "version": i.version, "schema": i.schema })),
+                after: None,
+                apply_via: ApplyVia::Sql,
+                reason: format!(
+                    "left the spec of database {}, and spec.prune.extensions is on",
+                    d.name
+                ),
+                data_loss: (columns > 0).then(|| {
+                    format!(
+                        "extension {name} in database {}: {columns} table column{} of its types, dropped with it",
+                        d.name,
+                        if columns == 1 { "" } else { "s" }
+                    )
+                }),
+                warning: None,
+            });
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   overridden (DCS or ALTER SYSTEM), a password, superuser flag or HBA rule changed, a
 //!   database dropped.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -139,8 +141,10 @@ fn classify(c: &Change) -> Item {
             let risky = after
                 .is_some_and(|a| a.get("password").is_some() || a.get("superuser").is_some())
                 || c.action == ChangeAction::Create;
+            let password = after.is_some_and(|a| a.get("password").is_some());
             let what = match c.action {
                 ChangeAction::Create => format!("role {name} was dropped"),
+                _ if password => format!("role {name}: {}", c.reason),
                 _ => format!("role {name} was altered"),
             };
             item(
@@ -186,6 +190,37 @@ fn classify(c: &Change) -> Item {
             c.reason.clone(),
         ),
     }
+}
+
+/// What drift compares with, per address: what pgdba last did to it. `partials` are the diffs
+/// of the specs of applies that stopped part-way, newest first, each with the addresses its
+/// completed actions changed; `applied` is the diff of the last complete apply's spec. An
+/// address takes its change from the newest partial apply that changed it, else from the last
+/// complete apply; one that no apply ever changed (a member whose first create failed) is not
+/// drift.
+pub fn baseline(applied: Option<Diff>, partials: &[(Diff, &BTreeSet<String>)]) -> Diff {
+    let owner = |address: &str| partials.iter().position(|(_, done)| done.contains(address));
+    let mut changes = Vec::new();
+    for (i, (d, _)) in partials.iter().enumerate() {
+        changes.extend(
+            d.changes
+                .iter()
+                .filter(|c| owner(&c.address) == Some(i))
+                .cloned(),
+        );
+    }
+    let forgotten = match applied {
+        Some(d) => {
+            changes.extend(
+                d.changes
+                    .into_iter()
+                    .filter(|c| owner(&c.address).is_none()),
+            );
+            d.forgotten
+        }
+        None => Vec::new(),
+    };
+    Diff { changes, forgotten }
 }
 
 /// Everything that drifted. `diff` is the last applied spec against `obs`; `applied_leader`

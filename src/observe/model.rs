@@ -49,6 +49,12 @@ pub struct ObservedRole {
     /// Does the spec's secret match the stored SCRAM verifier? `None` when the spec sets no
     /// password for it.
     pub password_matches: Option<bool>,
+    /// Objects it owns and privileges granted to it, in every database (`pg_shdepend`):
+    /// `DROP ROLE` fails while there are any.
+    #[serde(default)]
+    pub owned_objects: i64,
+    #[serde(default)]
+    pub privileges: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +73,9 @@ pub struct ObservedDatabase {
 pub struct ObservedExtension {
     pub version: String,
     pub schema: String,
+    /// Table columns whose type the extension provides: dropping it drops them.
+    #[serde(default)]
+    pub dependent_columns: i64,
 }
 
 /// One row of `pg_hba_file_rules`.

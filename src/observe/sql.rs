@@ -33,7 +33,11 @@ SELECT a.rolname, a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, a.r
             ELSE extract(epoch FROM a.rolvaliduntil)::float8 END,
        a.rolpassword,
        ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_authid g ON g.oid = m.roleid
-             WHERE m.member = a.oid ORDER BY 1)
+             WHERE m.member = a.oid ORDER BY 1),
+       (SELECT count(*) FILTER (WHERE s.deptype = 'o') FROM pg_shdepend s
+        WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = a.oid),
+       (SELECT count(*) FILTER (WHERE s.deptype = 'a') FROM pg_shdepend s
+        WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = a.oid)
 FROM pg_authid a
 WHERE a.rolname !~ '^pg_'";
 
@@ -43,8 +47,14 @@ SELECT d.datname::text, pg_get_userbyid(d.datdba)::text, pg_encoding_to_char(d.e
        CASE WHEN d.datname = ANY($1) THEN pg_database_size(d.oid) END
 FROM pg_database d WHERE NOT d.datistemplate";
 
+// With the table columns whose type is one of the extension's: dropping it drops them.
 const EXTENSIONS: &str = "\
-SELECT e.extname::text, e.extversion, n.nspname::text
+SELECT e.extname::text, e.extversion, n.nspname::text,
+       (SELECT count(*) FROM pg_depend d
+        JOIN pg_attribute a ON a.atttypid = d.objid AND a.attnum > 0 AND NOT a.attisdropped
+        JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p', 'm')
+        WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+          AND d.classid = 'pg_type'::regclass AND d.deptype = 'e')
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace";
 
 type Extensions = Result<BTreeMap<String, ObservedExtension>, tokio_postgres::Error>;
@@ -84,6 +94,8 @@ pub async fn objects_on(
                 has_password: verifier.is_some(),
                 member_of: r.try_get(11)?,
                 password_matches,
+                owned_objects: r.try_get(12)?,
+                privileges: r.try_get(13)?,
             },
         );
     }
@@ -134,6 +146,7 @@ async fn extensions(
             ObservedExtension {
                 version: e.try_get(1)?,
                 schema: e.try_get(2)?,
+                dependent_columns: e.try_get(3)?,
             },
         );
     }

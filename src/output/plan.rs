@@ -117,6 +117,9 @@ pub fn table(plan: &Plan) -> String {
                 "      ! data loss: {loss} (apply needs --allow-data-loss)"
             );
         }
+        if let Some(warning) = &c.warning {
+            let _ = writeln!(out, "      ! warning: {warning}");
+        }
     }
     for f in &plan.forgotten {
         let _ = writeln!(

@@ -668,7 +668,11 @@ fn sql_objects(
             .and_then(|d| d.extensions.iter().find(|e| e.name == name));
         let (database, name) = (db.to_owned(), name.to_owned());
         let kind = match (c.action, e) {
-            (ChangeAction::Delete, _) | (_, None) => ActionKind::DropExtension { database, name },
+            (ChangeAction::Delete, _) | (_, None) => ActionKind::DropExtension {
+                database,
+                name,
+                cascade: c.data_loss.is_some(),
+            },
             (ChangeAction::Create, Some(e)) => ActionKind::CreateExtension {
                 database,
                 name,

@@ -97,6 +97,10 @@ pub enum ActionKind {
     DropExtension {
         database: String,
         name: String,
+        /// Drop what depends on it too (table columns of its types): only when the plan says
+        /// so as a data loss, which apply refuses without `--allow-data-loss`.
+        #[serde(default)]
+        cascade: bool,
     },
     /// Gate: the member's `pg_hba_file_rules` are exactly these rules.
     AwaitHba {

@@ -78,11 +78,15 @@ pub struct Prune {
     /// `--allow-data-loss`).
     #[serde(default)]
     pub databases: bool,
+    /// Drop extensions that pgdba managed and that left their database's spec (apply also
+    /// needs `--allow-data-loss` when columns use the extension's types).
+    #[serde(default)]
+    pub extensions: bool,
 }
 
 impl Prune {
     pub fn is_off(&self) -> bool {
-        !self.roles && !self.databases
+        !self.roles && !self.databases && !self.extensions
     }
 }
 

@@ -149,13 +149,13 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
 }
 
 fn check_postgres(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
-    let version = match doc.pointer("/spec/postgres/version") {
-        None => Postgres::default().version,
-        Some(v) => match v.as_u64().and_then(|v| u32::try_from(v).ok()) {
-            Some(v) => v,
-            None => return, // the schema reports it
-        },
-    };
+    // A version of the wrong type (the schema reports it) still lets the parameters be
+    // checked, against the default version's catalog.
+    let version = doc
+        .pointer("/spec/postgres/version")
+        .and_then(Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(Postgres::default().version);
     let Some(catalog) = pg::catalog(version) else {
         let supported: Vec<String> = pg::supported_majors().iter().map(u32::to_string).collect();
         out.push((
@@ -256,18 +256,22 @@ fn replication_needs(doc: &Value, name: &str, value: &pg::Normalized) -> Option<
 }
 
 fn check_patroni(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
-    let settings = match doc.pointer("/spec/patroni") {
-        None => PatroniSettings::default(),
-        Some(v) => match serde_json::from_value::<PatroniSettings>(v.clone()) {
-            Ok(s) => s,
-            Err(_) => return, // the schema reports it
-        },
+    // Field by field, so that a bad unrelated field (the schema reports it) does not hide
+    // this rule; a bad field of the three does, since the rule cannot be computed.
+    let defaults = PatroniSettings::default();
+    let field = |name: &str, default: u32| -> Option<u64> {
+        match doc.pointer(&format!("/spec/patroni/{name}")) {
+            None => Some(u64::from(default)),
+            Some(v) => v.as_u64().filter(|n| u32::try_from(*n).is_ok()),
+        }
     };
-    let (ttl, loop_wait, retry) = (
-        u64::from(settings.ttl),
-        u64::from(settings.loop_wait),
-        u64::from(settings.retry_timeout),
-    );
+    let (Some(ttl), Some(loop_wait), Some(retry)) = (
+        field("ttl", defaults.ttl),
+        field("loop_wait", defaults.loop_wait),
+        field("retry_timeout", defaults.retry_timeout),
+    ) else {
+        return; // the schema reports it
+    };
     let needed = loop_wait + 2 * retry;
     if ttl >= needed {
         return;

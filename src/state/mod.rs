@@ -74,6 +74,42 @@ pub struct ClusterState {
     /// Who led right after the last apply; a different leader later is expected drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    /// Applies that stopped part-way since the last complete one, oldest first (at most
+    /// [`MAX_PARTIAL_APPLIES`]): what each set out to do and what it did. Drift compares an
+    /// address one of them changed with that apply's spec, not with `applied_spec`. A complete
+    /// apply clears them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_applies: Vec<PartialApply>,
+}
+
+/// How many partial applies the state keeps.
+pub const MAX_PARTIAL_APPLIES: usize = 10;
+
+/// An apply that stopped part-way.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PartialApply {
+    /// When it ended, RFC3339 UTC.
+    pub at: String,
+    /// The spec it applied (specs hold no secrets).
+    pub spec: serde_json::Value,
+    /// The addresses its completed actions changed (`pg_parameter.work_mem`, `member.demo-2`).
+    pub done: BTreeSet<String>,
+}
+
+impl ClusterState {
+    /// Record an apply that stopped part-way, keeping the newest [`MAX_PARTIAL_APPLIES`].
+    pub fn record_partial(&mut self, spec: serde_json::Value, done: BTreeSet<String>) {
+        self.partial_applies.push(PartialApply {
+            at: sys::now_rfc3339(),
+            spec,
+            done,
+        });
+        let excess = self
+            .partial_applies
+            .len()
+            .saturating_sub(MAX_PARTIAL_APPLIES);
+        self.partial_applies.drain(..excess);
+    }
 }
 
 impl ClusterState {
@@ -96,6 +132,7 @@ impl ClusterState {
             managed_extensions: BTreeMap::new(),
             applied_spec: None,
             leader: None,
+            partial_applies: Vec::new(),
         }
     }
 }

@@ -278,17 +278,23 @@ fn local_cluster_lifecycle() {
     let (code, plan) = t.plan_json();
     assert_eq!(code, 2);
     assert_eq!(clusters(&plan)["summary"]["add"], 1);
-    // First with the new member's PostgreSQL port taken: that action fails, its gate is skipped,
-    // the apply exits 1 naming both, and the next plan shows exactly what remains.
-    let squatter = std::net::TcpListener::bind(("127.0.0.1", t.pg_port + 2)).unwrap();
+    // The plan was saved; then the new member's PostgreSQL port is taken. Applying the saved
+    // plan, that action fails, its gate is skipped, the apply exits 1 naming both, and the next
+    // plan shows exactly what remains.
+    let saved = t.dir.path().join("scale.plan");
+    let saved = saved.to_str().unwrap();
     let r = t.run(&[
-        "apply",
+        "plan",
         "-f",
         t.spec_str(),
-        "--auto-approve",
+        "--out",
+        saved,
         "--format",
         "json",
     ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", t.pg_port + 2)).unwrap();
+    let r = t.run(&["apply", saved, "--format", "json"]);
     assert_eq!(r.code, 1, "{r:?}");
     let env = r.json();
     assert_eq!(env["error"]["code"], "APPLY_FAILED");
@@ -308,6 +314,20 @@ fn local_cluster_lifecycle() {
         )),
         "{message}"
     );
+    // While the port is taken, plan says so, and who holds it (this test's own process).
+    let r = t.run(&["plan", "-f", t.spec_str(), "--format", "json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "PORT_IN_USE");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains(&format!(
+            "port {} (member life-2 PostgreSQL) is already in use by pid {}",
+            t.pg_port + 2,
+            std::process::id()
+        )),
+        "{message}"
+    );
+    drop(squatter);
     let (code, plan) = t.plan_json();
     assert_eq!(code, 2);
     assert_eq!(
@@ -317,7 +337,6 @@ fn local_cluster_lifecycle() {
     );
     assert_eq!(clusters(&plan)["changes"][0]["address"], "member.life-2");
     assert_eq!(clusters(&plan)["changes"][0]["action"], "create");
-    drop(squatter);
     t.apply();
     let (_, streaming, n) = settled(&t, 3);
     assert_eq!((n, streaming.len()), (3, 2), "{:?}", t.patronictl_list());

@@ -165,3 +165,133 @@ fn what_a_dba_found() {
     assert_eq!(t.plan_json().0, 0);
     assert_eq!(t.psql(&replica, rport, "SHOW work_mem"), "4MB");
 }
+
+fn drift(t: &TestCluster) -> (i32, Value) {
+    let r = t.run(&["drift", "-f", t.spec_str(), "--format", "json"]);
+    assert!(matches!(r.code, 0 | 2), "{r:?}");
+    (r.code, r.json())
+}
+
+/// Apply a plan saved before `port` was taken: the action that needs the port fails, the
+/// others complete.
+fn apply_with_port_taken(t: &TestCluster, port: u16) {
+    let saved = t.dir.path().join("saved.plan");
+    let saved = saved.to_str().unwrap();
+    let r = t.run(&[
+        "plan",
+        "-f",
+        t.spec_str(),
+        "--out",
+        saved,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let r = t.run(&["apply", saved, "--format", "json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "APPLY_FAILED", "{r:?}");
+    drop(squatter);
+}
+
+/// Items 4-6: drift after applies that stopped part-way names only what changed outside
+/// pgdba; a password that does not match says which secret; plan refuses a port in use (with
+/// its holder) and another cluster's directory.
+#[test]
+fn drift_after_a_failed_apply_and_plan_refusals() {
+    let t = TestCluster::new("half", 32000);
+    t.envs.borrow_mut().push((
+        "HALF_APP_PASSWORD".to_owned(),
+        "half-app-Secret-1f2e".to_owned(),
+    ));
+    let roles = "  roles:\n    - {name: app, login: true, password: {env: HALF_APP_PASSWORD}}\n";
+    t.write_spec_with(1, &[("work_mem", "4MB")], roles);
+
+    // The first apply stops part-way: the primary is created, the replica is not. Drift reports
+    // no member "gone" that never existed, and one consistent note.
+    apply_with_port_taken(&t, t.pg_port + 1);
+    let (code, v) = drift(&t);
+    assert_eq!(code, 0, "{v:#}");
+    let c = &v["data"]["clusters"][0];
+    assert_eq!(c["drift"], serde_json::json!([]), "{v:#}");
+    let notes: Vec<&str> = c["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("stopped part-way")),
+        "{notes:?}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.contains("no applied spec")),
+        "{notes:?}"
+    );
+    t.apply();
+    assert_eq!(t.plan_json().0, 0);
+
+    // A later apply writes work_mem to the DCS, then stops at a member it cannot create:
+    // pgdba's own write is not drift.
+    t.write_spec_with(2, &[("work_mem", "8MB")], roles);
+    apply_with_port_taken(&t, t.pg_port + 2);
+    let (code, v) = drift(&t);
+    assert_eq!(code, 0, "{v:#}");
+    // Someone else's write still is, measured from what pgdba last did.
+    t.patronictl(&[
+        "edit-config",
+        "--force",
+        "-s",
+        "postgresql.parameters.work_mem=32MB",
+    ]);
+    let (code, v) = drift(&t);
+    assert_eq!(code, 2, "{v:#}");
+    let items = v["data"]["clusters"][0]["drift"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(items.len(), 1, "{v:#}");
+    assert_eq!(items[0]["address"], "pg_parameter.work_mem");
+    assert_eq!(items[0]["class"], "dangerous");
+    assert_eq!(
+        (&items[0]["before"], &items[0]["after"]),
+        (&serde_json::json!("8MB"), &serde_json::json!("32MB"))
+    );
+    t.apply();
+
+    // Item 5: a password changed by hand names the secret it no longer matches.
+    let (leader, port) = t.members()[0].clone();
+    t.psql(&leader, port, "ALTER ROLE app PASSWORD 'changed-by-hand'");
+    let (code, v) = drift(&t);
+    assert_eq!(code, 2, "{v:#}");
+    let items = v["data"]["clusters"][0]["drift"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let app = items.iter().find(|i| i["address"] == "role.app").unwrap();
+    let message = app["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not match the one in environment variable HALF_APP_PASSWORD"),
+        "{message}"
+    );
+    assert!(!message.contains("half-app-Secret"), "{message}");
+    t.apply();
+    assert_eq!(drift(&t).0, 0);
+
+    // Item 6: a second cluster in the same state dir pointing at this one's directory is
+    // refused by plan, naming this cluster, before anything is created.
+    let other = t.dir.path().join("other.yaml");
+    let text = std::fs::read_to_string(&t.spec)
+        .unwrap()
+        .replace("name: half", "name: other")
+        .replace(&format!("pg_port: {}", t.pg_port), "pg_port: 32050")
+        .replace(&format!("api_port: {}", t.api_port), "api_port: 32060")
+        .replace(&format!("etcd_port: {}", t.etcd_port), "etcd_port: 32070");
+    std::fs::write(&other, text).unwrap();
+    let r = t.run(&["plan", "-f", other.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "IN_USE_BY_ANOTHER_CLUSTER");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("cluster half's"), "{message}");
+    assert!(!t.state_dir.join("other.json").exists());
+}

@@ -182,7 +182,19 @@ fn roles_databases_extensions_and_hba_on_a_real_cluster() {
         "{plan:#}"
     );
     let reports = &plan["data"]["clusters"][0]["changes"][1];
-    assert_eq!(reports["reason"], "(sensitive value changed)");
+    assert!(
+        reports["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the stored password does not match the one in "),
+        "{reports}"
+    );
+    assert!(
+        reports["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("(sensitive value changed)")
+    );
     assert_eq!(reports["after"]["password"], "(sensitive)");
     let r = t.run(&[
         "apply",
@@ -316,6 +328,105 @@ fn roles_databases_extensions_and_hba_on_a_real_cluster() {
         ),
         "0"
     );
+    assert_eq!(t.plan_json().0, 0);
+
+    // Issue 17: an extension that leaves the spec is protected like a database: forgotten
+    // without prune; with prune, a data loss when columns use its types.
+    let psql_appdb = |sql: &str| {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-X", "-A", "-t", "-h"])
+            .arg(t.socket_dir(&leader))
+            .args(["-p", &leader_port.to_string(), "-d", "appdb", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    psql_appdb("CREATE TABLE emails (address citext)");
+    let without_citext = resources("", "", "").replace("{name: citext}, ", "");
+    t.write_spec_with(1, PARAMS, &without_citext);
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2);
+    assert!(changes(&plan).is_empty(), "{plan:#}");
+    assert_eq!(
+        plan["data"]["clusters"][0]["forgotten"],
+        serde_json::json!(["extension.appdb.citext"])
+    );
+    let pruned = resources("", "", "  prune: {extensions: true}\n").replace("{name: citext}, ", "");
+    t.write_spec_with(1, PARAMS, &pruned);
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2);
+    assert_eq!(changes(&plan), vec!["extension.appdb.citext"]);
+    let loss = plan["data"]["clusters"][0]["changes"][0]["data_loss"]
+        .as_str()
+        .unwrap();
+    assert!(loss.contains("1 table column of its types"), "{loss}");
+    let r = t.run(&[
+        "apply",
+        "-f",
+        t.spec_str(),
+        "--auto-approve",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.json()["error"]["code"], "DATA_LOSS", "{r:?}");
+    let r = t.run(&[
+        "apply",
+        "-f",
+        t.spec_str(),
+        "--auto-approve",
+        "--allow-data-loss",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        psql_appdb("SELECT count(*) FROM pg_extension WHERE extname = 'citext'"),
+        "0"
+    );
+    assert_eq!(
+        psql_appdb(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'emails'::regclass AND attnum > 0 AND NOT attisdropped"
+        ),
+        "0",
+        "the citext column went with the extension"
+    );
+    assert_eq!(t.plan_json().0, 0);
+
+    // A role that owns objects: the plan says DROP ROLE will fail, and why, before apply.
+    t.write_spec_with(
+        1,
+        PARAMS,
+        &resources("    - {name: temp}\n", "", "").replace("{name: citext}, ", ""),
+    );
+    t.apply();
+    t.psql(&leader, leader_port, "CREATE TABLE owned_by_temp (id int)");
+    t.psql(
+        &leader,
+        leader_port,
+        "ALTER TABLE owned_by_temp OWNER TO temp",
+    );
+    t.write_spec_with(
+        1,
+        PARAMS,
+        &resources("", "", "  prune: {roles: true}\n").replace("{name: citext}, ", ""),
+    );
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2);
+    let temp = &plan["data"]["clusters"][0]["changes"][0];
+    assert_eq!(temp["address"], "role.temp", "{plan:#}");
+    let warning = temp["warning"].as_str().unwrap();
+    assert!(
+        warning.contains("DROP ROLE temp will fail: it owns 1 object"),
+        "{warning}"
+    );
+    t.psql(&leader, leader_port, "DROP TABLE owned_by_temp");
+    let (_, plan) = t.plan_json();
+    assert!(
+        plan["data"]["clusters"][0]["changes"][0]["warning"].is_null(),
+        "{plan:#}"
+    );
+    t.apply();
     assert_eq!(t.plan_json().0, 0);
 
     // No secret in any file under the state dir or beside it, any saved plan, any output.

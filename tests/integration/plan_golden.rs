@@ -161,6 +161,8 @@ fn observed_role(login: bool) -> ObservedRole {
         member_of: Vec::new(),
         has_password: login,
         password_matches: None,
+        owned_objects: 0,
+        privileges: 0,
     }
 }
 
@@ -197,6 +199,7 @@ fn catalogs(extra: &[(&str, ObservedRole)]) -> SqlObjects {
                 ObservedExtension {
                     version: "1.0".to_owned(),
                     schema: "pg_catalog".to_owned(),
+                    dependent_columns: 0,
                 },
             )])),
         },
@@ -594,6 +597,7 @@ fn converged_resources(s: &ClusterSpec) -> Observation {
                     ObservedExtension {
                         version: "1.0".to_owned(),
                         schema: "pg_catalog".to_owned(),
+                        dependent_columns: 0,
                     },
                 ),
                 (
@@ -601,6 +605,7 @@ fn converged_resources(s: &ClusterSpec) -> Observation {
                     ObservedExtension {
                         version: "1.6".to_owned(),
                         schema: "public".to_owned(),
+                        dependent_columns: 0,
                     },
                 ),
                 (
@@ -608,6 +613,7 @@ fn converged_resources(s: &ClusterSpec) -> Observation {
                     ObservedExtension {
                         version: "1.3".to_owned(),
                         schema: "public".to_owned(),
+                        dependent_columns: 0,
                     },
                 ),
             ])),

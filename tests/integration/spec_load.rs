@@ -528,3 +528,22 @@ fn values_patroni_would_replace_are_refused_with_the_reason() {
         err[0]
     );
 }
+
+/// Issue 17: structural problems (unknown fields, wrong types) and semantic ones (a value
+/// Patroni replaces, Patroni's timing rule) come in one run, wherever the structure allows:
+/// a wrong-typed `version` or an unrelated bad Patroni field does not hide the other checks.
+#[test]
+fn structural_and_semantic_problems_are_reported_together() {
+    let text = b"apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: a, colour: blue}\nspec:\n  provider: {local: {}}\n  replicas: 1\n  postgres:\n    version: fifteen\n    parameters: {wal_level: minimal}\n  patroni: {ttl: 5, maximum_lag_on_failover: lots}\n";
+    let err = spec::load_str("t.yaml", text).unwrap_err();
+    let shown: Vec<String> = err.iter().map(ToString::to_string).collect();
+    let at: Vec<(usize, usize)> = err.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(
+        at,
+        vec![(3, 21), (8, 14), (9, 29), (10, 18), (10, 46)],
+        "{shown:#?}"
+    );
+    assert!(err[0].message.contains("unknown field `colour`"));
+    assert!(err[2].message.contains("wal_level `minimal`"));
+    assert!(err[3].message.contains("ttl 5 is too short"));
+}

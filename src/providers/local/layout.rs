@@ -169,6 +169,43 @@ impl Layout {
         )
     }
 
+    /// Every port this cluster uses, with what for: etcd's, then each member's.
+    pub fn ports(&self) -> Vec<(u16, String)> {
+        let mut out = vec![
+            (self.etcd.client_port, "etcd client".to_owned()),
+            (self.etcd.peer_port, "etcd peer".to_owned()),
+        ];
+        for m in &self.members {
+            out.push((m.pg_port, format!("member {} PostgreSQL", m.name)));
+            out.push((m.api_port, format!("member {} Patroni REST API", m.name)));
+        }
+        out
+    }
+
+    /// What this cluster would share with `other` (another cluster on this machine): its
+    /// directory (the same, or one inside the other) and its ports. Empty when nothing.
+    pub fn conflicts_with(&self, other: &Layout) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.root.starts_with(&other.root) || other.root.starts_with(&self.root) {
+            out.push(format!(
+                "data_dir {} overlaps cluster {}'s {}",
+                self.root.display(),
+                other.cluster,
+                other.root.display()
+            ));
+        }
+        let theirs = other.ports();
+        for (port, what) in self.ports() {
+            if let Some((_, their)) = theirs.iter().find(|(p, _)| *p == port) {
+                out.push(format!(
+                    "port {port} ({what}) is cluster {}'s {their}",
+                    other.cluster
+                ));
+            }
+        }
+        out
+    }
+
     pub fn member_names(&self) -> Vec<String> {
         self.members.iter().map(|m| m.name.clone()).collect()
     }

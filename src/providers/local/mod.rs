@@ -66,6 +66,19 @@ impl ProviderError {
     }
 }
 
+/// The ports of `ports` something listens on already, each said with what it is for and, where
+/// `/proc` tells, who holds it.
+fn busy_ports(ports: &[(u16, String)]) -> Vec<String> {
+    ports
+        .iter()
+        .filter(|(port, _)| !process::port_free(*port))
+        .map(|(port, what)| match process::port_holder(*port) {
+            Some(holder) => format!("port {port} ({what}) is already in use by {holder}"),
+            None => format!("port {port} ({what}) is already in use"),
+        })
+        .collect()
+}
+
 /// The passwords Patroni needs for pgdba's own roles.
 #[derive(Clone)]
 pub struct Credentials {
@@ -155,15 +168,40 @@ impl Local {
     }
 
     fn check_ports(&self, ports: &[(u16, String)]) -> Result<(), ProviderError> {
-        for (port, what) in ports {
-            if !process::port_free(*port) {
-                return Err(ProviderError::Config(format!(
-                    "port {port} ({what}) is already in use on {}; choose other ports in spec.provider.local",
-                    layout::HOST
-                )));
+        let busy = busy_ports(ports);
+        if busy.is_empty() {
+            return Ok(());
+        }
+        Err(ProviderError::Config(format!(
+            "{} on {}; choose other ports in spec.provider.local",
+            busy.join("; "),
+            layout::HOST
+        )))
+    }
+
+    /// Before a plan is shown: the ports its actions will listen on are free. An action that
+    /// creates or starts etcd needs etcd's two ports; one that creates or starts a member, that
+    /// member's PostgreSQL and REST API ports.
+    pub fn preflight(&self, plan: &crate::plan::Plan) -> Result<(), ProviderError> {
+        use crate::plan::ActionKind;
+        let mut needed = Vec::new();
+        for a in &plan.actions {
+            match &a.kind {
+                ActionKind::CreateDcs | ActionKind::StartDcs => {
+                    let e = &self.layout.etcd;
+                    needed.push((e.client_port, "etcd client".to_owned()));
+                    needed.push((e.peer_port, "etcd peer".to_owned()));
+                }
+                ActionKind::CreateMember { .. } | ActionKind::StartMember => {
+                    if let Some(m) = a.member().and_then(|n| self.layout.member(n)) {
+                        needed.push((m.pg_port, format!("member {} PostgreSQL", m.name)));
+                        needed.push((m.api_port, format!("member {} Patroni REST API", m.name)));
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(())
+        self.check_ports(&needed)
     }
 
     /// Create the cluster's root and its etcd, start etcd and wait until it is healthy.

@@ -203,6 +203,46 @@ pub fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind((super::layout::HOST, port)).is_ok()
 }
 
+/// Who listens on a TCP port, as far as `/proc` tells: `pid 1234 (postgres)`. `None` when no
+/// listening socket is found or its process cannot be seen (another user's, without root).
+pub fn port_holder(port: u16) -> Option<String> {
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local = fields.get(1)?;
+                let state = fields.get(3)?;
+                let inode = fields.get(9)?;
+                let p = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+                // 0A: LISTEN.
+                (p == port && *state == "0A").then(|| (*inode).to_owned())
+            })
+        })?;
+    let target = format!("socket:[{inode}]");
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()));
+        if holds {
+            let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            return Some(format!("pid {pid} ({})", comm.trim()));
+        }
+    }
+    None
+}
+
 /// The last `n` lines of a log, for error messages.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
