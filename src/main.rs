@@ -7,10 +7,14 @@ use pgdba::cli::{Cli, commands};
 use pgdba::output::{Envelope, ErrorBody, Format};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let global = cli.resolve();
     // Verbosity raises pgdba's own logs only: libraries' debug output (tokio-postgres prints
     // statements) stays out.
-    let filter = match cli.global.verbose {
+    let filter = match global.verbose {
         0 => "warn",
         1 => "pgdba=info,warn",
         _ => "pgdba=debug,warn",
@@ -21,16 +25,15 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in a CI log or a file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    let format = cli
-        .global
-        .format
-        .unwrap_or(if std::io::stdout().is_terminal() {
-            Format::Table
-        } else {
-            Format::Json
-        });
+    let format = global.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Json
+    });
     let name = commands::command_name(&cli.command);
     let outcome = if !commands::supports(&cli.command, format) {
         commands::Failure {
@@ -45,7 +48,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
         {
-            Ok(rt) => rt.block_on(commands::run(cli.command, &cli.global, format)),
+            Ok(rt) => rt.block_on(commands::run(cli.command, &global, format)),
             Err(e) => commands::Failure {
                 code: "INTERNAL",
                 message: format!("cannot start the runtime: {e}"),
@@ -57,6 +60,75 @@ fn main() -> ExitCode {
     };
     print(name, format, &outcome);
     ExitCode::from(outcome.exit)
+}
+
+/// A command line that cannot be parsed is an error like any other: exit 1 (never 2, which
+/// means "changes pending" to scripts), and the JSON envelope with `USAGE` when the output is
+/// JSON (`--format json` or `yaml`, or stdout not a terminal). `--help` and `--version` print
+/// and exit 0.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let asked = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--format=").or_else(|| {
+            (a == "--format")
+                .then(|| args.get(i + 1).map(String::as_str))
+                .flatten()
+        })
+    });
+    let format = match asked {
+        Some("json") => Format::Json,
+        Some("yaml") => Format::Yaml,
+        Some(_) => Format::Table,
+        None if std::io::stdout().is_terminal() => Format::Table,
+        None => Format::Json,
+    };
+    if format == Format::Table {
+        let _ = e.print();
+        return ExitCode::from(1);
+    }
+    // The subcommand, when the words before the error name one.
+    let name = match args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str)
+    {
+        Some(c @ ("validate" | "plan" | "apply" | "drift" | "destroy")) => c.to_owned(),
+        Some("state") => match args
+            .iter()
+            .filter(|a| !a.starts_with('-'))
+            .nth(1)
+            .map(String::as_str)
+        {
+            Some(s @ ("list" | "show" | "unlock")) => format!("state {s}"),
+            _ => "state".to_owned(),
+        },
+        _ => "pgdba".to_owned(),
+    };
+    let message = e.render().to_string();
+    let message = message.trim().trim_start_matches("error: ").to_owned();
+    let outcome = commands::Failure {
+        code: "USAGE",
+        message,
+        hint: Some("see `pgdba --help` and `pgdba <command> --help`".to_owned()),
+        data: serde_json::Value::Null,
+    }
+    .into_outcome();
+    print(&name, format, &outcome);
+    ExitCode::from(1)
 }
 
 /// Print the result; a closed stdout or stderr (`pgdba plan | head`) is not an error worth a panic.

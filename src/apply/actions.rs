@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::Context;
+use super::{Context, Effect};
 use crate::diff;
 use crate::observe::model::{PatroniMember, Role};
 use crate::observe::pg;
@@ -12,7 +12,7 @@ use crate::providers::local::config::SUPERUSER;
 use crate::providers::local::layout::HOST;
 use crate::state;
 
-pub(super) type Outcome = Result<Option<String>, String>;
+pub(super) type Outcome = Result<Effect, String>;
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -23,7 +23,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             .provider
             .start_dcs()
             .await
-            .map(|()| None)
+            .map(|()| Effect::Changed)
             .map_err(|e| crate::error_chain(&e)),
         ActionKind::CreateMember { bootstrap } => create_member(a, ctx, *bootstrap).await,
         ActionKind::StartMember => {
@@ -33,7 +33,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                 .await
                 .map_err(|e| crate::error_chain(&e))?;
             record_member(ctx, name)?;
-            Ok(None)
+            Ok(Effect::Changed)
         }
         ActionKind::DeleteMember => delete_member(a, ctx).await,
         ActionKind::PatchConfig { patch } => patch_config(ctx, patch).await,
@@ -101,7 +101,11 @@ async fn create_dcs(ctx: &Context<'_>) -> Outcome {
         s.dcs.created = true;
         s.dcs.endpoints = vec![layout.etcd.endpoint()];
     })?;
-    Ok(already.then(|| "etcd already runs".to_owned()))
+    Ok(if already {
+        Effect::AlreadyDone("etcd already runs".to_owned())
+    } else {
+        Effect::Changed
+    })
 }
 
 async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcome {
@@ -111,7 +115,7 @@ async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcom
     if existing.is_some_and(|m| m.running) {
         // Precondition: the member must not exist yet; a running one is taken as created.
         record_member(ctx, name)?;
-        return Ok(Some(format!("member {name} already runs")));
+        return Ok(Effect::AlreadyDone(format!("member {name} already runs")));
     }
     if !bootstrap {
         let leader = leader(ctx)
@@ -129,7 +133,7 @@ async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcom
         .await
         .map_err(|e| crate::error_chain(&e))?;
     record_member(ctx, name)?;
-    Ok(None)
+    Ok(Effect::Changed)
 }
 
 /// Patroni's slot name for a member: lowercase, anything but [a-z0-9_] becomes `_`.
@@ -182,7 +186,7 @@ async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
         .map_err(|e| crate::error_chain(&e))?;
     ctx.recorder
         .update(|s| s.members.retain(|m| m.name != name))?;
-    Ok(None)
+    Ok(Effect::Changed)
 }
 
 async fn patch_config(ctx: &Context<'_>, patch: &serde_json::Value) -> Outcome {
@@ -208,7 +212,7 @@ async fn patch_config(ctx: &Context<'_>, patch: &serde_json::Value) -> Outcome {
             }
         }
     })?;
-    Ok(None)
+    Ok(Effect::Changed)
 }
 
 async fn await_config(
@@ -242,7 +246,7 @@ async fn await_config(
                     .cloned()
                     .collect();
                 if lagging.is_empty() {
-                    return Ok(None);
+                    return Ok(Effect::Changed);
                 }
                 last = format!("not yet applied: {}", lagging.join(", "));
             }
@@ -294,7 +298,9 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
         .map_err(|e| format!("member {name}: {e}"))?
         > 0;
     if !by_patroni && !by_pg {
-        return Ok(Some(format!("member {name} has no pending restart")));
+        return Ok(Effect::AlreadyDone(format!(
+            "member {name} has no pending restart"
+        )));
     }
     let answer = ctx
         .patroni
@@ -317,7 +323,7 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
                 && !crate::patroni::pending_restart(&s).0
                 && pg::pending_restarts(&conn).await.is_ok_and(|n| n == 0)
             {
-                return Ok(None);
+                return Ok(Effect::Changed);
             }
         }
         if Instant::now() >= deadline {
@@ -361,7 +367,7 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
         if let Ok(l) = leader(ctx).await
             && l.name == candidate
         {
-            return Ok(Some(format!("{candidate} leads")));
+            return Ok(Effect::Note(format!("{candidate} leads")));
         }
         if Instant::now() >= deadline {
             return Err(format!(
@@ -439,7 +445,7 @@ async fn await_healthy(a: &Action, ctx: &Context<'_>, max_lag: u64) -> Outcome {
     let deadline = Instant::now() + ctx.gate_timeout;
     loop {
         let last = match member_health(ctx, name, max_lag).await {
-            Ok(()) => return Ok(None),
+            Ok(()) => return Ok(Effect::Changed),
             Err(e) => e,
         };
         if Instant::now() >= deadline {
@@ -467,7 +473,9 @@ async fn await_replay(a: &Action, ctx: &Context<'_>) -> Outcome {
     loop {
         let last = match pg::wal_position(&conn, pg::WalPosition::Replayed).await {
             Ok(lsn) if lsn >= target => {
-                return Ok(Some(format!("replayed the leader's WAL up to {target}")));
+                return Ok(Effect::Note(format!(
+                    "replayed the leader's WAL up to {target}"
+                )));
             }
             Ok(lsn) => format!("replayed up to {lsn}, {} bytes short", target - lsn),
             Err(e) => e.to_string(),

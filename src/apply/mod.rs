@@ -28,12 +28,28 @@ pub enum Status {
     Skipped,
 }
 
+/// What an action that completed did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// It changed the cluster (or a gate passed).
+    Changed,
+    /// It changed the cluster; what to tell about it.
+    Note(String),
+    /// Its precondition found the effect already there (a member that already runs, a
+    /// restart no longer pending): nothing was changed.
+    AlreadyDone(String),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActionResult {
     pub id: String,
     pub kind: String,
     pub target: String,
     pub status: Status,
+    /// Done and changed something; false for an action that found its effect already there
+    /// (and for failed and skipped ones).
+    #[serde(default)]
+    pub changed: bool,
     /// What happened: the error for a failed action, why for a skipped one, a note otherwise.
     pub message: Option<String>,
     pub duration_ms: u64,
@@ -50,6 +66,25 @@ pub struct ApplyResult {
 impl ApplyResult {
     pub fn succeeded(&self) -> bool {
         self.failed.is_empty() && self.skipped.is_empty()
+    }
+
+    /// What the apply did, counted from the actions that ran: a change counts once every
+    /// action that realizes it is done; a restart or switchover once it actually happened
+    /// (not when its precondition found nothing to do).
+    pub fn summary(&self, plan: &Plan) -> crate::plan::Summary {
+        let status = |id: &str| self.actions.iter().find(|r| r.id == id);
+        let done = |a: &&Action| status(&a.id).is_some_and(|r| r.status == Status::Done);
+        let realized = plan.changes.iter().filter(|c| {
+            plan.actions
+                .iter()
+                .filter(|a| a.changes.contains(&c.address))
+                .all(|a| done(&a))
+        });
+        let acted = plan
+            .actions
+            .iter()
+            .filter(|a| status(&a.id).is_some_and(|r| r.changed));
+        crate::plan::summarize(realized, acted)
     }
 }
 
@@ -127,6 +162,7 @@ pub async fn execute(
                         kind: a.kind.name().to_owned(),
                         target: a.target.clone(),
                         status: Status::Skipped,
+                        changed: false,
                         message: Some(format!("{dep} did not complete")),
                         duration_ms: 0,
                     };
@@ -158,11 +194,13 @@ pub async fn execute(
         let Some((a, outcome, elapsed)) = running.next().await else {
             break;
         };
-        let (st, message) = match outcome {
-            Ok(note) => (Status::Done, note),
+        let (st, changed, message) = match outcome {
+            Ok(Effect::Changed) => (Status::Done, true, None),
+            Ok(Effect::Note(n)) => (Status::Done, true, Some(n)),
+            Ok(Effect::AlreadyDone(n)) => (Status::Done, false, Some(n)),
             Err(e) => {
                 tracing::error!(id = %a.id, "{e}");
-                (Status::Failed, Some(e))
+                (Status::Failed, false, Some(e))
             }
         };
         status.insert(&a.id, st);
@@ -171,6 +209,7 @@ pub async fn execute(
             kind: a.kind.name().to_owned(),
             target: a.target.clone(),
             status: st,
+            changed,
             message,
             duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         };

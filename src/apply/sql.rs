@@ -4,8 +4,8 @@
 
 use postgres_protocol::escape::{escape_identifier as ident, escape_literal as literal};
 
-use super::Context;
 use super::actions::{Outcome, leader_conn, member};
+use super::{Context, Effect};
 use crate::diff::hba;
 use crate::observe::pg::Conn;
 use crate::pg::scram;
@@ -137,7 +137,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                     s.managed_roles.insert(role.name.clone());
                 })?;
             }
-            Ok(None)
+            Ok(Effect::Changed)
         }
         ActionKind::DropRole => {
             let name = name_of(a, "role.")?;
@@ -150,7 +150,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             ctx.recorder.update(|s| {
                 s.managed_roles.remove(&name);
             })?;
-            Ok(None)
+            Ok(Effect::Changed)
         }
         ActionKind::CreateDatabase {
             owner,
@@ -162,7 +162,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             let conn = leader_conn(ctx).await?;
             let note =
                 if exists(&conn, "SELECT 1 FROM pg_database WHERE datname = $1", &name).await? {
-                    Some(format!("database {name} already exists"))
+                    Effect::AlreadyDone(format!("database {name} already exists"))
                 } else {
                     let mut sql = format!(
                         "CREATE DATABASE {} OWNER {} ENCODING {} TEMPLATE {}",
@@ -175,7 +175,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                         sql.push_str(&format!(" LOCALE {}", literal(l)));
                     }
                     on_leader(ctx, &sql, &format!("CREATE DATABASE {name}")).await?;
-                    None
+                    Effect::Changed
                 };
             ctx.recorder.update(|s| {
                 s.managed_databases.insert(name.clone());
@@ -193,7 +193,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             ctx.recorder.update(|s| {
                 s.managed_databases.insert(name.clone());
             })?;
-            Ok(None)
+            Ok(Effect::Changed)
         }
         ActionKind::DropDatabase => {
             let name = name_of(a, "database.")?;
@@ -207,7 +207,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                 s.managed_databases.remove(&name);
                 s.managed_extensions.remove(&name);
             })?;
-            Ok(None)
+            Ok(Effect::Changed)
         }
         ActionKind::CreateExtension {
             database,
@@ -229,7 +229,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                     .or_default()
                     .insert(name.clone());
             })?;
-            Ok(None)
+            Ok(Effect::Changed)
         }
         ActionKind::UpdateExtension {
             database,
@@ -259,7 +259,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                     .or_default()
                     .insert(name.clone());
             })?;
-            Ok(None)
+            Ok(Effect::Changed)
         }
         ActionKind::DropExtension {
             database,
@@ -278,7 +278,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                     set.remove(name);
                 }
             })?;
-            Ok(None)
+            Ok(Effect::Changed)
         }
         ActionKind::AwaitHba { rules } => await_hba(a, ctx, rules).await,
         ActionKind::ResetOverride { parameter } => {
@@ -297,7 +297,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                 .batch_execute("SELECT pg_reload_conf()")
                 .await
                 .map_err(sql_err("pg_reload_conf()"))?;
-            Ok(None)
+            Ok(Effect::Changed)
         }
         other => Err(format!("{} is not a SQL action", other.name())),
     }
@@ -316,7 +316,10 @@ async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
         ctx.recorder.update(|s| {
             s.managed_roles.insert(role.name.clone());
         })?;
-        return Ok(Some(format!("role {} already exists", role.name)));
+        return Ok(Effect::AlreadyDone(format!(
+            "role {} already exists",
+            role.name
+        )));
     }
     let mut sql = format!(
         "CREATE ROLE {} WITH {}",
@@ -334,7 +337,7 @@ async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
     ctx.recorder.update(|s| {
         s.managed_roles.insert(role.name.clone());
     })?;
-    Ok(None)
+    Ok(Effect::Changed)
 }
 
 /// One SQL text, in one round trip, in `database` on the leader; `what` names it in errors.
@@ -367,7 +370,7 @@ async fn await_hba(a: &Action, ctx: &Context<'_>, rules: &[String]) -> Outcome {
     let deadline = std::time::Instant::now() + ctx.gate_timeout;
     loop {
         let last = match crate::observe::pg::member_facts(&conn, &[], None).await {
-            Ok(f) if hba::member_matches(&f.hba, rules) => return Ok(None),
+            Ok(f) if hba::member_matches(&f.hba, rules) => return Ok(Effect::Changed),
             Ok(f) => match f.hba.iter().find_map(|l| l.error.clone()) {
                 Some(e) => format!("pg_hba.conf has an error: {e}"),
                 None => "pg_hba_file_rules does not match yet".to_owned(),

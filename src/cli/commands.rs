@@ -111,7 +111,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Apply { .. } => "apply",
         Command::Destroy { .. } => "destroy",
         Command::Drift { .. } => "drift",
-        Command::State(StateCommand::List) => "state list",
+        Command::State(StateCommand::List { .. }) => "state list",
         Command::State(StateCommand::Show { .. }) => "state show",
         Command::State(StateCommand::Unlock { .. }) => "state unlock",
     }
@@ -128,11 +128,12 @@ pub fn supports(c: &Command, f: Format) -> bool {
 
 pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
     let result = match command {
-        Command::Validate { file } => validate(&file),
+        Command::Validate { file, .. } => validate(&file),
         Command::Plan {
             file,
             out,
             detailed_exitcode,
+            ..
         } => plan_cmd(g, format, &file, out.as_deref(), detailed_exitcode).await,
         Command::Apply {
             plan_file: Some(p),
@@ -149,8 +150,8 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             "USAGE",
             "apply needs -f SPEC or a saved plan file",
         )),
-        Command::Destroy { file, confirm } => destroy(g, &file, confirm).await,
-        Command::Drift { file, fail_on } => super::drift::run(g, &file, fail_on).await,
+        Command::Destroy { file, confirm, .. } => destroy(g, &file, confirm).await,
+        Command::Drift { file, fail_on, .. } => super::drift::run(g, &file, fail_on).await,
         Command::State(s) => state_cmd(g, s),
     };
     result.unwrap_or_else(Failure::into_outcome)
@@ -763,7 +764,8 @@ async fn execute(
         }
     }
     let serial = recorder.snapshot().map(|s| s.serial);
-    let data = json!({ "cluster": plan.name, "summary": plan.summary, "result": result, "state_serial": serial });
+    let applied = result.summary(plan);
+    let data = json!({ "cluster": plan.name, "summary": plan.summary, "applied": applied, "result": result, "state_serial": serial });
     let mut human = String::new();
     for r in &result.actions {
         if r.status != apply::Status::Done {
@@ -775,14 +777,36 @@ async fn execute(
             ));
         }
     }
+    let already = result
+        .actions
+        .iter()
+        .filter(|r| r.status == apply::Status::Done && !r.changed)
+        .count();
+    let already = if already == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {} found {} already done",
+            plan_view::count(already, "action", "actions"),
+            if already == 1 {
+                "its work"
+            } else {
+                "their work"
+            }
+        )
+    };
     if result.succeeded() {
-        let s = &plan.summary;
         human.push_str(&if plan.is_empty() {
-            format!("cluster {}: no changes. The cluster matches the spec.\n", plan.name)
+            format!(
+                "cluster {}: no changes. The cluster matches the spec.\n",
+                plan.name
+            )
         } else {
             format!(
-                "Apply complete for cluster {}: {} added, {} changed, {} destroyed, {} restarts ({} actions).\n",
-                plan.name, s.add, s.change, s.destroy, s.restarts, result.done.len()
+                "Apply complete for cluster {}: {} ({}{already}).\n",
+                plan.name,
+                plan_view::applied_line(&applied),
+                plan_view::count(result.done.len(), "action", "actions"),
             )
         });
         Ok(Outcome::ok(data, human))
@@ -790,11 +814,12 @@ async fn execute(
         Err(Failure::new(
             "APPLY_FAILED",
             format!(
-                "apply of cluster {} failed: {} done, {} failed, {} skipped\n{}",
+                "apply of cluster {} failed: {} done, {} failed, {} skipped; it did: {}{already}\n{}",
                 plan.name,
                 result.done.len(),
                 result.failed.len(),
                 result.skipped.len(),
+                plan_view::applied_line(&applied),
                 human.trim_end()
             ),
         )
@@ -1023,24 +1048,96 @@ async fn destroy(g: &Global, path: &Path, confirmed: bool) -> Result<Outcome, Fa
     ))
 }
 
+/// `state show` for people: the cluster, its DCS and members, the lock, partial applies.
+fn state_table(s: &ClusterState, lock: Option<&crate::state::LockStatus>) -> String {
+    let mut out = format!(
+        "cluster {} ({} provider)\n  lineage     {}\n  serial      {}\n  updated     {}\n  data_dir    {}\n  dcs         {}\n  leader      {}\n  applied     {}\n",
+        s.cluster,
+        s.provider,
+        s.lineage,
+        s.serial,
+        s.updated_at,
+        s.data_dir.as_deref().unwrap_or("(none)"),
+        if s.dcs.endpoints.is_empty() {
+            "(none)".to_owned()
+        } else {
+            s.dcs.endpoints.join(", ")
+        },
+        s.leader.as_deref().unwrap_or("(unknown)"),
+        s.spec_hash
+            .as_deref()
+            .map_or("never completely".to_owned(), |h| format!(
+                "spec sha256 {h}"
+            )),
+    );
+    if s.members.is_empty() {
+        out.push_str("\nno members\n");
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .members
+            .iter()
+            .map(|m| {
+                vec![
+                    m.name.clone(),
+                    m.host.clone(),
+                    m.port.to_string(),
+                    m.api_url.clone(),
+                    m.socket_dir.clone(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&crate::output::columns(
+            &["MEMBER", "HOST", "PORT", "API_URL", "SOCKET_DIR"],
+            &rows,
+        ));
+    }
+    for p in &s.partial_applies {
+        out.push_str(&format!(
+            "\nan apply stopped part-way at {}; it changed: {}\n",
+            p.at,
+            p.done.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    out.push_str(&match lock {
+        Some(l) => format!(
+            "\nlocked by {}@{} pid {} since {} ({}){}\n",
+            l.info.owner,
+            l.info.host,
+            l.info.pid,
+            l.info.created_at,
+            l.info.operation,
+            if l.stale { "; its process is gone" } else { "" }
+        ),
+        None => "\nnot locked\n".to_owned(),
+    });
+    out
+}
+
 fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
     let store = StateStore::new(&g.state_dir);
     match cmd {
-        StateCommand::List => {
+        StateCommand::List { .. } => {
             let list = store.list()?;
-            let mut human = String::new();
-            for s in &list {
-                human.push_str(&format!(
-                    "{}\tserial {}\t{} members\t{}\n",
-                    s.cluster, s.serial, s.members, s.updated_at
-                ));
-            }
-            if list.is_empty() {
-                human.push_str(&format!("no clusters in {}\n", g.state_dir.display()));
-            }
+            let human = if list.is_empty() {
+                format!("no clusters in {}\n", g.state_dir.display())
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.cluster.clone(),
+                            s.serial.to_string(),
+                            s.members.to_string(),
+                            s.updated_at.clone(),
+                        ]
+                    })
+                    .collect();
+                crate::output::columns(&["CLUSTER", "SERIAL", "MEMBERS", "UPDATED"], &rows)
+            };
             Ok(Outcome::ok(json!({ "clusters": list }), human))
         }
-        StateCommand::Show { name } => {
+        StateCommand::Show { name, .. } => {
             let state = store.load(&name)?.ok_or_else(|| {
                 Failure::new(
                     "NOT_FOUND",
@@ -1065,10 +1162,10 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
                     serde_json::to_value(&lock).unwrap_or(Value::Null),
                 );
             }
-            let human = serde_yaml::to_string(&data).unwrap_or_default();
+            let human = state_table(&state, lock.as_ref());
             Ok(Outcome::ok(data, human))
         }
-        StateCommand::Unlock { name, force } => {
+        StateCommand::Unlock { name, force, .. } => {
             if !force {
                 return Err(Failure::new(
                     "CONFIRMATION_REQUIRED",

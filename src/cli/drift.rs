@@ -23,6 +23,9 @@ struct ClusterDrift {
     name: String,
     file: String,
     drift: Vec<Item>,
+    /// Parameters set in the DCS outside the spec: information, never drift.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    unmanaged_parameters: std::collections::BTreeMap<String, String>,
     notes: Vec<String>,
 }
 
@@ -101,6 +104,7 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
         name,
         file: loaded.path.display().to_string(),
         drift,
+        unmanaged_parameters: d.unmanaged.clone(),
         notes,
     })
 }
@@ -139,6 +143,11 @@ fn render(c: &ClusterDrift) -> String {
             i.address,
             i.source,
             i.message
+        ));
+    }
+    for (name, value) in &c.unmanaged_parameters {
+        out.push_str(&format!(
+            "  info      pg_parameter.{name}  [Patroni DCS]  {value:?}\n            set outside the spec; pgdba leaves it as is\n"
         ));
     }
     for n in &c.notes {

@@ -148,6 +148,35 @@ pub struct Input<'a> {
 pub struct Diff {
     pub changes: Vec<Change>,
     pub forgotten: Vec<String>,
+    /// Parameters the DCS sets that neither the spec nor pgdba manages (set by hand): pgdba
+    /// leaves them as they are and says so.
+    pub unmanaged: BTreeMap<String, String>,
+}
+
+/// The DCS's parameters that neither the spec nor pgdba's state names.
+fn unmanaged_parameters(
+    spec: &ClusterSpec,
+    managed: &Managed,
+    view: &crate::observe::model::PatroniView,
+) -> BTreeMap<String, String> {
+    let Some(params) = view
+        .config
+        .as_ref()
+        .and_then(|c| c.get("postgresql")?.get("parameters")?.as_object())
+    else {
+        return BTreeMap::new();
+    };
+    params
+        .iter()
+        .filter(|(k, _)| {
+            !spec.spec.postgres.parameters.contains_key(*k) && !managed.parameters.contains(*k)
+        })
+        .map(|(k, v)| {
+            let shown =
+                crate::observe::model::json_scalar_string(v).unwrap_or_else(|| v.to_string());
+            (k.clone(), shown)
+        })
+        .collect()
 }
 
 /// Does any member of this cluster exist, according to the provider or Patroni?
@@ -385,7 +414,11 @@ pub fn diff(input: &Input<'_>) -> Diff {
             apply_via: ApplyVia::Provider,
             data_loss: None,
             warning: None,
-            reason: replicas_reason(spec.spec.replicas),
+            reason: if role == "primary" {
+                "the cluster's first member: it bootstraps the cluster as its primary".to_owned()
+            } else {
+                replicas_reason(spec.spec.replicas)
+            },
         });
     }
     for name in existing.iter().filter(|n| !desired.contains(n)) {
@@ -595,5 +628,13 @@ pub fn diff(input: &Input<'_>) -> Diff {
             warning: None,
         });
     }
-    Diff { changes, forgotten }
+    let unmanaged = match &obs.patroni {
+        Some(view) if exists => unmanaged_parameters(spec, input.managed, view),
+        _ => BTreeMap::new(),
+    };
+    Diff {
+        changes,
+        forgotten,
+        unmanaged,
+    }
 }

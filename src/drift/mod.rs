@@ -200,6 +200,12 @@ fn classify(c: &Change) -> Item {
 /// drift.
 pub fn baseline(applied: Option<Diff>, partials: &[(Diff, &BTreeSet<String>)]) -> Diff {
     let owner = |address: &str| partials.iter().position(|(_, done)| done.contains(address));
+    let unmanaged = partials
+        .first()
+        .map(|(d, _)| &d.unmanaged)
+        .or(applied.as_ref().map(|d| &d.unmanaged))
+        .cloned()
+        .unwrap_or_default();
     let mut changes = Vec::new();
     for (i, (d, _)) in partials.iter().enumerate() {
         changes.extend(
@@ -220,7 +226,11 @@ pub fn baseline(applied: Option<Diff>, partials: &[(Diff, &BTreeSet<String>)]) -
         }
         None => Vec::new(),
     };
-    Diff { changes, forgotten }
+    Diff {
+        changes,
+        forgotten,
+        unmanaged,
+    }
 }
 
 /// Everything that drifted. `diff` is the last applied spec against `obs`; `applied_leader`

@@ -15,6 +15,7 @@ pub const LIMIT: usize = 60_000;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Risk {
     DataLoss(String),
+    WillFail(String),
     PrimaryRestart(String),
     Switchover(String),
     MemberRemoved(String),
@@ -24,7 +25,10 @@ pub enum Risk {
 impl Risk {
     fn text(&self) -> String {
         match self {
-            Risk::DataLoss(s) => format!("**Data loss**: {s}"),
+            Risk::DataLoss(s) => {
+                format!("**Data loss** (apply needs `--allow-data-loss`): {s}")
+            }
+            Risk::WillFail(s) => format!("**Will fail**: {s}"),
             Risk::PrimaryRestart(s) => format!("**Restarts the primary**: {s}"),
             Risk::Switchover(s) => format!("**Switchover**: {s}"),
             Risk::MemberRemoved(s) => format!("**Removes a member**: {s}"),
@@ -39,6 +43,9 @@ pub fn risks(plan: &Plan) -> Vec<Risk> {
     for c in &plan.changes {
         if let Some(loss) = &c.data_loss {
             out.push(Risk::DataLoss(format!("cluster {}: {loss}", plan.name)));
+        }
+        if let Some(warning) = &c.warning {
+            out.push(Risk::WillFail(format!("cluster {}: {warning}", plan.name)));
         }
         if c.action == ChangeAction::Delete && c.address.starts_with("member.") {
             out.push(Risk::MemberRemoved(format!(
@@ -81,12 +88,71 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ↵ ")
 }
 
+/// A value as a reader takes it in: a string as it is, an object as `key=value` pairs; a
+/// multi-line value (HBA rules) is listed below the table instead.
 fn value(v: &Option<serde_json::Value>) -> String {
+    fn plain(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| format!("{k}={}", plain(v)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            serde_json::Value::Array(a) => {
+                format!("[{}]", a.iter().map(plain).collect::<Vec<_>>().join(", "))
+            }
+            other => other.to_string(),
+        }
+    }
     match v {
         None => String::new(),
-        Some(serde_json::Value::String(s)) => format!("`{}`", cell(s)),
-        Some(other) => format!("`{}`", cell(&other.to_string())),
+        Some(serde_json::Value::String(s)) if s.contains('\n') => "(listed below)".to_owned(),
+        Some(v) => match plain(v) {
+            shown if shown.is_empty() => String::new(),
+            shown => format!("`{}`", cell(&shown)),
+        },
     }
+}
+
+fn lines(v: &Option<serde_json::Value>) -> Option<Vec<&str>> {
+    match v {
+        Some(serde_json::Value::String(s)) if s.contains('\n') => Some(s.lines().collect()),
+        _ => None,
+    }
+}
+
+/// A multi-line value as a list: every line when it is created, the lines removed and added
+/// when it changes.
+fn line_list(c: &crate::diff::Change) -> Option<String> {
+    let before = lines(&c.before);
+    let after = lines(&c.after);
+    if before.is_none() && after.is_none() {
+        return None;
+    }
+    let mut out = format!("\n`{}`:\n\n", c.address);
+    match (before, after) {
+        (Some(b), Some(a)) => {
+            for l in b.iter().filter(|l| !a.contains(l)) {
+                let _ = writeln!(out, "- removed: `{}`", cell(l));
+            }
+            for l in a.iter().filter(|l| !b.contains(l)) {
+                let _ = writeln!(out, "- added: `{}`", cell(l));
+            }
+        }
+        (None, Some(a)) => {
+            for l in a {
+                let _ = writeln!(out, "- `{}`", cell(l));
+            }
+        }
+        (Some(b), None) => {
+            for l in b {
+                let _ = writeln!(out, "- removed: `{}`", cell(l));
+            }
+        }
+        (None, None) => {}
+    }
+    Some(out)
 }
 
 /// The plans of a run as one Markdown comment.
@@ -128,6 +194,9 @@ pub fn render(plans: &[Plan]) -> String {
                     c.apply_via.as_str(),
                     cell(&c.reason)
                 );
+            }
+            for listed in p.changes.iter().filter_map(line_list) {
+                s.push_str(&listed);
             }
         }
         for f in &p.forgotten {

@@ -71,15 +71,44 @@ fn change_line(c: &Change, width: usize) -> String {
     line
 }
 
+/// `n` and its noun, singular for one.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Restarts always, switchovers when there are any.
+fn disruptions(s: &Summary) -> String {
+    let mut out = count(s.restarts, "restart", "restarts");
+    if s.switchovers > 0 {
+        out.push_str(", ");
+        out.push_str(&count(s.switchovers, "switchover", "switchovers"));
+    }
+    out
+}
+
 pub fn summary_line(s: &Summary, empty: bool) -> String {
     if empty {
         "No changes. The cluster matches the spec.".to_owned()
     } else {
         format!(
-            "Plan: {} to add, {} to change, {} to destroy, {} restarts.",
-            s.add, s.change, s.destroy, s.restarts
+            "Plan: {} to add, {} to change, {} to destroy, {}.",
+            s.add,
+            s.change,
+            s.destroy,
+            disruptions(s)
         )
     }
+}
+
+/// What an apply did, counted from the actions that ran (not from the plan).
+pub fn applied_line(s: &Summary) -> String {
+    format!(
+        "{} added, {} changed, {} destroyed, {}",
+        s.add,
+        s.change,
+        s.destroy,
+        disruptions(s)
+    )
 }
 
 /// The plan for people.
@@ -95,6 +124,12 @@ pub fn table(plan: &Plan) -> String {
             plan.name,
             summary_line(&plan.summary, true)
         );
+        for (name, value) in &plan.unmanaged_parameters {
+            let _ = writeln!(
+                out,
+                "  i pg_parameter.{name}  {value:?}  set in the DCS outside the spec: left as is"
+            );
+        }
         return out;
     }
     let _ = writeln!(
@@ -121,6 +156,13 @@ pub fn table(plan: &Plan) -> String {
             let _ = writeln!(out, "      ! warning: {warning}");
         }
     }
+    for (name, value) in &plan.unmanaged_parameters {
+        let _ = writeln!(
+            out,
+            "  i {:<width$}  {value:?}  set in the DCS outside the spec: left as is",
+            format!("pg_parameter.{name}")
+        );
+    }
     for f in &plan.forgotten {
         let _ = writeln!(
             out,
@@ -139,7 +181,7 @@ pub fn table(plan: &Plan) -> String {
             .map(|d| format!("  [{d}]"))
             .unwrap_or_default();
         let extra = match &a.kind {
-            ActionKind::Switchover { candidate } => format!(" -> {candidate}"),
+            ActionKind::Switchover { candidate } => format!(" (to {candidate})"),
             ActionKind::CreateMember { bootstrap: true } => " (bootstrap)".to_owned(),
             _ => String::new(),
         };

@@ -37,6 +37,7 @@ struct Builder {
 }
 
 impl Builder {
+    /// Adds an action with the id `<kind>:<target's name>`.
     fn add(
         &mut self,
         kind: ActionKind,
@@ -44,8 +45,26 @@ impl Builder {
         deps: &[String],
         changes: Vec<String>,
     ) -> String {
+        self.add_step(kind, target, None, deps, changes)
+    }
+
+    /// Adds an action with the id `<kind>:<target's name>`, or `<kind>:<target's name>/<step>`
+    /// when `step` says which of several such actions on one target it is (a member's health
+    /// gate after its restart: `await_healthy:demo-1/restarted`).
+    fn add_step(
+        &mut self,
+        kind: ActionKind,
+        target: &str,
+        step: Option<&str>,
+        deps: &[String],
+        changes: Vec<String>,
+    ) -> String {
         let short = target.split_once('.').map_or(target, |(_, n)| n);
-        let base = format!("{}:{}", kind.name(), short);
+        let base = match step {
+            Some(step) => format!("{}:{short}/{step}", kind.name()),
+            None => format!("{}:{short}", kind.name()),
+        };
+        // Ids are unique by construction; a number is the last resort, never relied upon.
         let mut id = base.clone();
         let mut n = 2;
         while self.ids.contains(&id) {
@@ -66,7 +85,8 @@ impl Builder {
         id
     }
 
-    /// Adds `kind` on `member`, followed by its health gate; returns the gate's id.
+    /// Adds `kind` on `member`, followed by its health gate
+    /// (`await_healthy:<member>/<what it follows>`); returns the gate's id.
     fn add_gated(
         &mut self,
         kind: ActionKind,
@@ -75,11 +95,19 @@ impl Builder {
         changes: Vec<String>,
         max_lag: u64,
     ) -> String {
+        let step = match kind {
+            ActionKind::CreateMember { .. } => "created",
+            ActionKind::StartMember => "started",
+            ActionKind::RestartMember => "restarted",
+            ActionKind::Switchover { .. } => "demoted",
+            _ => "after",
+        };
         let target = diff::member_address(member);
         let id = self.add(kind, &target, deps, changes);
-        self.add(
+        self.add_step(
             ActionKind::AwaitHealthy { max_lag },
             &target,
+            Some(step),
             &[id],
             Vec::new(),
         )
@@ -185,9 +213,10 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         if restart_dcs {
             // Members that ran without their DCS come back once it does; wait for them.
             for m in obs.inventory.iter().filter(|m| m.exists && m.running) {
-                let gate = b.add(
+                let gate = b.add_step(
                     ActionKind::AwaitHealthy { max_lag },
                     &diff::member_address(&m.name),
+                    Some("dcs"),
                     std::slice::from_ref(&dcs),
                     Vec::new(),
                 );
@@ -257,9 +286,10 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
                 &ready,
                 vec![c.address.clone()],
             );
-            let new_leader = b.add(
+            let new_leader = b.add_step(
                 ActionKind::AwaitHealthy { max_lag },
                 &diff::member_address(&candidate),
+                Some("promoted"),
                 &[switchover],
                 Vec::new(),
             );
@@ -355,11 +385,12 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             continue;
         };
         let target = diff::member_address(member);
-        let reset = b.add(
+        let reset = b.add_step(
             ActionKind::ResetOverride {
                 parameter: parameter.to_owned(),
             },
             &target,
+            Some(parameter),
             &primary_ready,
             vec![c.address.clone()],
         );
@@ -377,9 +408,10 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         } else {
             (entry, BTreeMap::new())
         };
-        override_gates.push(b.add(
+        override_gates.push(b.add_step(
             ActionKind::AwaitConfig { reload, restart },
             &target,
+            Some(parameter),
             &[reset],
             vec![c.address.clone()],
         ));
@@ -484,9 +516,10 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
                     Vec::new(),
                     max_lag,
                 );
-                prev = vec![b.add(
+                prev = vec![b.add_step(
                     ActionKind::AwaitHealthy { max_lag },
                     &diff::member_address(&candidate),
+                    Some("promoted"),
                     &[gate],
                     Vec::new(),
                 )];

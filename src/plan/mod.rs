@@ -191,6 +191,9 @@ pub struct Plan {
     /// section does not prune).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forgotten: Vec<String>,
+    /// Parameters set in the DCS outside the spec (by hand): information, left as they are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmanaged_parameters: BTreeMap<String, String>,
     /// What observation noticed (unreachable members, ...).
     pub notes: Vec<String>,
 }
@@ -231,7 +234,11 @@ pub fn build(
     managed: &Managed,
     observation: &Observation,
 ) -> Plan {
-    let diff::Diff { changes, forgotten } = diff::diff(&diff::Input {
+    let diff::Diff {
+        changes,
+        forgotten,
+        unmanaged,
+    } = diff::diff(&diff::Input {
         spec,
         layout,
         managed,
@@ -250,25 +257,38 @@ pub fn build(
         changes,
         actions,
         forgotten,
+        unmanaged_parameters: unmanaged,
         notes: observation.notes.clone(),
     }
 }
 
-fn summarize(changes: &[Change], actions: &[Action]) -> Summary {
-    let count = |a: ChangeAction| changes.iter().filter(|c| c.action == a).count();
-    // A replacement is one to add and one to destroy, as Terraform counts it.
-    let replaced = count(ChangeAction::Replace);
-    Summary {
-        add: count(ChangeAction::Create) + replaced,
-        change: count(ChangeAction::Update),
-        destroy: count(ChangeAction::Delete) + replaced,
-        restarts: actions
-            .iter()
-            .filter(|a| a.kind == ActionKind::RestartMember)
-            .count(),
-        switchovers: actions
-            .iter()
-            .filter(|a| matches!(a.kind, ActionKind::Switchover { .. }))
-            .count(),
+/// What `changes` and `actions` add up to. A replacement is one to add and one to destroy, as
+/// Terraform counts it; resetting an `ALTER SYSTEM` override changes its member's
+/// configuration and destroys nothing.
+pub fn summarize<'a>(
+    changes: impl IntoIterator<Item = &'a Change>,
+    actions: impl IntoIterator<Item = &'a Action>,
+) -> Summary {
+    let mut s = Summary::default();
+    for c in changes {
+        match (c.action, c.kind()) {
+            (ChangeAction::Create, _) => s.add += 1,
+            (ChangeAction::Update, _) | (ChangeAction::Delete, diff::Kind::Override) => {
+                s.change += 1
+            }
+            (ChangeAction::Delete, _) => s.destroy += 1,
+            (ChangeAction::Replace, _) => {
+                s.add += 1;
+                s.destroy += 1;
+            }
+        }
     }
+    for a in actions {
+        match a.kind {
+            ActionKind::RestartMember => s.restarts += 1,
+            ActionKind::Switchover { .. } => s.switchovers += 1,
+            _ => {}
+        }
+    }
+    s
 }

@@ -164,7 +164,7 @@ fn plan_of_a_cluster_that_does_not_exist_creates_everything() {
     assert_eq!(dot.code, 0);
     assert!(
         dot.stdout
-            .contains("\"cli/create_member:cli-0\" -> \"cli/await_healthy:cli-0\""),
+            .contains("\"cli/create_member:cli-0\" -> \"cli/await_healthy:cli-0/created\""),
         "{}",
         dot.stdout
     );
@@ -254,11 +254,105 @@ fn state_list_and_show_on_an_empty_state_dir() {
 fn unsupported_formats_are_refused() {
     let d = Dir::new();
     let path = d.write("ok.yaml", SPEC.as_bytes());
+    // After the subcommand, --format offers only what the command prints.
     let o = d.run(&["validate", "-f", &path, "--format", "dot"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("invalid value 'dot'")
+            && o.stderr.contains("[possible values: json, yaml, table]"),
+        "{}",
+        o.stderr
+    );
+    // Before it (as earlier versions took it), the command refuses it.
+    let o = d.run(&["--format", "dot", "validate", "-f", &path]);
     assert_eq!(o.code, 1);
     assert!(
         o.stderr.contains("does not print --format dot"),
         "{}",
         o.stderr
     );
+    // The flags the contract calls global still work before the subcommand.
+    let o = d.run(&["--format", "json", "validate", "-f", &path]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.json()["data"]["valid"], true);
+}
+
+/// Issue 8, item 1: a command line that cannot be parsed exits 1, never 2 (which scripts read
+/// as "changes pending"), with the envelope's USAGE code when the output is JSON.
+#[test]
+fn a_command_line_that_cannot_be_parsed_is_a_usage_error() {
+    let d = Dir::new();
+    let path = d.write("ok.yaml", SPEC.as_bytes());
+    for args in [
+        vec!["plan", "-f", path.as_str(), "--no-such-flag"],
+        vec!["plan"],
+        vec!["no-such-command"],
+        vec!["drift", "-f", path.as_str(), "--fail-on", "sometimes"],
+        vec!["state", "show"],
+    ] {
+        let o = d.run(&args);
+        assert_eq!(o.code, 1, "{args:?}: {}{}", o.stdout, o.stderr);
+        let env = o.json();
+        assert_eq!(env["success"], false, "{args:?}");
+        assert_eq!(env["error"]["code"], "USAGE", "{args:?}");
+        assert!(
+            !env["error"]["message"].as_str().unwrap().contains('\u{1b}'),
+            "no terminal colours in JSON"
+        );
+    }
+    let o = d.run(&["plan", "--no-such-flag", "--format", "table"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stdout.is_empty() && o.stderr.contains("--no-such-flag"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(d.run(&["--help"]).code, 0);
+    assert_eq!(d.run(&["--version"]).code, 0);
+}
+
+/// Issue 17, item 12: every flag and argument of every command says what it is for, and every
+/// command says what its exit codes mean.
+#[test]
+fn help_describes_every_flag_and_the_exit_codes() {
+    let d = Dir::new();
+    let commands: [&[&str]; 8] = [
+        &["validate"],
+        &["plan"],
+        &["apply"],
+        &["drift"],
+        &["destroy"],
+        &["state", "list"],
+        &["state", "show"],
+        &["state", "unlock"],
+    ];
+    for c in commands {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let o = d.run(&args);
+        assert_eq!(o.code, 0, "{args:?}");
+        assert!(
+            o.stdout.contains("Exit codes: 0 "),
+            "{args:?}:\n{}",
+            o.stdout
+        );
+        // Each option or argument line: the flag column, then a description.
+        for line in o.stdout.lines().filter(|l| {
+            let t = l.trim_start();
+            (t.starts_with('-') || t.starts_with('<') || t.starts_with('[')) && l.starts_with("  ")
+        }) {
+            let described = line
+                .trim_start()
+                .split_once("  ")
+                .is_some_and(|(_, rest)| !rest.trim().is_empty());
+            assert!(described, "{args:?}: no description on {line:?}");
+        }
+    }
+    // Flags appear where they apply.
+    let o = d.run(&["validate", "--help"]);
+    assert!(!o.stdout.contains("--state-dir") && !o.stdout.contains("--parallelism"));
+    let o = d.run(&["apply", "--help"]);
+    assert!(o.stdout.contains("--auto-approve") && o.stdout.contains("without asking"));
+    let o = d.run(&["plan", "--help"]);
+    assert!(o.stdout.contains("a directory: every spec in it (a fleet)"));
 }

@@ -304,7 +304,7 @@ fn local_cluster_lifecycle() {
     );
     assert_eq!(
         env["data"]["result"]["skipped"],
-        serde_json::json!(["await_healthy:life-2"])
+        serde_json::json!(["await_healthy:life-2/created"])
     );
     let message = env["error"]["message"].as_str().unwrap();
     assert!(

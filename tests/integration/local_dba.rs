@@ -68,6 +68,24 @@ fn what_a_dba_found() {
     t.write_spec(2, FLOORS_HIGH);
     t.apply();
 
+    // Item 10: the state's tables for people: a header, and no YAML.
+    let r = t.run(&["state", "list", "--format", "table"]);
+    assert!(
+        r.stdout
+            .starts_with("CLUSTER  SERIAL  MEMBERS  UPDATED\ndba "),
+        "{r:?}"
+    );
+    let r = t.run(&["state", "show", "dba", "--format", "table"]);
+    assert!(
+        r.stdout.starts_with("cluster dba (local provider)\n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("\nMEMBER  HOST       PORT   API_URL"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("lineage:"), "{r:?}");
+
     // 1. Lowering every floor setting at once: the primary restarts first, each replica only
     // once it has replayed the primary's parameter-change record, in one apply.
     t.write_spec(2, FLOORS_LOW);
@@ -88,6 +106,14 @@ fn what_a_dba_found() {
     );
     let r = t.apply();
     assert_eq!(r.json()["success"], true);
+    // Item 9: what ran, counted from the actions: three restarts, no switchover.
+    let applied = &r.json()["data"]["applied"];
+    assert_eq!(
+        (&applied["restarts"], &applied["switchovers"]),
+        (&3.into(), &0.into()),
+        "{applied}"
+    );
+    assert_eq!(applied["change"], 5, "{applied}");
     for (name, port) in t.members() {
         for (guc, want) in FLOORS_LOW {
             if *guc == "shared_buffers" || *guc == "work_mem" {
@@ -118,6 +144,9 @@ fn what_a_dba_found() {
     );
     assert_eq!(c[0]["apply_via"], "sql");
     assert_eq!(plan["data"]["clusters"][0]["summary"]["restarts"], 0);
+    // Item 9: resetting an override changes a member's configuration; it destroys nothing.
+    assert_eq!(plan["data"]["clusters"][0]["summary"]["destroy"], 0);
+    assert_eq!(plan["data"]["clusters"][0]["summary"]["change"], 1);
     t.apply();
     assert_eq!(t.psql(&replica, rport, "SHOW shared_buffers"), "128MB");
     assert_eq!(
@@ -149,7 +178,26 @@ fn what_a_dba_found() {
     let c = changes(&plan);
     assert_eq!(c.len(), 1, "{plan:#}");
     assert_eq!(c[0]["apply_via"], "restart", "{plan:#}");
-    t.apply();
+    let r = t.run(&[
+        "apply",
+        "-f",
+        t.spec_str(),
+        "--auto-approve",
+        "--format",
+        "table",
+        "-v",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // Item 9: "1 restart", said of what ran; item 10: no terminal colours in a log that is
+    // not a terminal.
+    assert!(
+        r.stdout.contains("1 restart ") || r.stdout.contains("1 restart,"),
+        "{r:?}"
+    );
+    assert!(
+        !r.stderr.contains('\u{1b}'),
+        "ANSI escapes in a non-terminal log: {r:?}"
+    );
     assert_eq!(t.psql(&replica, rport, "SHOW shared_buffers"), "128MB");
     no_pending_restart(&t);
     assert_eq!(t.plan_json().0, 0, "one apply converges");
@@ -164,6 +212,27 @@ fn what_a_dba_found() {
     t.apply();
     assert_eq!(t.plan_json().0, 0);
     assert_eq!(t.psql(&replica, rport, "SHOW work_mem"), "4MB");
+
+    // 11. A parameter set in the DCS by hand that the spec does not manage: information in
+    // plan and drift, left as is.
+    t.patronictl(&[
+        "edit-config",
+        "--force",
+        "-s",
+        "postgresql.parameters.log_min_duration_statement=1s",
+    ]);
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 0, "{plan:#}");
+    assert_eq!(
+        plan["data"]["clusters"][0]["unmanaged_parameters"]["log_min_duration_statement"],
+        "1s"
+    );
+    let r = t.run(&["drift", "-f", t.spec_str(), "--format", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.json()["data"]["clusters"][0]["unmanaged_parameters"]["log_min_duration_statement"],
+        "1s"
+    );
 }
 
 fn drift(t: &TestCluster) -> (i32, Value) {

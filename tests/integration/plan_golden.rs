@@ -318,12 +318,12 @@ fn fresh_cluster_bootstraps_the_primary_before_the_replicas() {
     assert!(ordered(&plan, "create_dcs:etcd", "create_member:demo-0"));
     assert!(ordered(
         &plan,
-        "await_healthy:demo-0",
+        "await_healthy:demo-0/created",
         "create_member:demo-1"
     ));
     assert!(ordered(
         &plan,
-        "await_healthy:demo-0",
+        "await_healthy:demo-0/created",
         "create_member:demo-2"
     ));
     assert!(
@@ -381,10 +381,18 @@ fn shared_buffers_rolls_replicas_then_switchover_then_old_primary() {
     let r0 = position(&plan, "restart_member:demo-0");
     assert!(r1 < r2 && r2 < sw && sw < r0, "{:?}", ids(&plan));
     assert!(
-        ordered(&plan, "await_healthy:demo-1", "restart_member:demo-2"),
+        ordered(
+            &plan,
+            "await_healthy:demo-1/restarted",
+            "restart_member:demo-2"
+        ),
         "one replica at a time, with a gate"
     );
-    assert!(ordered(&plan, "await_healthy:demo-2", "switchover:demo-0"));
+    assert!(ordered(
+        &plan,
+        "await_healthy:demo-2/restarted",
+        "switchover:demo-0"
+    ));
     assert!(ordered(&plan, "switchover:demo-0", "restart_member:demo-0"));
     assert!(
         ordered(&plan, "await_config:demo-1", "restart_member:demo-1"),
@@ -451,7 +459,7 @@ fn more_replicas_adds_a_member_after_the_config() {
     assert_eq!(plan.summary.add, 1);
     assert_eq!(
         ids(&plan),
-        vec!["create_member:demo-2", "await_healthy:demo-2"]
+        vec!["create_member:demo-2", "await_healthy:demo-2/created"]
     );
 }
 
@@ -503,6 +511,18 @@ fn a_parameter_pgdba_never_managed_is_left_alone() {
         &managed_all(),
     );
     assert!(plan.is_empty(), "{}", table(&plan));
+    // Issue 17: but it is shown, as information.
+    assert_eq!(
+        plan.unmanaged_parameters.get("log_min_duration_statement"),
+        Some(&"1s".to_owned())
+    );
+    assert!(
+        table(&plan).contains(
+            "pg_parameter.log_min_duration_statement  \"1s\"  set in the DCS outside the spec"
+        ),
+        "{}",
+        table(&plan)
+    );
 }
 
 #[test]
@@ -530,7 +550,7 @@ fn a_stopped_member_is_started_and_an_unreachable_one_is_noted() {
     let plan = build(&spec(BASE), &obs, &managed_all());
     assert_eq!(
         ids(&plan),
-        vec!["start_member:demo-2", "await_healthy:demo-2"]
+        vec!["start_member:demo-2", "await_healthy:demo-2/started"]
     );
     assert!(table(&plan).contains("note: member demo-2 is stopped"));
 }
@@ -1141,7 +1161,8 @@ fn an_override_in_effect_of_a_restart_parameter_is_reset_then_the_member_restart
     assert_eq!(plan.changes.len(), 1, "{}", table(&plan));
     assert_eq!(plan.changes[0].apply_via, pgdba::diff::ApplyVia::Restart);
     assert!(
-        position(&plan, "reset_override:demo-1") < position(&plan, "restart_member:demo-1"),
+        position(&plan, "reset_override:demo-1/shared_buffers")
+            < position(&plan, "restart_member:demo-1"),
         "{}",
         table(&plan)
     );
@@ -1192,5 +1213,54 @@ fn a_member_running_another_value_than_the_dcs_holds_is_not_converged() {
             .all(|c| c.address != "pg_parameter.shared_buffers"),
         "{}",
         table(&plan)
+    );
+}
+
+/// Issue 17, item 13: in the pull-request comment, HBA rules are a list (not one cell of
+/// lines joined by a symbol), values read as values (not raw JSON), and a data loss says
+/// which flag apply needs.
+#[test]
+fn markdown_lists_hba_lines_and_says_which_flag_a_data_loss_needs() {
+    let s = spec_resources("");
+    let plan = build(&s, &running(THREE, "demo-0", PARAMS), &managed_all());
+    let md = pgdba::output::markdown::render(std::slice::from_ref(&plan));
+    assert!(!md.contains('↵'), "{md}");
+    assert!(!md.contains("{\""), "no raw JSON: {md}");
+    assert!(
+        md.contains("| `hba` | (listed below) | (listed below) |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "\n`hba`:\n\n- removed: `host all all 127.0.0.1/32 scram-sha-256`\n- added: `host appdb app 127.0.0.1/32 scram-sha-256`"
+        ),
+        "{md}"
+    );
+    check_text("markdown_resources", &md);
+    let mut obs = converged_resources(&s);
+    obs.sql.as_mut().unwrap().databases.insert(
+        "legacy".to_owned(),
+        ObservedDatabase {
+            owner: "postgres".to_owned(),
+            encoding: "UTF8".to_owned(),
+            collate: "C.UTF-8".to_owned(),
+            ctype: "C.UTF-8".to_owned(),
+            size_bytes: Some(52_428_800),
+            extensions: None,
+        },
+    );
+    let mut managed = managed_resources();
+    managed.databases.insert("legacy".to_owned());
+    let plan = build_managed(
+        &spec_resources("  prune: {databases: true}\n"),
+        &obs,
+        &managed,
+    );
+    let md = pgdba::output::markdown::render(std::slice::from_ref(&plan));
+    assert!(
+        md.contains(
+            "- **Data loss** (apply needs `--allow-data-loss`): cluster demo: database legacy"
+        ),
+        "{md}"
     );
 }
