@@ -36,6 +36,18 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             Ok(Effect::Changed)
         }
         ActionKind::DeleteMember => delete_member(a, ctx).await,
+        ActionKind::ReinitMember => reinit_member(a, ctx).await,
+        ActionKind::ReconfigureMember => {
+            let name = member(a)?;
+            ctx.provider
+                .write_member_config(name)
+                .map_err(|e| crate::error_chain(&e))?;
+            ctx.patroni
+                .reload(&api_url(ctx, name)?)
+                .await
+                .map_err(|e| crate::error_chain(&e))?;
+            Ok(Effect::Changed)
+        }
         ActionKind::PatchConfig { patch } => patch_config(ctx, patch).await,
         ActionKind::AwaitConfig { reload, restart } => await_config(a, ctx, reload, restart).await,
         ActionKind::RestartMember => restart_member(a, ctx).await,
@@ -302,23 +314,51 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
             "member {name} has no pending restart"
         )));
     }
+    // The whole action, the restart request included, has the gate's time.
+    let deadline = Instant::now() + ctx.gate_timeout;
     let answer = ctx
         .patroni
-        .restart(&url)
+        .restart(&url, ctx.gate_timeout)
         .await
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(|e| {
+            format!(
+                "restart of {name}: {} ({}s of {}s used)",
+                crate::error_chain(&e),
+                ctx.gate_timeout
+                    .saturating_sub(deadline.saturating_duration_since(Instant::now()))
+                    .as_secs(),
+                ctx.gate_timeout.as_secs()
+            )
+        })?;
     if !(200..300).contains(&answer.status) {
+        let state = ctx
+            .patroni
+            .status(&url)
+            .await
+            .ok()
+            .and_then(|s| s.get("state")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let why = if crate::patroni::is_terminal_state(&state) {
+            format!("; Patroni reports its PostgreSQL {state}, and it will not recover by waiting")
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "restart of {name} answered {}: {}",
+            "restart of {name} answered {}: {}{why}",
             answer.status,
             answer.body.trim()
         ));
     }
     // Postcondition: it runs again, and neither PostgreSQL nor Patroni has a restart pending.
-    let deadline = Instant::now() + ctx.gate_timeout;
     loop {
         if let Ok(s) = ctx.patroni.status(&url).await {
-            let running = s.get("state").and_then(|v| v.as_str()) == Some("running");
+            let state = s.get("state").and_then(|v| v.as_str()).unwrap_or_default();
+            if crate::patroni::is_terminal_state(state) {
+                return Err(format!(
+                    "member {name}: Patroni reports its PostgreSQL {state} after the restart; it will not recover by waiting"
+                ));
+            }
+            let running = state == "running";
             if running
                 && !crate::patroni::pending_restart(&s).0
                 && pg::pending_restarts(&conn).await.is_ok_and(|n| n == 0)
@@ -357,12 +397,21 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
         ));
     }
     let url = api_url(ctx, from)?;
-    ctx.patroni
-        .switchover(&url, from, candidate)
-        .await
-        .map_err(|e| crate::error_chain(&e))?;
-    // Postcondition: the candidate leads.
     let deadline = Instant::now() + ctx.gate_timeout;
+    ctx.patroni
+        .switchover(&url, from, candidate, ctx.gate_timeout)
+        .await
+        .map_err(|e| {
+            format!(
+                "switchover from {from} to {candidate}: {} ({}s of {}s used)",
+                crate::error_chain(&e),
+                ctx.gate_timeout
+                    .saturating_sub(deadline.saturating_duration_since(Instant::now()))
+                    .as_secs(),
+                ctx.gate_timeout.as_secs()
+            )
+        })?;
+    // Postcondition: the candidate leads.
     loop {
         if let Ok(l) = leader(ctx).await
             && l.name == candidate
@@ -382,12 +431,31 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
 /// Health as the member reports it live (`GET /patroni`), which is up to `loop_wait` fresher than
 /// the member keys `/cluster` is built from: a leader runs; a replica runs, streams, and its
 /// received WAL is within `max_lag` bytes of the leader's.
-async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<(), String> {
+/// Why a member is not healthy: not yet (worth waiting for), or in a state Patroni does not
+/// leave by itself (waiting is useless: the gate fails at once).
+enum Health {
+    NotYet(String),
+    Terminal(String),
+}
+
+impl From<String> for Health {
+    fn from(s: String) -> Health {
+        Health::NotYet(s)
+    }
+}
+
+impl From<&str> for Health {
+    fn from(s: &str) -> Health {
+        Health::NotYet(s.to_owned())
+    }
+}
+
+async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<(), Health> {
     let status = ctx
         .patroni
         .status(&api_url(ctx, name)?)
         .await
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(|e| Health::NotYet(crate::error_chain(&e)))?;
     let field = |k: &str| {
         status
             .get(k)
@@ -396,35 +464,37 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
             .to_owned()
     };
     let (state, role) = (field("state"), field("role"));
+    if crate::patroni::is_terminal_state(&state) {
+        return Err(Health::Terminal(format!(
+            "Patroni reports its PostgreSQL {state}; it will not recover by waiting (`pgdba plan` offers to rebuild a replica that cannot start)"
+        )));
+    }
     if state != "running" {
-        return Err(format!("{role} {state}"));
+        return Err(format!("{role} {state}").into());
     }
     match crate::patroni::parse_role(&role) {
         // Later actions find the leader through the DCS (`/cluster`): it must agree.
         Role::Leader => match leader(ctx).await {
             Ok(l) if l.name == name => Ok(()),
-            Ok(l) => Err(format!("primary, but the DCS names {} the leader", l.name)),
-            Err(e) => Err(format!(
-                "primary, not yet published as the leader in the DCS: {e}"
-            )),
+            Ok(l) => Err(format!("primary, but the DCS names {} the leader", l.name).into()),
+            Err(e) => {
+                Err(format!("primary, not yet published as the leader in the DCS: {e}").into())
+            }
         },
         Role::Replica => {
             if field("replication_state") != "streaming" {
-                return Err(format!(
-                    "replica, replication {}",
-                    field("replication_state")
-                ));
+                return Err(format!("replica, replication {}", field("replication_state")).into());
             }
             let received = status
                 .pointer("/xlog/received_location")
                 .and_then(|v| v.as_u64())
-                .ok_or("replica without a received WAL location")?;
-            let leader = leader(ctx).await?;
+                .ok_or_else(|| Health::from("replica without a received WAL location"))?;
+            let leader = leader(ctx).await.map_err(Health::NotYet)?;
             let lstatus = ctx
                 .patroni
                 .status(&api_url(ctx, &leader.name)?)
                 .await
-                .map_err(|e| crate::error_chain(&e))?;
+                .map_err(|e| Health::NotYet(crate::error_chain(&e)))?;
             let head = lstatus
                 .pointer("/xlog/location")
                 .and_then(|v| v.as_u64())
@@ -433,10 +503,10 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
             if lag <= max_lag {
                 Ok(())
             } else {
-                Err(format!("replica streaming, {lag} bytes behind"))
+                Err(format!("replica streaming, {lag} bytes behind").into())
             }
         }
-        Role::Other => Err(format!("{role} {state}")),
+        Role::Other => Err(format!("{role} {state}").into()),
     }
 }
 
@@ -446,7 +516,8 @@ async fn await_healthy(a: &Action, ctx: &Context<'_>, max_lag: u64) -> Outcome {
     loop {
         let last = match member_health(ctx, name, max_lag).await {
             Ok(()) => return Ok(Effect::Changed),
-            Err(e) => e,
+            Err(Health::Terminal(e)) => return Err(format!("member {name}: {e}")),
+            Err(Health::NotYet(e)) => e,
         };
         if Instant::now() >= deadline {
             return Err(format!(
@@ -488,4 +559,36 @@ async fn await_replay(a: &Action, ctx: &Context<'_>) -> Outcome {
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Rebuild a replica that cannot start: Patroni discards its data directory and clones the
+/// leader again. Precondition: it is still in a state Patroni does not leave by itself, and it
+/// does not lead.
+async fn reinit_member(a: &Action, ctx: &Context<'_>) -> Outcome {
+    let name = member(a)?;
+    let url = api_url(ctx, name)?;
+    let status = ctx
+        .patroni
+        .status(&url)
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    let state = status
+        .get("state")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if !crate::patroni::is_terminal_state(state) {
+        return Ok(Effect::AlreadyDone(format!(
+            "member {name} is {state} now; not rebuilt"
+        )));
+    }
+    if leader(ctx).await.is_ok_and(|l| l.name == name) {
+        return Err(format!(
+            "member {name} leads; pgdba does not rebuild a leader"
+        ));
+    }
+    ctx.patroni
+        .reinitialize(&url)
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    Ok(Effect::Changed)
 }

@@ -94,14 +94,17 @@ pub trait Reporter: Send + Sync {
     fn finished(&self, result: &ActionResult);
 }
 
-/// Records what apply did in the state, atomically after each step that changes what exists.
+/// Records what apply did in the state, atomically after each step that changes what exists,
+/// and only while this run still holds the cluster's lock.
 pub struct Recorder<'a> {
     pub store: &'a StateStore,
+    pub lock: &'a crate::state::LockGuard,
     pub state: Mutex<ClusterState>,
 }
 
 impl Recorder<'_> {
     pub fn update(&self, f: impl FnOnce(&mut ClusterState)) -> Result<(), String> {
+        self.lock.check().map_err(|e| crate::error_chain(&e))?;
         let mut guard = self
             .state
             .lock()

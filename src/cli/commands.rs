@@ -79,8 +79,10 @@ impl Failure {
 impl From<StateError> for Failure {
     fn from(e: StateError) -> Failure {
         match &e {
-            StateError::Locked { cluster, .. } => Failure::new("STATE_LOCKED", e.to_string())
-                .hint(format!("wait for the other run to finish, or `pgdba state unlock {cluster} --force` if it is gone")),
+            StateError::Locked { .. } => Failure::new("STATE_LOCKED", e.to_string()).hint(
+                "wait for the other run to finish (a run that dies releases the lock at once)",
+            ),
+            StateError::LockLost { .. } => Failure::new("LOCK_LOST", crate::error_chain(&e)),
             _ => Failure::new("STATE_ERROR", crate::error_chain(&e)),
         }
     }
@@ -462,21 +464,77 @@ pub(super) async fn observe_with(
     Ok(obs)
 }
 
-pub(super) fn credentials(
-    store: &StateStore,
-    cluster: &str,
-    create: bool,
-) -> Result<Option<Credentials>, Failure> {
-    let secrets = if create {
-        Some(store.secrets(cluster)?)
-    } else {
-        store.read_secrets(cluster)?
-    };
-    Ok(secrets.map(|s| Credentials {
+fn credentials_of(s: &crate::state::Secrets) -> Credentials {
+    Credentials {
         superuser: s.superuser_password.clone(),
         replication: s.replication_password.clone(),
         rewind: s.rewind_password.clone(),
-    }))
+    }
+}
+
+/// pgdba's own passwords for a cluster, never made anew: once a cluster has a state, its
+/// secrets file must be there and whole (pgdba does not generate new passwords for a cluster
+/// that runs with the old ones). `None` for a cluster pgdba has not created yet.
+pub(super) fn credentials(
+    store: &StateStore,
+    cluster: &str,
+    state: Option<&ClusterState>,
+) -> Result<Option<Credentials>, Failure> {
+    let path = store.secrets_path(cluster)?;
+    let missing = |what: String| {
+        Failure::new(
+            "SECRETS_MISSING",
+            format!("cluster {cluster}: {what}; pgdba will not make new passwords for a cluster that runs with the old ones"),
+        )
+        .hint(format!(
+            "restore {} (mode 0600) from your backup of the state dir",
+            path.display()
+        ))
+    };
+    match store.read_secrets(cluster) {
+        Ok(Some(s)) => Ok(Some(credentials_of(&s))),
+        Ok(None) if state.is_some() => Err(missing(format!(
+            "the state exists but its secrets file {} is missing",
+            path.display()
+        ))),
+        Ok(None) => Ok(None),
+        Err(e @ StateError::CorruptSecrets { .. }) => Err(missing(crate::error_chain(&e))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A new cluster's passwords, generated once into the 0600 secrets file.
+fn new_credentials(store: &StateStore, cluster: &str) -> Result<Credentials, Failure> {
+    Ok(credentials_of(&store.secrets(cluster)?))
+}
+
+/// The cluster runs (or its etcd exists) but the state dir has no state for it: writing a new
+/// state would start a second lineage for it, with new passwords.
+fn refuse_unmanaged(
+    store: &StateStore,
+    state: Option<&ClusterState>,
+    obs: &Observation,
+) -> Result<(), Failure> {
+    if state.is_some() || !(obs.dcs.exists || crate::diff::cluster_exists(obs)) {
+        return Ok(());
+    }
+    let prev = store.previous_path(&obs.cluster)?;
+    Err(Failure::new(
+        "EXISTS_UNMANAGED",
+        format!(
+            "cluster {} exists (its etcd or members are there) but {} has no state for it; pgdba will not start a new state for a cluster it cannot prove is its own",
+            obs.cluster,
+            store.dir().display()
+        ),
+    )
+    .hint(format!(
+        "restore its state file{}; or, if it is the remains of a first apply that failed, remove its data_dir",
+        if prev.exists() {
+            format!(" (the previous one is {})", prev.display())
+        } else {
+            String::new()
+        }
+    )))
 }
 
 struct Planned {
@@ -486,6 +544,41 @@ struct Planned {
     state: Option<ClusterState>,
     observation: Observation,
     plan: Plan,
+}
+
+/// A plan is only as good as what it saw: with a part that runs but did not answer, it could
+/// say "no changes" (or act) on facts it does not have. Refused, naming what did not answer;
+/// the partial plan goes with the error for people to read.
+fn require_complete(obs: &Observation, plan: &Plan) -> Result<(), Failure> {
+    if obs.is_complete() {
+        return Ok(());
+    }
+    let what: Vec<String> = obs
+        .unreachable
+        .iter()
+        .map(|u| format!("{} ({}): {}", u.address, u.source, u.reason))
+        .collect();
+    Err(Failure::new(
+        "UNREACHABLE",
+        format!(
+            "cluster {}: the observation is incomplete, so no plan can be trusted: {}",
+            plan.name,
+            what.join("; ")
+        ),
+    )
+    .hint("find out why it does not answer (a stopped or overloaded process, a network problem); plan again once it does")
+    .data(json!({ "unreachable": obs.unreachable, "partial_plan": plan })))
+}
+
+/// Two members that accept writes (or one the DCS does not name): whatever pgdba did next could
+/// pick the wrong one. Refused with what pgdba knows.
+fn refuse_split_brain(obs: &Observation, plan: &Plan) -> Result<(), Failure> {
+    let Some(message) = crate::drift::split_brain(obs) else {
+        return Ok(());
+    };
+    Err(Failure::new("SPLIT_BRAIN", format!("cluster {}: {message}", plan.name))
+        .hint("stop the PostgreSQL that should not lead (its writes since it diverged are on its own timeline), then plan again; `pgdba drift` shows the same")
+        .data(json!({ "partial_plan": plan })))
 }
 
 /// Another cluster of the state dir already uses this spec's directory or a port of it: a plan
@@ -534,11 +627,14 @@ async fn plan_one(
     let managed = managed(state.as_ref());
     let creds = match creds {
         Some(c) => Some(c.clone()),
-        None => credentials(store, cluster.name(), false)?,
+        None => credentials(store, cluster.name(), state.as_ref())?,
     };
     refuse_shared_resources(store, &cluster)?;
     let observation = observe_cluster(&cluster, creds.as_ref(), &managed).await?;
+    refuse_unmanaged(store, state.as_ref(), &observation)?;
     let plan = plan::build(&cluster.spec, &cluster.layout, &managed, &observation);
+    require_complete(&observation, &plan)?;
+    refuse_split_brain(&observation, &plan)?;
     cluster.provider.preflight(&plan).map_err(|e| {
         Failure::new("PORT_IN_USE", crate::error_chain(&e))
             .hint("stop what holds the port, or choose other ports in the spec")
@@ -699,24 +795,34 @@ fn confirm(plan: &Plan) -> Result<(), Failure> {
     }
 }
 
-async fn execute(
-    g: &Global,
+/// Where an apply runs: its options, the state store and the lock it holds.
+struct ApplyRun<'a> {
+    g: &'a Global,
     format: Format,
-    store: &StateStore,
+    store: &'a StateStore,
+    lock: &'a crate::state::LockGuard,
+}
+
+async fn execute(
+    run: &ApplyRun<'_>,
     cluster: &Cluster,
     spec_hash: &str,
     plan: &Plan,
     creds: &Credentials,
 ) -> Result<Outcome, Failure> {
+    let (g, format, store) = (run.g, run.format, run.store);
     let state = match store.load(cluster.name())? {
         Some(s) => s,
         None => ClusterState::new(cluster.name(), "local"),
     };
     let recorder = Recorder {
         store,
+        lock: run.lock,
         state: Mutex::new(state),
     };
-    let client = patroni::Client::new(Duration::from_secs(120))
+    // Each request within 10 s; a restart or a switchover, which Patroni answers once done,
+    // within what its action has left.
+    let client = patroni::Client::new(Duration::from_secs(10))
         .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
     let ctx = apply::Context {
         spec: &cluster.spec,
@@ -887,18 +993,28 @@ async fn apply_spec(
     let loaded = load_one(path, "apply")?;
     let store = StateStore::new(&g.state_dir);
     let name = loaded.spec.metadata.name.clone();
-    let _lock = store.lock(&name, "apply")?;
-    let creds = credentials(&store, &name, true)?
-        .ok_or_else(|| Failure::new("STATE_ERROR", "no credentials"))?;
-    let planned = plan_one(&store, &loaded, Some(&creds)).await?;
+    let lock = store.lock(&name, "apply")?;
+    let state = store.load(&name)?;
+    let creds = credentials(&store, &name, state.as_ref())?;
+    let planned = plan_one(&store, &loaded, creds.as_ref()).await?;
+    // A cluster pgdba has not created: its passwords are made now, once the plan showed that
+    // nothing of it exists yet.
+    let creds = match creds {
+        Some(c) => c,
+        None => new_credentials(&store, &name)?,
+    };
     check_data_loss(&planned.plan, allow_data_loss)?;
     if !auto_approve && !planned.plan.is_empty() {
         confirm(&planned.plan)?;
     }
-    execute(
+    let run = ApplyRun {
         g,
         format,
-        &store,
+        store: &store,
+        lock: &lock,
+    };
+    execute(
+        &run,
         &planned.cluster,
         &planned.spec_hash,
         &planned.plan,
@@ -938,7 +1054,7 @@ async fn apply_saved(
     }
     let store = StateStore::new(&g.state_dir);
     let name = saved.spec.metadata.name.clone();
-    let _lock = store.lock(&name, "apply")?;
+    let lock = store.lock(&name, "apply")?;
     let state = store.load(&name)?;
     let now = state.as_ref().map(|s| StateRef {
         lineage: s.lineage.clone(),
@@ -960,11 +1076,17 @@ async fn apply_saved(
         )
         .hint("run `pgdba plan` again and review the new plan"));
     }
-    let creds = credentials(&store, &name, true)?
-        .ok_or_else(|| Failure::new("STATE_ERROR", "no credentials"))?;
+    let creds = credentials(&store, &name, state.as_ref())?;
     let cluster = Cluster::new(&saved.spec);
     let managed = managed(state.as_ref());
-    let obs = observe_cluster(&cluster, Some(&creds), &managed).await?;
+    let obs = observe_cluster(&cluster, creds.as_ref(), &managed).await?;
+    refuse_unmanaged(&store, state.as_ref(), &obs)?;
+    require_complete(&obs, &saved.plan)?;
+    let creds = match creds {
+        Some(c) => c,
+        None => new_credentials(&store, &name)?,
+    };
+    refuse_split_brain(&obs, &saved.plan)?;
     let changed: Vec<&String> = saved
         .fingerprints
         .iter()
@@ -987,16 +1109,13 @@ async fn apply_saved(
         .data(json!({ "changed": changed })));
     }
     check_data_loss(&saved.plan, allow_data_loss)?;
-    execute(
+    let run = ApplyRun {
         g,
         format,
-        &store,
-        &cluster,
-        &saved.spec_hash,
-        &saved.plan,
-        &creds,
-    )
-    .await
+        store: &store,
+        lock: &lock,
+    };
+    execute(&run, &cluster, &saved.spec_hash, &saved.plan, &creds).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1145,8 +1264,16 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
                 )
             })?;
             let lock = store.read_lock(&name)?;
+            let previous = store.load_previous(&name)?;
             let mut data = serde_json::to_value(&state)
                 .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
+            let backup = previous.as_ref().map(|p| {
+                json!({
+                    "path": store.previous_path(&name).map(|p| p.display().to_string()).unwrap_or_default(),
+                    "serial": p.serial,
+                    "updated_at": p.updated_at,
+                })
+            });
             if let Value::Object(o) = &mut data {
                 // pgdba's own roles: managed by pgdba, their passwords in the 0600 secrets file.
                 o.insert(
@@ -1161,11 +1288,24 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
                     "lock".to_owned(),
                     serde_json::to_value(&lock).unwrap_or(Value::Null),
                 );
+                o.insert("backup".to_owned(), backup.clone().unwrap_or(Value::Null));
             }
-            let human = state_table(&state, lock.as_ref());
+            let mut human = state_table(&state, lock.as_ref());
+            if let Some(b) = &backup {
+                human.push_str(&format!(
+                    "previous state kept in {} (serial {})\n",
+                    b["path"].as_str().unwrap_or_default(),
+                    b["serial"]
+                ));
+            }
             Ok(Outcome::ok(data, human))
         }
-        StateCommand::Unlock { name, force, .. } => {
+        StateCommand::Unlock {
+            name,
+            force,
+            even_if_alive,
+            ..
+        } => {
             if !force {
                 return Err(Failure::new(
                     "CONFIRMATION_REQUIRED",
@@ -1173,7 +1313,11 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
                 )
                 .hint("add --force"));
             }
-            let removed = store.force_unlock(&name)?;
+            let removed = store.force_unlock(&name, even_if_alive).map_err(|e| match e {
+                StateError::LockHeld { .. } => Failure::new("STATE_LOCKED", e.to_string())
+                    .hint("wait for it to finish; add --even-if-alive only if you know it must be stopped"),
+                other => other.into(),
+            })?;
             let human = match &removed {
                 Some(l) => format!(
                     "Removed the lock of cluster {name} held by {}@{} pid {}.\n",

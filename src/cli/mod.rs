@@ -227,7 +227,8 @@ pub enum StateCommand {
         #[command(flatten)]
         state: StateDir,
     },
-    /// Remove a cluster's lock (only with --force).
+    /// Remove a cluster's lock file (only with --force). A run that died has already released
+    /// its lock: this is for a lock file a person must clear, or a live run to be overridden.
     #[command(after_help = "Exit codes: 0 unlocked (or not locked); 1 refused, or an error.")]
     Unlock {
         /// The cluster's name (its metadata.name).
@@ -235,6 +236,10 @@ pub enum StateCommand {
         /// Required: breaking a lock can let two runs change the cluster at once.
         #[arg(long)]
         force: bool,
+        /// Also when a live process on this machine holds it (that run stops at its next state
+        /// write).
+        #[arg(long, requires = "force")]
+        even_if_alive: bool,
         #[command(flatten)]
         output: Output,
         #[command(flatten)]

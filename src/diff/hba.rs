@@ -140,6 +140,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
             reason: "the DCS's pg_ident differs from what pgdba needs".to_owned(),
             data_loss: None,
             warning: None,
+            operation: None,
         });
         return;
     }
@@ -158,6 +159,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
             reason: "the DCS's pg_hba differs from the spec".to_owned(),
             data_loss: None,
             warning: None,
+            operation: None,
         });
         return;
     }
@@ -184,6 +186,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
             ),
             data_loss: None,
             warning: None,
+            operation: None,
         });
     }
 }

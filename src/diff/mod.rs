@@ -70,6 +70,23 @@ pub struct Change {
     /// objects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// For a change to an existing member: what is done to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<MemberOp>,
+}
+
+/// What a change does to an existing member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberOp {
+    /// Start its stopped Patroni.
+    Start,
+    /// Rewrite its Patroni configuration file and reload.
+    Reconfigure,
+    /// Restart its PostgreSQL (a restart is pending).
+    Restart,
+    /// Discard its data and clone it again from the leader (it cannot start).
+    Reinit,
 }
 
 /// The kind of object an address names.
@@ -200,13 +217,14 @@ pub fn existing_members(obs: &Observation) -> BTreeSet<String> {
 }
 
 /// The Patroni settings the spec manages, with their values.
-pub fn patroni_settings(spec: &ClusterSpec) -> BTreeMap<&'static str, u64> {
+pub fn patroni_settings(spec: &ClusterSpec) -> BTreeMap<&'static str, Value> {
     let p = &spec.spec.patroni;
     BTreeMap::from([
-        ("loop_wait", u64::from(p.loop_wait)),
-        ("maximum_lag_on_failover", p.maximum_lag_on_failover),
-        ("retry_timeout", u64::from(p.retry_timeout)),
-        ("ttl", u64::from(p.ttl)),
+        ("failsafe_mode", json!(p.failsafe_mode)),
+        ("loop_wait", json!(p.loop_wait)),
+        ("maximum_lag_on_failover", json!(p.maximum_lag_on_failover)),
+        ("retry_timeout", json!(p.retry_timeout)),
+        ("ttl", json!(p.ttl)),
     ])
 }
 
@@ -273,6 +291,7 @@ fn live_mismatch(spec: &ClusterSpec, obs: &Observation, name: &str, want: &str) 
         apply_via: via_for_context(context),
         data_loss: None,
         warning: None,
+        operation: None,
         reason: format!(
             "the DCS holds the spec's value, but {} (context: {})",
             off.join(", "),
@@ -326,6 +345,7 @@ fn overrides(spec: &ClusterSpec, member: &str, m: &crate::observe::model::Member
             ),
             data_loss: None,
             warning: None,
+            operation: None,
         });
     }
     out
@@ -354,6 +374,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             apply_via: ApplyVia::Provider,
             data_loss: None,
             warning: None,
+            operation: None,
             reason: "the cluster's etcd does not exist".to_owned(),
         });
     } else if !obs.dcs.running {
@@ -365,6 +386,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             apply_via: ApplyVia::Provider,
             data_loss: None,
             warning: None,
+            operation: None,
             reason: "etcd is not running".to_owned(),
         });
     }
@@ -381,6 +403,19 @@ pub fn diff(input: &Input<'_>) -> Diff {
     for m in &input.layout.members {
         if existing.contains(&m.name) {
             let inv = obs.inventory.iter().find(|i| i.name == m.name);
+            if inv.is_some_and(|i| i.running && i.config_current == Some(false)) {
+                changes.push(Change {
+                    address: member_address(&m.name),
+                    action: ChangeAction::Update,
+                    before: Some(json!({ "patroni_config": "as an earlier spec rendered it" })),
+                    after: Some(json!({ "patroni_config": "as the spec renders it" })),
+                    apply_via: ApplyVia::Reload,
+                    data_loss: None,
+                    warning: None,
+                    operation: Some(MemberOp::Reconfigure),
+                    reason: "its Patroni configuration file differs from what the spec renders (spec.patroni.watchdog, or a newer pgdba's settings)".to_owned(),
+                });
+            }
             if inv.is_some_and(|i| !i.running) {
                 changes.push(Change {
                     address: member_address(&m.name),
@@ -390,7 +425,34 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     apply_via: ApplyVia::Provider,
                     data_loss: None,
                     warning: None,
+                    operation: Some(MemberOp::Start),
                     reason: "its Patroni is not running".to_owned(),
+                });
+            }
+            // Patroni runs but its PostgreSQL cannot start, and Patroni will not try again:
+            // the member is rebuilt from the leader (a replica only: the leader's data is the
+            // cluster's).
+            let own = obs.members.get(&m.name);
+            let state = own.and_then(|o| o.state.as_deref()).unwrap_or_default();
+            if crate::patroni::is_terminal_state(state)
+                && leader.as_deref() != Some(m.name.as_str())
+                && leader.is_some()
+            {
+                changes.push(Change {
+                    address: member_address(&m.name),
+                    action: ChangeAction::Update,
+                    before: Some(json!({ "state": state })),
+                    after: Some(json!({ "state": "running" })),
+                    apply_via: ApplyVia::Provider,
+                    data_loss: Some(format!(
+                        "member {}'s data directory: discarded and cloned again from the leader",
+                        m.name
+                    )),
+                    warning: None,
+                    operation: Some(MemberOp::Reinit),
+                    reason: format!(
+                        "Patroni reports its PostgreSQL {state} and will not start it again by itself"
+                    ),
                 });
             }
             continue;
@@ -414,6 +476,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             apply_via: ApplyVia::Provider,
             data_loss: None,
             warning: None,
+            operation: None,
             reason: if role == "primary" {
                 "the cluster's first member: it bootstraps the cluster as its primary".to_owned()
             } else {
@@ -435,6 +498,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             },
             data_loss: None,
             warning: None,
+            operation: None,
             reason: if is_leader {
                 format!(
                     "{}; it leads, so the leader moves first",
@@ -454,10 +518,11 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 address: patroni_address(key),
                 action: ChangeAction::Create,
                 before: None,
-                after: Some(json!(value)),
+                after: Some(value),
                 apply_via: ApplyVia::Provider,
                 data_loss: None,
                 warning: None,
+                operation: None,
                 reason: "bootstrap configuration of the new cluster".to_owned(),
             });
         }
@@ -470,13 +535,20 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 apply_via: ApplyVia::Provider,
                 data_loss: None,
                 warning: None,
+                operation: None,
                 reason: "bootstrap configuration of the new cluster".to_owned(),
             });
         }
     } else if let Some(view) = config {
         for (key, value) in patroni_settings(spec) {
-            let observed = view.dcs_setting(key);
-            if observed.as_deref() != Some(value.to_string().as_str()) {
+            let observed = view
+                .config
+                .as_ref()
+                .and_then(|c| c.get(key))
+                .filter(|v| !v.is_null());
+            let same = observed.and_then(crate::observe::model::json_scalar_string)
+                == crate::observe::model::json_scalar_string(&value);
+            if !same {
                 changes.push(Change {
                     address: patroni_address(key),
                     action: if observed.is_some() {
@@ -484,11 +556,12 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     } else {
                         ChangeAction::Create
                     },
-                    before: observed.map(|o| o.parse::<u64>().map_or(json!(o), |n| json!(n))),
-                    after: Some(json!(value)),
+                    before: observed.cloned(),
+                    after: Some(value),
                     apply_via: ApplyVia::Reload,
                     data_loss: None,
                     warning: None,
+                    operation: None,
                     reason: "differs from the DCS configuration".to_owned(),
                 });
             }
@@ -517,6 +590,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     apply_via: via_for_context(context),
                     data_loss: None,
                     warning: None,
+                    operation: None,
                     reason: format!(
                         "differs from the DCS configuration (context: {})",
                         context.as_str()
@@ -538,6 +612,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     apply_via: via_for_context(context),
                     data_loss: None,
                     warning: None,
+                    operation: None,
                     reason: "removed from the spec; PostgreSQL's default applies".to_owned(),
                 });
             }
@@ -593,6 +668,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 apply_via: ApplyVia::Restart,
                 data_loss: None,
                 warning: None,
+                operation: Some(MemberOp::Restart),
                 reason: if reasons.is_empty() {
                     "PostgreSQL waits for a restart".to_owned()
                 } else {
@@ -626,6 +702,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             reason: "bootstrap configuration of the new cluster".to_owned(),
             data_loss: None,
             warning: None,
+            operation: None,
         });
     }
     let unmanaged = match &obs.patroni {

@@ -167,6 +167,7 @@ pub fn roles(
                     reason: "in the spec, not in the cluster".to_owned(),
                     data_loss: None,
                     warning: None,
+                    operation: None,
                 });
             }
             Some(o) => {
@@ -198,6 +199,7 @@ pub fn roles(
                         reason: reasons.join("; "),
                         data_loss: None,
                         warning: None,
+                        operation: None,
                     });
                 }
             }
@@ -222,6 +224,7 @@ pub fn roles(
                 reason: "left the spec, and spec.prune.roles is on".to_owned(),
                 data_loss: None,
                 warning: role_drop_blocker(name, o),
+                operation: None,
             });
         } else {
             forgotten.push(role_address(name));
@@ -293,6 +296,7 @@ pub fn databases(
                 reason: "in the spec, not in the cluster".to_owned(),
                 data_loss: None,
                 warning: None,
+                operation: None,
             }),
             Some(o) => {
                 let encoding_differs =
@@ -326,6 +330,7 @@ pub fn databases(
                         reason: "encoding and locale are fixed at creation; the database must be dropped and created again".to_owned(),
                         data_loss: Some(loss(&d.name, o)),
                         warning: None,
+                        operation: None,
                     });
                 } else if !after.is_empty() {
                     out.push(Change {
@@ -337,6 +342,7 @@ pub fn databases(
                         reason: "differs from the cluster".to_owned(),
                         data_loss: None,
                         warning: None,
+                        operation: None,
                     });
                 }
             }
@@ -373,6 +379,7 @@ pub fn databases(
                 reason: "left the spec, and spec.prune.databases is on".to_owned(),
                 data_loss: Some(loss(name, o)),
                 warning: None,
+                operation: None,
             });
         } else {
             forgotten.push(database_address(name));
@@ -458,6 +465,7 @@ fn extensions(
                 reason: format!("in the spec, not in database {}", d.name),
                 data_loss: None,
                 warning: None,
+                operation: None,
             }),
             Some(i) => {
                 let mut before = Map::new();
@@ -480,6 +488,7 @@ fn extensions(
                         reason: "differs from the installed extension".to_owned(),
                         data_loss: None,
                         warning: None,
+                        operation: None,
                     });
                 }
             }
@@ -515,6 +524,7 @@ fn extensions(
                     )
                 }),
                 warning: None,
+                operation: None,
             });
         }
     }

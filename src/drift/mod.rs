@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::diff::{Change, ChangeAction, Diff, Kind};
+use crate::diff::{Change, ChangeAction, Diff, Kind, MemberOp};
 use crate::observe::model::{Observation, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -97,20 +97,36 @@ fn classify(c: &Change) -> Item {
                 Some(name.clone()),
                 format!("member {name} was added outside pgdba"),
             ),
-            _ if c.apply_via == crate::diff::ApplyVia::Restart => item(
-                c,
-                Class::Benign,
-                "Patroni",
-                Some(name.clone()),
-                format!("member {name} waits for a restart"),
-            ),
-            _ => item(
-                c,
-                Class::Dangerous,
-                "provider",
-                Some(name.clone()),
-                format!("member {name} is stopped"),
-            ),
+            _ => match c.operation {
+                Some(MemberOp::Reconfigure) => item(
+                    c,
+                    Class::Benign,
+                    "provider",
+                    Some(name.clone()),
+                    format!("member {name}'s Patroni configuration file differs from the spec's"),
+                ),
+                Some(MemberOp::Restart) => item(
+                    c,
+                    Class::Benign,
+                    "Patroni",
+                    Some(name.clone()),
+                    format!("member {name} waits for a restart"),
+                ),
+                Some(MemberOp::Reinit) => item(
+                    c,
+                    Class::Dangerous,
+                    "Patroni",
+                    Some(name.clone()),
+                    format!("member {name}: {}", c.reason),
+                ),
+                Some(MemberOp::Start) | None => item(
+                    c,
+                    Class::Dangerous,
+                    "provider",
+                    Some(name.clone()),
+                    format!("member {name} is stopped"),
+                ),
+            },
         },
         Kind::Patroni => item(
             c,
@@ -233,6 +249,42 @@ pub fn baseline(applied: Option<Diff>, partials: &[(Diff, &BTreeSet<String>)]) -
     }
 }
 
+/// Split brain, as far as the observation shows it: more than one member accepts writes, or
+/// one does that the DCS does not name the leader (a PostgreSQL promoted outside Patroni, or
+/// left running after its Patroni died). What pgdba knows, in words; `None` when neither.
+pub fn split_brain(obs: &Observation) -> Option<String> {
+    let writers: Vec<(&String, Option<u64>)> = obs
+        .members
+        .iter()
+        .filter(|(_, m)| m.accepts_writes == Some(true))
+        .map(|(n, m)| (n, m.timeline))
+        .collect();
+    let leader = obs
+        .patroni
+        .as_ref()
+        .and_then(|v| v.leader())
+        .map(|m| m.name.as_str());
+    let outsider = writers
+        .iter()
+        .any(|(n, _)| leader.is_some_and(|l| l != n.as_str()));
+    if writers.len() < 2 && !outsider {
+        return None;
+    }
+    let shown: Vec<String> = writers
+        .iter()
+        .map(|(n, tl)| match tl {
+            Some(tl) => format!("{n} (timeline {tl})"),
+            None => n.to_string(),
+        })
+        .collect();
+    Some(format!(
+        "split brain: {} accept{} writes; the DCS names {} the leader",
+        shown.join(" and "),
+        if shown.len() == 1 { "s" } else { "" },
+        leader.unwrap_or("no member")
+    ))
+}
+
 /// Everything that drifted. `diff` is the last applied spec against `obs`; `applied_leader`
 /// is who led right after the last apply.
 pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> Vec<Item> {
@@ -265,14 +317,23 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
                     .map_or(m.state != "streaming", |ok| !ok)
         };
         for m in v.members.iter().filter(broken) {
+            // What it was decided from: the replica's own live answer when there is one.
+            let live = obs.members.get(&m.name).and_then(|o| {
+                let state = o.state.as_deref()?;
+                Some(match o.replication_state.as_deref() {
+                    Some(r) => format!("{state}, replication {r}"),
+                    None => format!("{state}, not replicating"),
+                })
+            });
+            let shown = live.unwrap_or_else(|| format!("{} (as the DCS last heard)", m.state));
             items.push(Item {
                 address: crate::diff::member_address(&m.name),
                 class: Class::Dangerous,
                 source: "Patroni".to_owned(),
                 member: Some(m.name.clone()),
                 before: Some(json!("streaming")),
-                after: Some(json!(m.state)),
-                message: format!("replication is broken: replica {} is {}", m.name, m.state),
+                after: Some(json!(shown)),
+                message: format!("replication is broken: replica {} is {shown}", m.name),
             });
         }
         if leader.is_none() && !v.members.is_empty() {
@@ -286,6 +347,35 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
                 message: "the cluster has no leader".to_owned(),
             });
         }
+    }
+    if let Some(message) = split_brain(obs) {
+        let writers: Vec<&String> = obs
+            .members
+            .iter()
+            .filter(|(_, m)| m.accepts_writes == Some(true))
+            .map(|(n, _)| n)
+            .collect();
+        items.push(Item {
+            address: crate::diff::fingerprint::LEADER_ADDRESS.to_owned(),
+            class: Class::Dangerous,
+            source: "PostgreSQL".to_owned(),
+            member: None,
+            before: applied_leader.map(|l| json!(l)),
+            after: Some(json!(writers)),
+            message,
+        });
+    }
+    // What runs but did not answer: nothing can be said to be fine there.
+    for u in &obs.unreachable {
+        items.push(Item {
+            address: u.address.clone(),
+            class: Class::Dangerous,
+            source: u.source.clone(),
+            member: u.address.strip_prefix("member.").map(str::to_owned),
+            before: Some(json!("answering")),
+            after: Some(json!("not answering")),
+            message: format!("{} did not answer: {}", u.address, u.reason),
+        });
     }
     items.sort_by(|a, b| b.class.cmp(&a.class).then(a.address.cmp(&b.address)));
     items

@@ -12,7 +12,7 @@ use futures::future::join_all;
 
 use crate::patroni;
 use crate::providers::local::layout::Layout;
-use model::{Dcs, InventoryMember, Member, Observation, PatroniView, Role};
+use model::{Dcs, InventoryMember, Member, Observation, PatroniView, Role, Unreachable};
 
 /// What observation needs.
 pub struct Context<'a> {
@@ -38,8 +38,15 @@ fn peer_possible() -> bool {
 }
 
 impl Context<'_> {
+    /// A session as pgdba's superuser: by peer authentication over the member's socket when
+    /// this process may (no password needed), else over TCP with the password.
     fn conn<'s>(&'s self, port: u16, socket: &'s std::path::Path) -> Option<pg::Conn<'s>> {
-        let (user, password) = self.superuser?;
+        let peer = peer_possible();
+        let (user, password) = match self.superuser {
+            Some(s) => s,
+            None if peer => (crate::providers::local::config::SUPERUSER, ""),
+            None => return None,
+        };
         Some(pg::Conn {
             host: crate::providers::local::layout::HOST,
             port,
@@ -47,39 +54,68 @@ impl Context<'_> {
             password,
             timeout: self.timeout,
             read_only: true,
-            socket: peer_possible().then_some(socket),
+            socket: peer.then_some(socket),
         })
     }
 }
 
 struct MemberAnswer {
     name: String,
-    status: Result<serde_json::Value, String>,
+    /// `None` when its Patroni does not run (only its PostgreSQL was probed).
+    status: Option<Result<serde_json::Value, String>>,
     facts: Option<Result<pg::MemberFacts, String>>,
 }
 
-/// One member: its own live status (`/patroni`) and one PostgreSQL session.
+/// `fut`, or an error once `bound` has passed: a process that hangs (stopped, overloaded)
+/// holds up only its own answer.
+async fn bounded<T, E: std::fmt::Display>(
+    bound: std::time::Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(bound, fut).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", bound.as_secs_f32())),
+    }
+}
+
+/// One member: its own live status (`/patroni`, when its Patroni runs) and one PostgreSQL
+/// session, each within the observation's bound.
 async fn observe_member(
     ctx: &Context<'_>,
-    name: String,
+    member: &InventoryMember,
     api_url: String,
     pg_port: u16,
     socket: std::path::PathBuf,
     params: &[String],
 ) -> MemberAnswer {
-    let status = ctx.patroni.status(&api_url);
+    let status = async {
+        if !member.running {
+            return None;
+        }
+        let r = bounded(ctx.timeout, async {
+            ctx.patroni
+                .status(&api_url)
+                .await
+                .map_err(|e| crate::error_chain(&e))
+        })
+        .await;
+        Some(r)
+    };
     let facts = async {
         let conn = ctx.conn(pg_port, &socket)?;
         Some(
-            pg::member_facts(&conn, params, Some(ctx.needs))
-                .await
-                .map_err(|e| crate::error_chain(&e)),
+            bounded(ctx.timeout, async {
+                pg::member_facts(&conn, params, Some(ctx.needs))
+                    .await
+                    .map_err(|e| crate::error_chain(&e))
+            })
+            .await,
         )
     };
     let (status, facts) = tokio::join!(status, facts);
     MemberAnswer {
-        name,
-        status: status.map_err(|e| crate::error_chain(&e)),
+        name: member.name.clone(),
+        status,
         facts,
     }
 }
@@ -88,14 +124,20 @@ async fn observe_member(
 /// DCS, read linearizably: never older than a write that finished before it was asked (see
 /// `patroni::dcs`).
 async fn dcs_view(ctx: &Context<'_>) -> Result<PatroniView, String> {
-    ctx.patroni
-        .dcs_view(&ctx.layout.dcs())
-        .await
-        .map_err(|e| crate::error_chain(&e))
+    bounded(ctx.timeout, async {
+        ctx.patroni
+            .dcs_view(&ctx.layout.dcs())
+            .await
+            .map_err(|e| crate::error_chain(&e))
+    })
+    .await
 }
 
 /// Observe one cluster. `params` are the GUC names whose `pg_settings` rows matter. The DCS
 /// is healthy when it answered the linearizable read of Patroni's keys (which needs a quorum).
+///
+/// Each member and the DCS have their own bound: what answered is kept, and what runs but did
+/// not answer is named in `unreachable`.
 pub async fn observe(
     ctx: &Context<'_>,
     mut dcs: Dcs,
@@ -103,53 +145,58 @@ pub async fn observe(
     params: &[String],
 ) -> Observation {
     let mut notes = Vec::new();
-    // Probe the members whose process runs: the spec's and any extra the provider has.
-    let running: Vec<(String, String, u16, std::path::PathBuf)> = inventory
+    let mut unreachable = Vec::new();
+    // Probe the members whose Patroni or PostgreSQL runs: the spec's and any extra the
+    // provider has.
+    let probes = inventory
         .iter()
-        .filter(|m| m.running)
+        .filter(|m| m.running || m.postgres_running)
         .filter_map(|m| {
             let l = ctx.layout.member(&m.name)?;
-            Some((m.name.clone(), l.api_url(), l.pg_port, l.socket_dir))
-        })
-        .collect();
-    let probes = running
-        .iter()
-        .map(|(n, u, p, s)| observe_member(ctx, n.clone(), u.clone(), *p, s.clone(), params));
+            Some(observe_member(
+                ctx,
+                m,
+                l.api_url(),
+                l.pg_port,
+                l.socket_dir,
+                params,
+            ))
+        });
     // Only the DCS the provider says is this cluster's and runs: whatever else answers on its
     // address is not.
     let view = async {
         if dcs.running {
-            dcs_view(ctx).await
+            Some(dcs_view(ctx).await)
         } else {
-            Err("it does not run".to_owned())
-        }
-    };
-    let all = async { tokio::join!(join_all(probes), view) };
-    let (answers, view) = match tokio::time::timeout(ctx.timeout * 2, all).await {
-        Ok(a) => a,
-        Err(_) => {
-            notes.push("observation timed out".to_owned());
-            (Vec::new(), Err("timed out".to_owned()))
-        }
-    };
-    dcs.healthy = view.is_ok();
-    let view = match view {
-        Ok(v) => Some(v),
-        Err(e) => {
-            if dcs.running {
-                notes.push(format!(
-                    "etcd at {} runs but Patroni's keys could not be read: {e}",
-                    dcs.endpoint
-                ));
-            }
             None
         }
     };
+    let (answers, view) = tokio::join!(join_all(probes), view);
+    dcs.healthy = matches!(view, Some(Ok(_)));
+    let view = match view {
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => {
+            unreachable.push(Unreachable {
+                address: crate::diff::DCS_ADDRESS.to_owned(),
+                source: "etcd".to_owned(),
+                reason: format!(
+                    "etcd at {} runs but Patroni's keys could not be read: {e}",
+                    dcs.endpoint
+                ),
+            });
+            None
+        }
+        None => None,
+    };
     for m in inventory.iter().filter(|m| m.exists && !m.running) {
-        notes.push(format!(
-            "member {} is stopped (its Patroni is not running)",
-            m.name
-        ));
+        notes.push(if m.postgres_running {
+            format!(
+                "member {}: its Patroni is not running, but its PostgreSQL is",
+                m.name
+            )
+        } else {
+            format!("member {} is stopped (its Patroni is not running)", m.name)
+        });
     }
 
     let mut members = BTreeMap::new();
@@ -159,8 +206,9 @@ pub async fn observe(
             name: a.name.clone(),
             ..Member::default()
         };
+        let mut failed = Vec::new();
         match &a.status {
-            Ok(status) => {
+            Some(Ok(status)) => {
                 member.api_reachable = true;
                 let (pending, reasons) = patroni::pending_restart(status);
                 member.pending_restart = pending;
@@ -170,27 +218,62 @@ pub async fn observe(
                 member.state = text("state");
                 member.replication_state = text("replication_state");
             }
-            Err(e) => notes.push(format!("member {} unreachable: {e}", a.name)),
+            Some(Err(e)) => failed.push(format!("Patroni REST API: {e}")),
+            None => {}
         }
         match a.facts {
             Some(Ok(f)) => {
                 member.settings = Some(f.settings);
                 member.auto_conf = Some(f.auto_conf);
                 member.hba = Some(f.hba);
+                member.accepts_writes = Some(!f.in_recovery);
+                member.timeline = f.timeline;
                 if let Some(c) = f.catalogs {
                     catalogs.push((a.name.clone(), c));
                 }
             }
-            Some(Err(e)) if a.status.is_ok() => {
-                notes.push(format!("member {}: PostgreSQL unreachable: {e}", a.name))
+            // Patroni says PostgreSQL failed in a way it does not leave by itself: a fact the
+            // plan acts on (a rebuild), not a gap.
+            Some(Err(_))
+                if member
+                    .state
+                    .as_deref()
+                    .is_some_and(patroni::is_terminal_state) => {}
+            // Patroni answers, PostgreSQL does not run, and Patroni is not starting it (a data
+            // directory it cannot read, a start in progress): nothing can be said of it yet.
+            Some(Err(_)) if member.state.as_deref().is_some_and(|s| s != "running") => {
+                let role = a
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.as_ref().ok())
+                    .and_then(|s| s.get("role")?.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "unknown".to_owned());
+                failed.push(format!(
+                    "PostgreSQL: its Patroni answers, but says PostgreSQL is {} (role {role})",
+                    member.state.as_deref().unwrap_or_default()
+                ));
             }
-            _ => {}
+            Some(Err(e)) => failed.push(format!("PostgreSQL: {e}")),
+            None => {}
+        }
+        if !failed.is_empty() {
+            let reason = failed.join("; ");
+            notes.push(format!("member {} did not answer: {reason}", a.name));
+            unreachable.push(Unreachable {
+                address: crate::diff::member_address(&a.name),
+                source: failed
+                    .iter()
+                    .filter_map(|f| f.split_once(':').map(|(s, _)| s))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason,
+            });
         }
         members.insert(a.name.clone(), member);
     }
     if let Some(v) = &view {
         for m in &v.members {
-            // The member's own live answer when there is one; `/cluster` lags.
+            // The member's own live answer when there is one; the member keys lag.
             let live = members.get(&m.name).and_then(Member::live_healthy);
             let healthy = live.unwrap_or(match m.role {
                 Role::Leader => m.state == "running",
@@ -214,8 +297,26 @@ pub async fn observe(
             }
         }
     }
+    // Without the DCS, say who accepts writes, as the members themselves tell: Patroni demotes
+    // a leader that cannot reach the DCS unless failsafe mode keeps it.
+    if dcs.running && view.is_none() {
+        let writers: Vec<&str> = members
+            .iter()
+            .filter(|(_, m)| m.accepts_writes == Some(true))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        notes.push(if writers.is_empty() {
+            "the DCS cannot be read, and no member accepts writes".to_owned()
+        } else {
+            format!(
+                "the DCS cannot be read; {} accept{} writes (failsafe mode, or until Patroni demotes it)",
+                writers.join(", "),
+                if writers.len() == 1 { "s" } else { "" }
+            )
+        });
+    }
     // Roles, databases and extensions from the primary's session (the one not in recovery;
-    // the leader's, should two ever say so during a switchover).
+    // the leader's, should two ever say so).
     let leader = view
         .as_ref()
         .and_then(|v| v.leader())
@@ -236,5 +337,6 @@ pub async fn observe(
         members,
         sql: sql_objects,
         notes,
+        unreachable,
     }
 }

@@ -21,6 +21,28 @@ pub struct Observation {
     pub sql: Option<SqlObjects>,
     /// Human-readable notes: "member demo-2 unreachable: connection refused".
     pub notes: Vec<String>,
+    /// What should have answered and did not (a member whose processes run but hang, an etcd
+    /// that runs but does not answer): the observation is partial, and nothing may be
+    /// concluded from what is missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<Unreachable>,
+}
+
+/// A part of the cluster that runs but did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreachable {
+    /// `dcs.etcd` or `member.demo-1`.
+    pub address: String,
+    /// What did not answer: `etcd`, `Patroni REST API`, `PostgreSQL`.
+    pub source: String,
+    pub reason: String,
+}
+
+impl Observation {
+    /// Did every part that runs answer?
+    pub fn is_complete(&self) -> bool {
+        self.unreachable.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -108,6 +130,14 @@ pub struct InventoryMember {
     pub exists: bool,
     /// Its Patroni process runs.
     pub running: bool,
+    /// Its PostgreSQL runs (with or without its Patroni: a PostgreSQL left running after its
+    /// Patroni died may still accept writes).
+    #[serde(default)]
+    pub postgres_running: bool,
+    /// Its Patroni configuration file is what the spec renders now (bootstrap settings
+    /// aside, which only a new cluster reads). `None` when the provider cannot tell.
+    #[serde(default)]
+    pub config_current: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +251,12 @@ pub struct Member {
     pub replication_state: Option<String>,
     /// Its `pg_hba_file_rules`, in order.
     pub hba: Option<Vec<HbaLine>>,
+    /// PostgreSQL answered and is not in recovery: it accepts writes.
+    #[serde(default)]
+    pub accepts_writes: Option<bool>,
+    /// Its timeline, from its control file's last checkpoint.
+    #[serde(default)]
+    pub timeline: Option<u64>,
     /// Its `ALTER SYSTEM` overrides of the parameters that matter, as `postgresql.auto.conf`
     /// holds them now (`pg_file_settings` reads the file when asked): in effect, or still
     /// waiting for a reload or a restart. `None` when PostgreSQL was not read.

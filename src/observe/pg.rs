@@ -80,6 +80,10 @@ async fn open(
 /// matter, its `pg_hba_file_rules`, and, when it is the primary, the cluster's roles,
 /// databases and extensions (replicas have the same catalogs, possibly behind).
 pub struct MemberFacts {
+    /// In recovery: a standby, read-only.
+    pub in_recovery: bool,
+    /// From the control file's last checkpoint.
+    pub timeline: Option<u64>,
     pub settings: BTreeMap<String, PgSetting>,
     pub auto_conf: BTreeMap<String, AutoConf>,
     pub hba: Vec<HbaLine>,
@@ -93,19 +97,34 @@ pub async fn member_facts(
     needs: Option<&super::sql::Needs>,
 ) -> Result<MemberFacts, tokio_postgres::Error> {
     let client = conn.connect().await?;
-    let recovery = client.query_one("SELECT pg_is_in_recovery()", &[]);
+    // The timeline a primary writes on (its current WAL file's name starts with it; the
+    // control file's lags until the next checkpoint after a promotion), or a standby's last
+    // checkpoint's.
+    let recovery = client.query_one(
+        "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() \
+         THEN (SELECT timeline_id FROM pg_control_checkpoint()) \
+         ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END",
+        &[],
+    );
     let (settings, auto_conf, hba, recovery) = tokio::join!(
         settings_on(&client, names),
         auto_conf_on(&client, names),
         hba_on(&client),
         recovery
     );
-    let primary = !recovery?.try_get::<_, bool>(0)?;
+    let recovery = recovery?;
+    let in_recovery: bool = recovery.try_get(0)?;
+    let timeline = recovery
+        .try_get::<_, Option<i32>>(1)?
+        .and_then(|t| u64::try_from(t).ok());
+    let primary = !in_recovery;
     let catalogs = match needs {
         Some(needs) if primary => Some(super::sql::objects_on(&client, conn, needs).await?),
         _ => None,
     };
     Ok(MemberFacts {
+        in_recovery,
+        timeline,
         settings: settings?,
         auto_conf: auto_conf?,
         hba: hba?,

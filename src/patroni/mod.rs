@@ -74,6 +74,7 @@ impl Client {
         })
     }
 
+    /// A request with the client's own bound (its `Reader`'s timeout).
     async fn send(
         &self,
         method: reqwest::Method,
@@ -85,6 +86,26 @@ impl Client {
         answer(&url, self.reader.http.request(method, &url).json(body)).await
     }
 
+    /// A request Patroni answers only once it is done (a restart, a switchover): bounded by
+    /// what the action has left, not by the client's default.
+    async fn send_within(
+        &self,
+        method: reqwest::Method,
+        api_url: &str,
+        path: &str,
+        body: &Value,
+        within: Duration,
+    ) -> Result<Answer, PatroniError> {
+        let url = format!("{api_url}{path}");
+        let req = self
+            .reader
+            .http
+            .request(method, &url)
+            .json(body)
+            .timeout(within.max(Duration::from_secs(1)));
+        answer(&url, req).await
+    }
+
     /// `PATCH /config`.
     pub async fn patch_config(&self, api_url: &str, patch: &Value) -> Result<Answer, PatroniError> {
         let a = self
@@ -93,10 +114,38 @@ impl Client {
         ok_or_status(api_url, "/config", a)
     }
 
-    /// `POST /restart`: restart PostgreSQL now. Patroni answers once it runs again.
-    pub async fn restart(&self, api_url: &str) -> Result<Answer, PatroniError> {
-        self.send(reqwest::Method::POST, api_url, "/restart", &json!({}))
-            .await
+    /// `POST /reinitialize`: discard the member's data and clone it again from the leader.
+    pub async fn reinitialize(&self, api_url: &str) -> Result<Answer, PatroniError> {
+        let a = self
+            .send(
+                reqwest::Method::POST,
+                api_url,
+                "/reinitialize",
+                &json!({ "force": true }),
+            )
+            .await?;
+        ok_or_status(api_url, "/reinitialize", a)
+    }
+
+    /// `POST /reload`: Patroni reads its configuration file again.
+    pub async fn reload(&self, api_url: &str) -> Result<Answer, PatroniError> {
+        let a = self
+            .send(reqwest::Method::POST, api_url, "/reload", &json!({}))
+            .await?;
+        ok_or_status(api_url, "/reload", a)
+    }
+
+    /// `POST /restart`: restart PostgreSQL now. Patroni answers once it runs again, so the
+    /// request may take up to `within`.
+    pub async fn restart(&self, api_url: &str, within: Duration) -> Result<Answer, PatroniError> {
+        self.send_within(
+            reqwest::Method::POST,
+            api_url,
+            "/restart",
+            &json!({}),
+            within,
+        )
+        .await
     }
 
     /// `POST /switchover` from `leader` to `candidate`.
@@ -105,10 +154,11 @@ impl Client {
         api_url: &str,
         leader: &str,
         candidate: &str,
+        within: Duration,
     ) -> Result<Answer, PatroniError> {
         let body = json!({ "leader": leader, "candidate": candidate });
         let a = self
-            .send(reqwest::Method::POST, api_url, "/switchover", &body)
+            .send_within(reqwest::Method::POST, api_url, "/switchover", &body, within)
             .await?;
         ok_or_status(api_url, "/switchover", a)
     }
@@ -164,6 +214,19 @@ pub fn parse_role(s: &str) -> Role {
         "replica" | "sync_standby" | "quorum_standby" | "standby" => Role::Replica,
         _ => Role::Other,
     }
+}
+
+/// PostgreSQL states Patroni does not leave by itself: waiting for them to pass is waiting in
+/// vain (a member that cannot start needs a rebuild, or a person).
+pub fn is_terminal_state(state: &str) -> bool {
+    matches!(
+        state,
+        "start failed"
+            | "restart failed"
+            | "stop failed"
+            | "initdb failed"
+            | "custom bootstrap failed"
+    )
 }
 
 /// `pending_restart` and its reasons (parameter names) from a `/patroni` answer.

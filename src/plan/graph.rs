@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::{Action, ActionKind};
-use crate::diff::{self, ApplyVia, Change, ChangeAction, Kind};
+use crate::diff::{self, ApplyVia, Change, ChangeAction, Kind, MemberOp};
 use crate::observe::model::{Observation, Role};
 use crate::pg;
 use crate::spec::model::{ClusterSpec, RoleSpec};
@@ -100,6 +100,7 @@ impl Builder {
             ActionKind::StartMember => "started",
             ActionKind::RestartMember => "restarted",
             ActionKind::Switchover { .. } => "demoted",
+            ActionKind::ReinitMember => "rebuilt",
             _ => "after",
         };
         let target = diff::member_address(member);
@@ -225,9 +226,21 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         }
     }
     let dcs_ready = ready.clone();
+    let op = |c: &&Change, op: MemberOp| c.operation == Some(op);
     for c in members(ChangeAction::Update)
         .into_iter()
-        .filter(|c| c.apply_via == ApplyVia::Provider)
+        .filter(|c| op(c, MemberOp::Reconfigure))
+    {
+        ready.push(b.add(
+            ActionKind::ReconfigureMember,
+            &c.address,
+            &dcs_ready,
+            vec![c.address.clone()],
+        ));
+    }
+    for c in members(ChangeAction::Update)
+        .into_iter()
+        .filter(|c| op(c, MemberOp::Start))
     {
         let gate = b.add_gated(
             ActionKind::StartMember,
@@ -264,6 +277,20 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             max_lag,
         );
         primary_ready = vec![gate];
+    }
+
+    // A replica that cannot start is rebuilt from the leader once the leader is healthy.
+    for c in members(ChangeAction::Update)
+        .into_iter()
+        .filter(|c| op(c, MemberOp::Reinit))
+    {
+        b.add_gated(
+            ActionKind::ReinitMember,
+            c.name(),
+            &primary_ready,
+            vec![c.address.clone()],
+            max_lag,
+        );
     }
 
     // R3: members that leave; the leader hands over first.
@@ -430,7 +457,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         let to_restart: Vec<String> = if restart_params.is_empty() {
             let pending = members(ChangeAction::Update)
                 .into_iter()
-                .filter(|c| c.apply_via == ApplyVia::Restart)
+                .filter(|c| op(c, MemberOp::Restart))
                 .map(|c| c.name().to_owned());
             let mut all: BTreeSet<String> = pending.collect();
             all.extend(override_restarts.iter().cloned());

@@ -32,6 +32,10 @@ pub enum ActionKind {
     StartMember,
     /// Stop a member and remove its data.
     DeleteMember,
+    /// Write a member's Patroni configuration file as the spec renders it, and reload Patroni.
+    ReconfigureMember,
+    /// Discard a replica's data and clone it again from the leader (Patroni's reinitialize).
+    ReinitMember,
     /// Write the dynamic configuration (GUCs and Patroni settings) to the DCS.
     PatchConfig {
         patch: Value,
@@ -120,6 +124,8 @@ impl ActionKind {
             ActionKind::CreateMember { .. } => "create_member",
             ActionKind::StartMember => "start_member",
             ActionKind::DeleteMember => "delete_member",
+            ActionKind::ReconfigureMember => "reconfigure_member",
+            ActionKind::ReinitMember => "reinit_member",
             ActionKind::PatchConfig { .. } => "patch_config",
             ActionKind::AwaitConfig { .. } => "await_config",
             ActionKind::RestartMember => "restart_member",

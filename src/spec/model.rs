@@ -386,6 +386,36 @@ pub struct PatroniSettings {
     /// Bytes a replica may lag and still be promoted.
     #[serde(default = "default_max_lag")]
     pub maximum_lag_on_failover: u64,
+    /// Patroni's failsafe mode: while the DCS cannot be reached, the primary keeps running as
+    /// long as every other member answers it, instead of demoting itself (no write outage
+    /// when only etcd fails). On by default.
+    #[serde(default = "default_true")]
+    pub failsafe_mode: bool,
+    /// Patroni's watchdog: a kernel watchdog (`/dev/watchdog`, Linux's softdog) resets the
+    /// machine if Patroni hangs while its PostgreSQL leads, so a frozen primary cannot keep
+    /// accepting writes after another member took over. `automatic` uses it where the device
+    /// is there, `required` refuses to lead without it, `off` never uses it.
+    #[serde(default)]
+    pub watchdog: WatchdogMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogMode {
+    Required,
+    #[default]
+    Automatic,
+    Off,
+}
+
+impl WatchdogMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchdogMode::Required => "required",
+            WatchdogMode::Automatic => "automatic",
+            WatchdogMode::Off => "off",
+        }
+    }
 }
 
 impl Default for PatroniSettings {
@@ -395,6 +425,8 @@ impl Default for PatroniSettings {
             loop_wait: default_loop_wait(),
             retry_timeout: default_retry_timeout(),
             maximum_lag_on_failover: default_max_lag(),
+            failsafe_mode: true,
+            watchdog: WatchdogMode::default(),
         }
     }
 }

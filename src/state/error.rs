@@ -72,13 +72,11 @@ pub enum StateError {
         found: u64,
     },
 
-    /// Another process holds the lock. `stale` is true when the holder ran on this host and its
-    /// process is gone; the lock is still not broken without `force_unlock`.
-    #[error("state of cluster {cluster} is locked by {holder}{}", stale_note(.cluster, .holder, *.stale))]
+    /// A live process holds the lock (one that died released it: the kernel holds it).
+    #[error("state of cluster {cluster} is locked by {holder}")]
     Locked {
         cluster: String,
         holder: Box<LockInfo>,
-        stale: bool,
     },
 
     /// The lock file exists but cannot be understood; it still counts as held.
@@ -91,6 +89,23 @@ pub enum StateError {
         cluster: String,
         #[source]
         source: serde_json::Error,
+    },
+
+    /// The lock file this process locked was deleted or replaced while it held it: another
+    /// process may have taken the lock.
+    #[error(
+        "the lock of cluster {cluster} was taken from this run: {path} was deleted or replaced while it was held; stopping before writing the state"
+    )]
+    LockLost { cluster: String, path: PathBuf },
+
+    /// `state unlock --force` on a lock a live process holds.
+    #[error(
+        "the lock of cluster {cluster} is held by a live process{}",
+        holder.as_ref().map(|h| format!(": {h}")).unwrap_or_default()
+    )]
+    LockHeld {
+        cluster: String,
+        holder: Option<Box<LockInfo>>,
     },
 
     /// The lock file kept appearing and disappearing while we tried to take it.
@@ -114,17 +129,6 @@ pub enum StateError {
     },
 }
 
-fn stale_note(cluster: &str, holder: &LockInfo, stale: bool) -> String {
-    if stale {
-        format!(
-            " (stale: process {} is gone; run `pgdba state unlock {cluster} --force`)",
-            holder.pid
-        )
-    } else {
-        String::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +149,6 @@ mod tests {
         let e = StateError::Locked {
             cluster: "demo".into(),
             holder: holder(),
-            stale: false,
         };
         assert_eq!(
             e.to_string(),
@@ -154,16 +157,14 @@ mod tests {
     }
 
     #[test]
-    fn stale_lock_says_how_to_break_it() {
-        let e = StateError::Locked {
+    fn a_held_lock_refuses_force_unlock_naming_the_holder() {
+        let e = StateError::LockHeld {
             cluster: "demo".into(),
-            holder: holder(),
-            stale: true,
+            holder: Some(holder()),
         };
         assert_eq!(
             e.to_string(),
-            "state of cluster demo is locked by root@db1 pid 1234 (apply since \
-             2026-01-02T03:04:05Z) (stale: process 1234 is gone; run `pgdba state unlock demo --force`)"
+            "the lock of cluster demo is held by a live process: root@db1 pid 1234 (apply since 2026-01-02T03:04:05Z)"
         );
     }
 }

@@ -1,11 +1,26 @@
-//! The per-cluster lock: a file created exclusively, holding who took it and why.
+//! The per-cluster lock: an open file description lock (`F_OFD_SETLK`) on `<cluster>.lock`,
+//! which holds who took it and why.
+//!
+//! The kernel holds the lock, not the file's existence: it is released the moment the holding
+//! process exits, however it ends (a crashed apply needs no `unlock --force`), and rewriting the
+//! file does not release it. The holder writes its [`LockInfo`] into the file for others to
+//! read, and removes the file when it releases. A lock file nobody holds is no lock.
+//!
+//! Deleting the file while it is held would let another process lock a new file under the same
+//! name: the holder checks before every state write that the name still is its file
+//! ([`LockGuard::check`]) and stops when it is not.
 
 use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, fcntl};
 use serde::{Deserialize, Serialize};
 
-use super::fsutil::{self, Install, Written};
+use super::fsutil;
 use super::{StateError, sys};
 
 /// Who holds a cluster's lock: the content of `<cluster>.lock`.
@@ -35,12 +50,6 @@ impl LockInfo {
             created_at: sys::now_rfc3339(),
         }
     }
-
-    /// True when the holder ran on this host and its process no longer exists. A lock from
-    /// another host is never judged stale: we cannot see its processes.
-    pub fn is_stale(&self) -> bool {
-        self.host == sys::hostname() && !sys::pid_alive(self.pid)
-    }
 }
 
 /// `root@db1 pid 1234 (apply since 2026-01-02T03:04:05Z)`
@@ -54,30 +63,27 @@ impl fmt::Display for LockInfo {
     }
 }
 
-/// A lock as found on disk.
+/// A lock as found: held by a live process (the kernel says so).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct LockStatus {
     pub info: LockInfo,
-    /// Same host and the holding process is gone (see [`LockInfo::is_stale`]).
+    /// Always false: a lock whose process is gone is released by the kernel and not reported.
+    /// Kept for scripts that read it.
     pub stale: bool,
 }
 
-impl LockStatus {
-    pub(super) fn of(info: LockInfo) -> Self {
-        let stale = info.is_stale();
-        Self { info, stale }
-    }
-}
-
-/// Proof that this process holds a cluster's lock. Dropping it removes the lock file, but only if
-/// the file still holds this guard's id (it may have been force-unlocked and taken by another).
+/// Proof that this process holds a cluster's lock. Dropping it releases the lock: the file is
+/// removed (if it still is this guard's) and the kernel lock goes with the file description.
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
     cluster: String,
     path: PathBuf,
     info: LockInfo,
-    released: bool,
+    /// The locked file; the lock lives as long as it is open.
+    file: Option<File>,
+    /// Device and inode of the locked file: the name must still point at it.
+    identity: (u64, u64),
 }
 
 impl LockGuard {
@@ -94,48 +100,105 @@ impl LockGuard {
         &self.path
     }
 
-    /// Releases the lock now, reporting errors that `Drop` has to swallow. Returns `false` when the
-    /// lock file was gone or belonged to someone else (it is then left alone).
+    /// The lock file still is the one this guard locked. Someone who deleted or replaced it
+    /// could have let another process take the lock: [`StateError::LockLost`].
+    pub fn check(&self) -> Result<(), StateError> {
+        if identity_of(&self.path) == Some(self.identity) {
+            Ok(())
+        } else {
+            Err(StateError::LockLost {
+                cluster: self.cluster.clone(),
+                path: self.path.clone(),
+            })
+        }
+    }
+
+    /// Releases the lock now, reporting errors that `Drop` has to swallow. Returns `false` when
+    /// the lock file was no longer this guard's (it is then left alone).
     pub fn release(mut self) -> Result<bool, StateError> {
-        self.released = true;
-        release(&self.cluster, &self.path, &self.info.id)
+        self.release_now()
+    }
+
+    fn release_now(&mut self) -> Result<bool, StateError> {
+        let Some(file) = self.file.take() else {
+            return Ok(false);
+        };
+        // Remove the name while still holding the lock, so that no one locks this file after
+        // us believing it current; then close, which releases the kernel lock.
+        let ours = identity_of(&self.path) == Some(self.identity);
+        let removed = ours && fsutil::remove_optional(&self.path)?;
+        if removed {
+            fsutil::sync_dir(fsutil::parent_dir(&self.path))?;
+        }
+        drop(file);
+        Ok(removed)
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if !self.released {
-            let _ = release(&self.cluster, &self.path, &self.info.id);
-        }
+        let _ = self.release_now();
     }
 }
 
-/// Removes the lock at `path` if it holds `id`.
-///
-/// Between reading the id and removing the file another process could force-unlock and take the
-/// lock; that needs a human running `state unlock --force` on a live lock within microseconds, and
-/// is accepted.
-fn release(cluster: &str, path: &Path, id: &str) -> Result<bool, StateError> {
-    match read_lock_file(cluster, path) {
-        Ok(Some(info)) if info.id == id => {
-            let removed = fsutil::remove_optional(path)?;
-            if removed {
-                fsutil::sync_dir(fsutil::parent_dir(path))?;
-            }
-            Ok(removed)
-        }
-        Ok(_) => Ok(false),
-        // A damaged lock is not provably ours: leave it.
-        Err(StateError::CorruptLock { .. }) => Ok(false),
-        Err(e) => Err(e),
+fn identity_of(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// A whole-file write lock, for `F_OFD_SETLK` and `F_OFD_GETLK`.
+fn whole_file(kind: libc::c_int) -> libc::flock {
+    libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
     }
 }
 
-/// Reads a lock file; `None` when there is none.
+/// Is the open `file` locked by some other open file description (a live process)?
+fn held_by_other(file: &File, path: &Path) -> Result<bool, StateError> {
+    let mut probe = whole_file(libc::F_WRLCK);
+    fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe))
+        .map_err(|e| fsutil::io_err("test the lock", path)(e.into()))?;
+    Ok(i32::from(probe.l_type) != libc::F_UNLCK)
+}
+
+/// Opens an existing lock file for reading, never following a symbolic link.
+fn open_existing(path: &Path) -> Result<Option<File>, StateError> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(fsutil::io_err("open", path)(e)),
+    }
+}
+
+/// The lock of `cluster` at `path` when a live process holds it; `None` when no one does (no
+/// file, or a file its holder left when it died).
+pub(super) fn read_lock(cluster: &str, path: &Path) -> Result<Option<LockStatus>, StateError> {
+    let Some(file) = open_existing(path)? else {
+        return Ok(None);
+    };
+    if !held_by_other(&file, path)? {
+        return Ok(None);
+    }
+    Ok(read_lock_file(cluster, path)?.map(|info| LockStatus { info, stale: false }))
+}
+
+/// Reads a lock file; `None` when there is none or it is still empty (its holder is writing).
 pub(super) fn read_lock_file(cluster: &str, path: &Path) -> Result<Option<LockInfo>, StateError> {
     let Some(bytes) = fsutil::read_optional(path)? else {
         return Ok(None);
     };
+    if bytes.is_empty() {
+        return Ok(None);
+    }
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|source| StateError::CorruptLock {
@@ -145,13 +208,10 @@ pub(super) fn read_lock_file(cluster: &str, path: &Path) -> Result<Option<LockIn
         })
 }
 
-/// How often `acquire` retries when the lock file vanishes between "it exists" and reading it.
-const ACQUIRE_ATTEMPTS: usize = 5;
+/// How often `acquire` retries when the lock file changes under it.
+const ACQUIRE_ATTEMPTS: usize = 20;
 
 /// Takes the lock at `path`, or fails at once with [`StateError::Locked`] naming the holder.
-///
-/// The lock file is written completely to a temp file and then hard-linked into place: `link(2)`
-/// fails when the target exists, exactly like `O_EXCL`, and a reader never sees a half-written lock.
 pub(super) fn acquire(
     cluster: &str,
     path: &Path,
@@ -165,27 +225,54 @@ pub(super) fn acquire(
     })?;
     bytes.push(b'\n');
     for _ in 0..ACQUIRE_ATTEMPTS {
-        match fsutil::write_atomic(path, &bytes, 0o644, Install::CreateNew)? {
-            Written::Installed => {
-                return Ok(LockGuard {
-                    cluster: cluster.to_owned(),
-                    path: path.to_path_buf(),
-                    info,
-                    released: false,
-                });
-            }
-            Written::AlreadyExists => {
-                if let Some(holder) = read_lock_file(cluster, path)? {
-                    let status = LockStatus::of(holder);
-                    return Err(StateError::Locked {
-                        cluster: cluster.to_owned(),
-                        holder: Box::new(status.info),
-                        stale: status.stale,
-                    });
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(fsutil::io_err("open", path))?;
+        let lock = whole_file(libc::F_WRLCK);
+        match fcntl(&file, FcntlArg::F_OFD_SETLK(&lock)) {
+            Ok(_) => {}
+            Err(Errno::EAGAIN | Errno::EACCES) => {
+                match read_lock_file(cluster, path)? {
+                    Some(holder) => {
+                        return Err(StateError::Locked {
+                            cluster: cluster.to_owned(),
+                            holder: Box::new(holder),
+                        });
+                    }
+                    // Its holder has not written who it is yet.
+                    None => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
                 }
-                // Released between our link and our read: try again.
             }
+            Err(e) => return Err(fsutil::io_err("lock", path)(e.into())),
         }
+        // The name may have been removed (by a holder releasing) or replaced between our open
+        // and our lock: then this file is not the lock anymore; start again.
+        let meta = file.metadata().map_err(fsutil::io_err("stat", path))?;
+        let identity = (meta.dev(), meta.ino());
+        if identity_of(path) != Some(identity) {
+            continue;
+        }
+        file.set_len(0).map_err(fsutil::io_err("write", path))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(fsutil::io_err("write", path))?;
+        fsutil::sync_dir(fsutil::parent_dir(path))?;
+        return Ok(LockGuard {
+            cluster: cluster.to_owned(),
+            path: path.to_path_buf(),
+            info,
+            file: Some(file),
+            identity,
+        });
     }
     Err(StateError::LockContended {
         path: path.to_path_buf(),
@@ -193,23 +280,29 @@ pub(super) fn acquire(
     })
 }
 
-/// Removes the lock whatever its holder, returning what it held (`None` if there was no lock or
-/// it was damaged). The file is first renamed aside so that what is returned is exactly what was
-/// removed.
-pub(super) fn force_remove(cluster: &str, path: &Path) -> Result<Option<LockInfo>, StateError> {
-    let aside = fsutil::TempFile::beside(path);
-    match std::fs::rename(path, aside.path()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(fsutil::io_err("remove", path)(e)),
-    }
-    let info = match read_lock_file(cluster, aside.path()) {
+/// Removes a lock (`pgdba state unlock NAME --force`), returning what it held. A lock a live
+/// process holds is refused ([`StateError::LockHeld`]) unless `even_if_alive`: removing it
+/// lets another run in beside the holder, which stops at its next state write.
+pub(super) fn force_remove(
+    cluster: &str,
+    path: &Path,
+    even_if_alive: bool,
+) -> Result<Option<LockInfo>, StateError> {
+    let Some(file) = open_existing(path)? else {
+        return Ok(None);
+    };
+    let info = match read_lock_file(cluster, path) {
         Ok(info) => info,
         Err(StateError::CorruptLock { .. }) => None,
         Err(e) => return Err(e),
     };
-    fsutil::remove_optional(aside.path())?;
-    drop(aside);
+    if held_by_other(&file, path)? && !even_if_alive {
+        return Err(StateError::LockHeld {
+            cluster: cluster.to_owned(),
+            holder: info.map(Box::new),
+        });
+    }
+    fsutil::remove_optional(path)?;
     fsutil::sync_dir(fsutil::parent_dir(path))?;
     Ok(info)
 }

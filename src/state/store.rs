@@ -75,6 +75,20 @@ impl StateStore {
     }
 
     /// `<dir>/<cluster>.secrets.json`
+    /// `<dir>/<cluster>.json.prev`: the state before the last save.
+    pub fn previous_path(&self, cluster: &str) -> Result<PathBuf, StateError> {
+        self.file(cluster, &format!("{STATE_EXT}.prev"))
+    }
+
+    /// The state before the last save, if one was kept.
+    pub fn load_previous(&self, cluster: &str) -> Result<Option<ClusterState>, StateError> {
+        let path = self.previous_path(cluster)?;
+        match fsutil::read_optional(&path)? {
+            Some(bytes) => parse_state(&path, cluster, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
     pub fn secrets_path(&self, cluster: &str) -> Result<PathBuf, StateError> {
         self.file(cluster, SECRETS_EXT)
     }
@@ -102,10 +116,19 @@ impl StateStore {
     /// Like Terraform, refuses to overwrite a state of another lineage
     /// ([`StateError::LineageMismatch`]) or one saved by someone else since `state` was loaded
     /// ([`StateError::SerialConflict`]). Callers should hold the cluster's lock.
+    ///
+    /// The state it replaces is kept as `<cluster>.json.prev` (written the same crash-safe way
+    /// first): one step back, should the new one be lost or wrong.
     pub fn save(&self, state: &mut ClusterState) -> Result<(), StateError> {
         let path = self.state_path(&state.cluster)?;
         fsutil::create_dir_all(&self.dir)?;
         if let Some(bytes) = fsutil::read_optional(&path)? {
+            fsutil::write_atomic(
+                &self.previous_path(&state.cluster)?,
+                &bytes,
+                STATE_MODE,
+                Install::Replace,
+            )?;
             let on_disk = parse_state(&path, &state.cluster, &bytes)?;
             if on_disk.lineage != state.lineage {
                 return Err(StateError::LineageMismatch {
@@ -138,7 +161,11 @@ impl StateStore {
     /// the lock is left to its guard.
     pub fn remove(&self, cluster: &str) -> Result<(), StateError> {
         let mut removed = false;
-        for path in [self.state_path(cluster)?, self.secrets_path(cluster)?] {
+        for path in [
+            self.state_path(cluster)?,
+            self.previous_path(cluster)?,
+            self.secrets_path(cluster)?,
+        ] {
             removed |= fsutil::remove_optional(&path)?;
         }
         if removed {
@@ -182,26 +209,31 @@ impl StateStore {
         Ok(summaries)
     }
 
-    /// Takes the lock of `cluster` for `operation` (`apply`, `destroy`, …). Never waits: when
-    /// someone holds it, fails at once with [`StateError::Locked`] naming the holder, stale or
-    /// not. A lock is only ever broken by [`StateStore::force_unlock`].
+    /// Takes the lock of `cluster` for `operation` (`apply`, `destroy`, …). Never waits: when a
+    /// live process holds it, fails at once with [`StateError::Locked`] naming the holder. A
+    /// process that dies releases it at once (the kernel holds it).
     pub fn lock(&self, cluster: &str, operation: &str) -> Result<LockGuard, StateError> {
         let path = self.lock_path(cluster)?;
         lock::acquire(cluster, &path, operation)
     }
 
-    /// The lock of `cluster`, if held. A damaged lock file is [`StateError::CorruptLock`].
+    /// The lock of `cluster`, if a live process holds it. Reads only: it neither creates the
+    /// lock file nor takes the lock.
     pub fn read_lock(&self, cluster: &str) -> Result<Option<LockStatus>, StateError> {
         let path = self.lock_path(cluster)?;
-        Ok(lock::read_lock_file(cluster, &path)?.map(LockStatus::of))
+        lock::read_lock(cluster, &path)
     }
 
-    /// Breaks the lock of `cluster` whoever holds it (`pgdba state unlock NAME --force`).
-    /// Returns what the removed lock held; `None` when there was no lock, or it was damaged
-    /// (a damaged lock file is removed too).
-    pub fn force_unlock(&self, cluster: &str) -> Result<Option<LockInfo>, StateError> {
+    /// Removes the lock file of `cluster` (`pgdba state unlock NAME --force`), returning what
+    /// it held; `None` when there was none. A lock a live process holds is refused with
+    /// [`StateError::LockHeld`] unless `even_if_alive`.
+    pub fn force_unlock(
+        &self,
+        cluster: &str,
+        even_if_alive: bool,
+    ) -> Result<Option<LockInfo>, StateError> {
         let path = self.lock_path(cluster)?;
-        lock::force_remove(cluster, &path)
+        lock::force_remove(cluster, &path, even_if_alive)
     }
 
     /// The generated passwords of `cluster`: loaded, or generated and written once to

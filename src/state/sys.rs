@@ -1,15 +1,8 @@
 //! The little this module needs to know about the machine, read from `/proc` (Linux).
 
-use std::path::Path;
-
 /// Now, RFC3339 UTC with second precision: `2026-01-02T03:04:05Z`.
 pub(super) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// Whether a process with this pid exists on this host (zombies count as alive).
-pub(super) fn pid_alive(pid: u32) -> bool {
-    pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
 }
 
 pub(super) fn hostname() -> String {
@@ -78,12 +71,6 @@ mod tests {
         assert_eq!(parse_passwd_name(passwd, 105).as_deref(), Some("postgres"));
         assert_eq!(parse_passwd_name(passwd, 0).as_deref(), Some("root"));
         assert_eq!(parse_passwd_name(passwd, 7), None);
-    }
-
-    #[test]
-    fn this_process_is_alive_and_pid_zero_is_not() {
-        assert!(pid_alive(std::process::id()));
-        assert!(!pid_alive(0));
     }
 
     #[test]

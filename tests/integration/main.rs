@@ -6,6 +6,7 @@ mod cli;
 mod local_cluster;
 mod local_dba;
 mod local_drift;
+mod local_faults;
 mod local_resources;
 mod local_stale;
 mod plan_golden;

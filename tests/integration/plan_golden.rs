@@ -48,7 +48,7 @@ fn layout(s: &ClusterSpec) -> Layout {
 /// A running cluster whose DCS holds `params`, with `leader` leading and every member streaming.
 fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observation {
     let config = serde_json::json!({
-        "ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 1048576,
+        "ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 1048576, "failsafe_mode": true,
         "postgresql": { "use_pg_rewind": true, "use_slots": true,
             "parameters": params.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "pg_hba": pgdba::diff::hba::dcs_lines(&spec(BASE), 0),
@@ -104,6 +104,8 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
                 name: n.to_string(),
                 exists: true,
                 running: true,
+                postgres_running: true,
+                config_current: Some(true),
             })
             .collect(),
         patroni: Some(PatroniView {
@@ -130,12 +132,15 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
                         state: Some("running".to_owned()),
                         replication_state: (*n != leader).then(|| "streaming".to_owned()),
                         auto_conf: Some(BTreeMap::new()),
+                        accepts_writes: Some(*n == leader),
+                        timeline: Some(1),
                     },
                 )
             })
             .collect(),
         sql: Some(catalogs(&[])),
         notes: Vec::new(),
+        unreachable: Vec::new(),
     }
 }
 
@@ -312,8 +317,8 @@ fn fresh_cluster_bootstraps_the_primary_before_the_replicas() {
     let plan = build(&s, &Observation::default(), &[]);
     assert_eq!(
         plan.summary.add,
-        1 + 3 + 4 + 3 + 1,
-        "dcs, 3 members, 4 patroni settings, 3 parameters, the HBA rules"
+        1 + 3 + 5 + 3 + 1,
+        "dcs, 3 members, 5 patroni settings, 3 parameters, the HBA rules"
     );
     assert!(ordered(&plan, "create_dcs:etcd", "create_member:demo-0"));
     assert!(ordered(

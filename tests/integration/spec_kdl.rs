@@ -111,7 +111,7 @@ fn unknown_fields_in_kdl_point_at_the_node_or_property_name() {
             (
                 17,
                 20,
-                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover (did you mean `loop_wait`?)",
+                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover, failsafe_mode, watchdog (did you mean `loop_wait`?)",
             ),
         ],
     );

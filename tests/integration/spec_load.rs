@@ -165,7 +165,7 @@ fn unknown_fields_point_at_the_key_at_every_depth() {
             (
                 17,
                 5,
-                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover (did you mean `loop_wait`?)",
+                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover, failsafe_mode, watchdog (did you mean `loop_wait`?)",
             ),
         ],
     );

@@ -66,15 +66,6 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A pid that no process can have: the kernel hands out pids below `pid_max`.
-fn impossible_pid() -> u32 {
-    fs::read_to_string("/proc/sys/kernel/pid_max")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn write_lock(store: &StateStore, cluster: &str, info: &LockInfo) {
     let path = store.lock_path(cluster).unwrap();
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -205,7 +196,27 @@ fn save_leaves_no_temp_file() {
     for _ in 0..3 {
         store.save(&mut state).unwrap();
     }
-    assert_eq!(entries(store.dir()), ["demo.json"]);
+    assert_eq!(entries(store.dir()), ["demo.json", "demo.json.prev"]);
+}
+
+/// Issue 19: every save keeps the state it replaces, one step back.
+#[test]
+fn every_save_keeps_the_previous_state() {
+    let (_tmp, store) = store();
+    let mut state = sample_state("demo");
+    store.save(&mut state).unwrap();
+    assert_eq!(store.load_previous("demo").unwrap(), None);
+    let first = state.clone();
+    store.save(&mut state).unwrap();
+    assert_eq!(store.load_previous("demo").unwrap(), Some(first));
+    assert_eq!(store.load("demo").unwrap().unwrap().serial, 2);
+    assert_eq!(
+        store.list().unwrap().len(),
+        1,
+        "the backup is not a cluster of its own"
+    );
+    store.remove("demo").unwrap();
+    assert_eq!(entries(store.dir()), Vec::<String>::new());
 }
 
 /// A crash between writing the temp file and renaming it leaves a temp file beside the state:
@@ -341,7 +352,7 @@ fn invalid_cluster_names_never_reach_the_filesystem() {
         assert!(is_invalid(store.remove(bad)));
         assert!(is_invalid(store.lock(bad, "apply").map(drop)));
         assert!(is_invalid(store.read_lock(bad).map(drop)));
-        assert!(is_invalid(store.force_unlock(bad).map(drop)));
+        assert!(is_invalid(store.force_unlock(bad, false).map(drop)));
         assert!(is_invalid(store.secrets(bad).map(drop)));
     }
     assert_eq!(entries(tmp.path()), Vec::<String>::new());
@@ -419,17 +430,11 @@ fn second_lock_fails_at_once_naming_the_holder() {
         started.elapsed() < Duration::from_secs(5),
         "lock must not wait"
     );
-    let StateError::Locked {
-        cluster,
-        holder,
-        stale,
-    } = &err
-    else {
+    let StateError::Locked { cluster, holder } = &err else {
         panic!("expected Locked, got {err:?}");
     };
     assert_eq!(cluster, "demo");
     assert_eq!(**holder, *guard.info());
-    assert!(!stale);
     let msg = err.to_string();
     let expected = format!(
         "state of cluster demo is locked by {}@{} pid {} (apply since {})",
@@ -480,16 +485,26 @@ fn dropping_the_guard_releases_the_lock() {
     assert_eq!(entries(store.dir()), Vec::<String>::new());
 }
 
-/// A guard whose lock was broken and taken by someone else must not remove the new holder's lock
-/// when it is finally dropped.
+/// A guard whose lock file was removed by force and taken by someone else must not remove the
+/// new holder's lock when it is finally dropped, and knows before its next state write.
 #[test]
 fn guard_drop_removes_only_its_own_lock() {
     let (_tmp, store) = store();
     let first = store.lock("demo", "apply").unwrap();
-    let broken = store.force_unlock("demo").unwrap().unwrap();
+    // A live holder: refused without --even-if-alive.
+    assert!(matches!(
+        store.force_unlock("demo", false).unwrap_err(),
+        StateError::LockHeld { .. }
+    ));
+    let broken = store.force_unlock("demo", true).unwrap().unwrap();
     assert_eq!(&broken, first.info());
     let second = store.lock("demo", "apply").unwrap();
     assert_ne!(first.info().id, second.info().id);
+    assert!(matches!(
+        first.check().unwrap_err(),
+        StateError::LockLost { .. }
+    ));
+    second.check().unwrap();
 
     drop(first);
     let holder = store.read_lock("demo").unwrap().unwrap();
@@ -497,6 +512,26 @@ fn guard_drop_removes_only_its_own_lock() {
 
     assert!(second.release().unwrap());
     assert_eq!(store.read_lock("demo").unwrap(), None);
+}
+
+/// Issue 19: deleting the lock file by hand does not let a second run in unnoticed: the holder
+/// finds out before it writes the state again.
+#[test]
+fn a_deleted_lock_file_is_noticed_by_its_holder() {
+    let (_tmp, store) = store();
+    let guard = store.lock("demo", "apply").unwrap();
+    guard.check().unwrap();
+    // Rewriting the file does not release the kernel's lock.
+    fs::write(store.lock_path("demo").unwrap(), "{}").unwrap();
+    assert!(matches!(
+        store.lock("demo", "apply").unwrap_err(),
+        StateError::CorruptLock { .. }
+    ));
+    guard.check().unwrap();
+    fs::remove_file(store.lock_path("demo").unwrap()).unwrap();
+    let err = guard.check().unwrap_err();
+    assert!(matches!(err, StateError::LockLost { .. }), "{err:?}");
+    assert!(err.to_string().contains("deleted or replaced"), "{err}");
 }
 
 #[test]
@@ -511,17 +546,18 @@ fn lock_is_exclusive_across_processes() {
     assert_eq!(reported(&signals, 0), Some(true));
 
     let err = store.lock(CHILD_CLUSTER, "apply").unwrap_err();
-    let StateError::Locked { holder, stale, .. } = &err else {
+    let StateError::Locked { holder, .. } = &err else {
         panic!("expected Locked, got {err:?}");
     };
     assert_eq!(holder.pid, child.id());
     assert_eq!(holder.operation, "apply");
-    assert!(!stale);
     assert!(
         err.to_string()
             .contains(&format!("pid {} (apply since", child.id())),
         "{err}"
     );
+    let status = store.read_lock(CHILD_CLUSTER).unwrap().unwrap();
+    assert_eq!(status.info.pid, child.id());
 
     fs::write(signals.join("release"), b"").unwrap();
     assert!(child.wait().unwrap().success());
@@ -553,10 +589,10 @@ fn exactly_one_of_several_racing_processes_gets_the_lock() {
     assert_eq!(entries(store.dir()), Vec::<String>::new());
 }
 
-/// A holder killed with SIGKILL cannot clean up: its lock is reported stale, with the command that
-/// breaks it, but is never broken silently.
+/// Issue 19: a holder killed with SIGKILL cannot clean up, but the kernel releases its lock at
+/// once: the next run takes it, with no `unlock --force`.
 #[test]
-fn killed_holder_leaves_a_stale_lock_that_is_not_broken() {
+fn a_killed_holder_releases_its_lock_at_once() {
     let (tmp, store) = store();
     let signals = tmp.path().join("signals");
     fs::create_dir(&signals).unwrap();
@@ -564,109 +600,59 @@ fn killed_holder_leaves_a_stale_lock_that_is_not_broken() {
     wait_for("the child to take the lock", || {
         reported(&signals, 0) == Some(true)
     });
-    let pid = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let status = store.read_lock(CHILD_CLUSTER).unwrap().unwrap();
-    assert_eq!(status.info.pid, pid);
-    assert!(status.stale);
-
-    let err = store.lock(CHILD_CLUSTER, "apply").unwrap_err();
-    assert!(
-        matches!(&err, StateError::Locked { stale: true, holder, .. } if holder.pid == pid),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().ends_with(&format!(
-            "(stale: process {pid} is gone; run `pgdba state unlock demo --force`)"
-        )),
-        "{err}"
-    );
-    assert!(store.lock_path(CHILD_CLUSTER).unwrap().exists());
-
-    let broken = store.force_unlock(CHILD_CLUSTER).unwrap().unwrap();
-    assert_eq!(broken.pid, pid);
-    drop(store.lock(CHILD_CLUSTER, "apply").unwrap());
+    // Its file is left behind, with its pid, but no one holds it.
+    let left: LockInfo =
+        serde_json::from_slice(&fs::read(store.lock_path(CHILD_CLUSTER).unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(left.pid, child.id());
+    assert_eq!(store.read_lock(CHILD_CLUSTER).unwrap(), None);
+    let guard = store.lock(CHILD_CLUSTER, "apply").unwrap();
+    assert_eq!(guard.info().pid, std::process::id());
 }
 
+/// A lock file nobody holds, whatever pid or host it names, is no lock.
 #[test]
-fn lock_of_a_dead_local_process_is_stale() {
-    let (_tmp, store) = store();
-    let mut info = lock_info_like_ours(&store, "demo");
-    info.pid = impossible_pid();
-    write_lock(&store, "demo", &info);
-
-    let status = store.read_lock("demo").unwrap().unwrap();
-    assert!(status.stale);
-    assert_eq!(status.info, info);
-    assert!(matches!(
-        store.lock("demo", "apply").unwrap_err(),
-        StateError::Locked { stale: true, .. }
-    ));
-    assert_eq!(store.read_lock("demo").unwrap().unwrap().info, info);
-}
-
-/// We cannot see another host's processes, so its lock is never judged stale.
-#[test]
-fn lock_of_another_host_is_never_stale() {
-    let (_tmp, store) = store();
-    let mut info = lock_info_like_ours(&store, "demo");
-    info.pid = impossible_pid();
-    info.host = format!("not-{}", info.host);
-    write_lock(&store, "demo", &info);
-    assert!(!store.read_lock("demo").unwrap().unwrap().stale);
-    let err = store.lock("demo", "apply").unwrap_err();
-    assert!(matches!(err, StateError::Locked { stale: false, .. }));
-    assert!(!err.to_string().contains("stale"));
-}
-
-#[test]
-fn lock_of_a_live_process_is_not_stale() {
+fn a_lock_file_nobody_holds_is_no_lock() {
     let (_tmp, store) = store();
     let mut info = lock_info_like_ours(&store, "demo");
     info.pid = 1;
+    info.host = format!("not-{}", info.host);
     write_lock(&store, "demo", &info);
-    assert!(!store.read_lock("demo").unwrap().unwrap().stale);
-}
-
-#[test]
-fn force_unlock_removes_any_lock_and_returns_it() {
-    let (_tmp, store) = store();
-    assert_eq!(store.force_unlock("demo").unwrap(), None);
-
-    let mut info = lock_info_like_ours(&store, "demo");
-    info.pid = impossible_pid();
-    info.operation = "destroy".into();
-    write_lock(&store, "demo", &info);
-    assert_eq!(store.force_unlock("demo").unwrap(), Some(info));
     assert_eq!(store.read_lock("demo").unwrap(), None);
-    assert_eq!(store.force_unlock("demo").unwrap(), None);
+    // Not held: unlock needs no --even-if-alive, and returns what the file said.
+    assert_eq!(
+        store.force_unlock("demo", false).unwrap(),
+        Some(info.clone())
+    );
+    assert_eq!(store.force_unlock("demo", false).unwrap(), None);
+    write_lock(&store, "demo", &info);
+    drop(store.lock("demo", "apply").unwrap());
     assert_eq!(entries(store.dir()), Vec::<String>::new());
 }
 
-/// A damaged lock still counts as held: only `force_unlock` removes it.
+/// A lock a live process holds whose file cannot be read still counts as held: it is named
+/// damaged, and only a forced unlock removes it.
 #[test]
-fn damaged_lock_blocks_until_forced() {
+fn a_held_lock_with_a_damaged_file_blocks_until_forced() {
     let (_tmp, store) = store();
-    fs::create_dir_all(store.dir()).unwrap();
+    let guard = store.lock("demo", "apply").unwrap();
     let path = store.lock_path("demo").unwrap();
-    fs::write(&path, "").unwrap();
-
+    fs::write(&path, "not json").unwrap();
     let err = store.lock("demo", "apply").unwrap_err();
     assert!(
         matches!(&err, StateError::CorruptLock { path: p, .. } if p == &path),
         "{err:?}"
     );
-    assert!(err.to_string().contains("pgdba state unlock demo --force"));
     assert!(matches!(
         store.read_lock("demo").unwrap_err(),
         StateError::CorruptLock { .. }
     ));
-    assert!(path.exists());
-
-    assert_eq!(store.force_unlock("demo").unwrap(), None);
+    assert_eq!(store.force_unlock("demo", true).unwrap(), None);
     assert!(!path.exists());
+    drop(guard);
     drop(store.lock("demo", "apply").unwrap());
 }
 

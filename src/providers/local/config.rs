@@ -26,6 +26,7 @@ pub fn bootstrap_dcs(spec: &ClusterSpec) -> Value {
         "loop_wait": p.loop_wait,
         "retry_timeout": p.retry_timeout,
         "maximum_lag_on_failover": p.maximum_lag_on_failover,
+        "failsafe_mode": p.failsafe_mode,
         "postgresql": {
             "use_pg_rewind": true,
             "use_slots": true,
@@ -71,6 +72,7 @@ pub fn patroni_config(spec: &ClusterSpec, layout: &Layout, m: &MemberLayout) -> 
                 "unix_socket_directories": m.socket_dir,
             },
         },
+        "watchdog": { "mode": spec.spec.patroni.watchdog.as_str(), "device": "/dev/watchdog", "safety_margin": 5 },
         "tags": { "nofailover": false, "noloadbalance": false, "clonefrom": false, "nosync": false },
     })
 }

@@ -66,6 +66,13 @@ impl ProviderError {
     }
 }
 
+/// The pid PostgreSQL wrote in its data directory's `postmaster.pid`.
+fn postmaster_pid(data_dir: &Path) -> Option<u32> {
+    fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+}
+
 /// The ports of `ports` something listens on already, each said with what it is for and, where
 /// `/proc` tells, who holds it.
 fn busy_ports(ports: &[(u16, String)]) -> Vec<String> {
@@ -145,12 +152,51 @@ impl Local {
                 members.push(InventoryMember {
                     exists: m.data_dir.exists() || m.config.exists(),
                     running: process::running_pid(&m.pidfile, "patroni").is_some(),
+                    postgres_running: postmaster_pid(&m.data_dir)
+                        .is_some_and(|pid| process::alive(pid, "postgres")),
+                    config_current: self.config_current(&m),
                     name,
                 });
             }
         }
         members.sort_by_key(|m| layout::member_index(&self.layout.cluster, &m.name));
         (dcs, members)
+    }
+
+    /// Is a member's `patroni.yml` what the spec renders now? Bootstrap settings aside: only
+    /// a new cluster reads them, and the DCS holds the live ones.
+    fn config_current(&self, m: &MemberLayout) -> Option<bool> {
+        let text = fs::read_to_string(&m.config).ok()?;
+        let mut on_disk: serde_json::Value = serde_yaml::from_str(&text).ok()?;
+        let mut wanted = config::patroni_config(&self.spec, &self.layout, m);
+        for v in [&mut on_disk, &mut wanted] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("bootstrap");
+            }
+        }
+        Some(on_disk == wanted)
+    }
+
+    /// Write a member's `patroni.yml` as the spec renders it now; its Patroni reads it on a
+    /// reload.
+    pub fn write_member_config(&self, name: &str) -> Result<(), ProviderError> {
+        let m = self.member_layout(name)?;
+        let cfg = config::patroni_config(&self.spec, &self.layout, &m);
+        let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
+        self.run_as()?.write_file(&m.config, yaml.as_bytes(), 0o600)
+    }
+
+    /// What the plan needs from this machine that it does not have: a watchdog device the spec
+    /// requires.
+    fn check_watchdog(&self) -> Result<(), ProviderError> {
+        if self.spec.spec.patroni.watchdog == crate::spec::model::WatchdogMode::Required
+            && !Path::new("/dev/watchdog").exists()
+        {
+            return Err(ProviderError::Config(
+                "spec.patroni.watchdog is `required`, but this machine has no /dev/watchdog (load Linux's softdog: modprobe softdog; or use `automatic`)".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     /// Does etcd answer its health check?
@@ -201,6 +247,7 @@ impl Local {
                 _ => {}
             }
         }
+        self.check_watchdog()?;
         self.check_ports(&needed)
     }
 
@@ -360,11 +407,7 @@ impl Local {
         }
         // Patroni stops PostgreSQL on SIGTERM; a postmaster left behind (Patroni killed)
         // is stopped through its own pidfile.
-        let pm = m.data_dir.join("postmaster.pid");
-        if let Some(pid) = fs::read_to_string(&pm)
-            .ok()
-            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
-        {
+        if let Some(pid) = postmaster_pid(&m.data_dir) {
             process::stop(pid, "postgres", Duration::from_secs(30)).await?;
         }
         Ok(())

@@ -150,7 +150,7 @@ pub fn running_pid(pidfile: &Path, needle: &str) -> Option<u32> {
     alive(pid, needle).then_some(pid)
 }
 
-fn alive(pid: u32, needle: &str) -> bool {
+pub fn alive(pid: u32, needle: &str) -> bool {
     let cmdline = match fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(c) => c,
         Err(_) => return false,
