@@ -102,8 +102,13 @@ async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, String> {
 async fn create_dcs(ctx: &Context<'_>) -> Outcome {
     let already = ctx.provider.inventory().0.exists && ctx.provider.dcs_healthy().await;
     if !already {
+        let lineage = ctx
+            .recorder
+            .snapshot()
+            .map(|s| s.lineage)
+            .ok_or("the state could not be read")?;
         ctx.provider
-            .create_dcs()
+            .create_dcs(&lineage)
             .await
             .map_err(|e| crate::error_chain(&e))?;
     }

@@ -130,12 +130,42 @@ pub struct Context<'a> {
     pub gate_timeout: Duration,
 }
 
-/// Execute `plan`: at most `parallelism` actions at once, in dependency order.
+/// A request to stop (Ctrl-C, SIGTERM): no new action starts; those running finish or time out.
+#[derive(Default)]
+pub struct Interrupt {
+    requested: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Interrupt {
+    pub fn request(&self) {
+        self.requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn requested(&self) -> bool {
+        self.requested.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn wait(&self) {
+        let notified = self.notify.notified();
+        if self.requested() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Execute `plan`: at most `parallelism` actions at once, in dependency order. Once
+/// `interrupt` is requested no action starts; the running ones finish (or time out), and the
+/// others are skipped, so the caller records exactly what was done.
 pub async fn execute(
     plan: &Plan,
     ctx: &Context<'_>,
     parallelism: usize,
     reporter: &dyn Reporter,
+    interrupt: &Interrupt,
 ) -> ApplyResult {
     let parallelism = parallelism.max(1);
     let mut status: BTreeMap<&str, Status> = BTreeMap::new();
@@ -157,7 +187,12 @@ pub async fn execute(
                         Some(Status::Failed | Status::Skipped)
                     )
                 });
-                if let Some(dep) = blocked {
+                let why = if interrupt.requested() {
+                    Some("the apply was interrupted before it started".to_owned())
+                } else {
+                    blocked.map(|dep| format!("{dep} did not complete"))
+                };
+                if let Some(why) = why {
                     started.insert(&a.id);
                     status.insert(&a.id, Status::Skipped);
                     let r = ActionResult {
@@ -166,7 +201,7 @@ pub async fn execute(
                         target: a.target.clone(),
                         status: Status::Skipped,
                         changed: false,
-                        message: Some(format!("{dep} did not complete")),
+                        message: Some(why),
                         duration_ms: 0,
                     };
                     reporter.finished(&r);
@@ -194,7 +229,18 @@ pub async fn execute(
                 }
             }
         }
-        let Some((a, outcome, elapsed)) = running.next().await else {
+        let next = if interrupt.requested() {
+            running.next().await
+        } else {
+            tokio::select! {
+                n = running.next() => n,
+                () = interrupt.wait() => {
+                    tracing::warn!("interrupted: no new action starts; waiting for the running ones");
+                    continue;
+                }
+            }
+        };
+        let Some((a, outcome, elapsed)) = next else {
             break;
         };
         let (st, changed, message) = match outcome {

@@ -19,7 +19,7 @@ fn name_of(a: &Action, prefix: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{} is not a {prefix} address", a.target))
 }
 
-fn sql_err(what: &str) -> impl Fn(tokio_postgres::Error) -> String + '_ {
+fn sql_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> String + '_ {
     move |e| format!("{what}: {}", crate::error_chain(&e))
 }
 

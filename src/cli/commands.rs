@@ -139,20 +139,40 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
         } => plan_cmd(g, format, &file, out.as_deref(), detailed_exitcode).await,
         Command::Apply {
             plan_file: Some(p),
+            file,
             allow_data_loss,
+            allow_production,
             ..
-        } => apply_saved(g, format, &p, allow_data_loss).await,
+        } => {
+            let allow = Allow {
+                data_loss: allow_data_loss,
+                production: allow_production,
+            };
+            apply_saved(g, format, &p, file.as_deref(), allow).await
+        }
         Command::Apply {
             file: Some(f),
             auto_approve,
             allow_data_loss,
+            allow_production,
             ..
-        } => apply_spec(g, format, &f, auto_approve, allow_data_loss).await,
+        } => {
+            let allow = Allow {
+                data_loss: allow_data_loss,
+                production: allow_production,
+            };
+            apply_spec(g, format, &f, auto_approve, allow).await
+        }
         Command::Apply { .. } => Err(Failure::new(
             "USAGE",
             "apply needs -f SPEC or a saved plan file",
         )),
-        Command::Destroy { file, confirm, .. } => destroy(g, &file, confirm).await,
+        Command::Destroy {
+            file,
+            confirm,
+            allow_production,
+            ..
+        } => destroy(g, &file, confirm, allow_production).await,
         Command::Drift { file, fail_on, .. } => super::drift::run(g, &file, fail_on).await,
         Command::State(s) => state_cmd(g, s),
     };
@@ -668,26 +688,15 @@ fn saved_plan(p: &Planned) -> SavedPlan {
         }),
         fingerprints: fingerprint::fingerprints(&p.observation, touched.iter().map(String::as_str)),
         plan: p.plan.clone(),
+        signature: None,
     }
 }
 
+/// A saved plan is written like the state: a temp file of mode 0600 in the same directory,
+/// fsynced, renamed into place, the directory fsynced.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|f| f.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let io = |e: std::io::Error| Failure::new("IO_ERROR", format!("{}: {e}", path.display()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::state::write_private(path, bytes)
+        .map_err(|e| Failure::new("IO_ERROR", crate::error_chain(&e)))
 }
 
 async fn plan_cmd(
@@ -717,7 +726,11 @@ async fn plan_cmd(
                 "--out saves the plan of one cluster; give one spec file",
             ));
         }
-        let saved = saved_plan(&planned[0]);
+        let mut saved = saved_plan(&planned[0]);
+        let key = store
+            .plan_key(true)?
+            .ok_or_else(|| Failure::new("STATE_ERROR", "no plan signing key"))?;
+        saved.sign(&key);
         let bytes = serde_json::to_vec_pretty(&saved)
             .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
         write_atomic(out, &bytes)?;
@@ -795,6 +808,13 @@ fn confirm(plan: &Plan) -> Result<(), Failure> {
     }
 }
 
+/// What an apply is allowed to destroy.
+#[derive(Debug, Clone, Copy)]
+struct Allow {
+    data_loss: bool,
+    production: bool,
+}
+
 /// Where an apply runs: its options, the state store and the lock it holds.
 struct ApplyRun<'a> {
     g: &'a Global,
@@ -840,7 +860,28 @@ async fn execute(
         } else {
             &progress::Quiet
         };
-    let result = apply::execute(plan, &ctx, g.parallelism, reporter).await;
+    // Ctrl-C or SIGTERM: no new action starts, the running ones end, the state records what
+    // was done, and the lock is released (when the guard drops on return).
+    let interrupt = std::sync::Arc::new(apply::Interrupt::default());
+    let listener = {
+        let interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            interrupt.request();
+        })
+    };
+    let result = apply::execute(plan, &ctx, g.parallelism, reporter, &interrupt).await;
+    listener.abort();
     if result.succeeded() {
         let leader = current_leader(cluster, &client).await;
         let applied = serde_json::to_value(&cluster.spec).ok();
@@ -963,12 +1004,14 @@ fn manage_what_the_spec_names(state: &mut ClusterState, spec: &ClusterSpec) {
 
 fn gate_timeout(spec: &ClusterSpec) -> Duration {
     let p = &spec.spec.patroni;
-    Duration::from_secs(u64::from(p.ttl + p.loop_wait) * 2 + 60)
+    Duration::from_secs((u64::from(p.ttl) + u64::from(p.loop_wait)) * 2 + 60)
 }
 
-/// Refuse a plan that destroys data unless the user said so.
-fn check_data_loss(plan: &Plan, allowed: bool) -> Result<(), Failure> {
-    let loss = plan.data_loss();
+/// Refuse a plan that destroys data unless the user said so: what its changes say, and what
+/// `extra` adds (a saved plan's actions).
+fn check_data_loss(plan: &Plan, extra: &[String], allowed: bool) -> Result<(), Failure> {
+    let mut loss = plan.data_loss();
+    loss.extend(extra.iter().map(String::as_str));
     if loss.is_empty() || allowed {
         return Ok(());
     }
@@ -988,7 +1031,7 @@ async fn apply_spec(
     format: Format,
     path: &Path,
     auto_approve: bool,
-    allow_data_loss: bool,
+    allow: Allow,
 ) -> Result<Outcome, Failure> {
     let loaded = load_one(path, "apply")?;
     let store = StateStore::new(&g.state_dir);
@@ -1003,7 +1046,13 @@ async fn apply_spec(
         Some(c) => c,
         None => new_credentials(&store, &name)?,
     };
-    check_data_loss(&planned.plan, allow_data_loss)?;
+    guard_production(
+        &loaded.spec,
+        state.as_ref(),
+        &planned.plan,
+        allow.production,
+    )?;
+    check_data_loss(&planned.plan, &[], allow.data_loss)?;
     if !auto_approve && !planned.plan.is_empty() {
         confirm(&planned.plan)?;
     }
@@ -1023,12 +1072,14 @@ async fn apply_spec(
     .await
 }
 
-async fn apply_saved(
-    g: &Global,
-    format: Format,
+/// A saved plan, checked rather than trusted: signed with this state dir's key and unchanged
+/// since, its spec valid as `plan` would find it, made from the spec file given with `-f` (if
+/// one is), and its actions holding together.
+fn load_saved(
+    store: &StateStore,
     path: &Path,
-    allow_data_loss: bool,
-) -> Result<Outcome, Failure> {
+    spec_file: Option<&Path>,
+) -> Result<SavedPlan, Failure> {
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::new("IO_ERROR", format!("{}: {e}", path.display())))?;
     let saved: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| {
@@ -1050,9 +1101,66 @@ async fn apply_saved(
                 path.display(),
                 saved.format
             ),
+        )
+        .hint("make the plan again with this pgdba"));
+    }
+    let tampered = |why: String| {
+        Failure::new(
+            "PLAN_TAMPERED",
+            format!(
+                "{}: {why}; pgdba applies only plans it made and signed, unchanged",
+                path.display()
+            ),
+        )
+        .hint("make the plan again with `pgdba plan --out`, review it, apply that file")
+    };
+    let key = store.plan_key(false)?.ok_or_else(|| {
+        tampered(format!(
+            "there is no signing key in {}, so this plan was not made with this state dir",
+            store.dir().display()
+        ))
+    })?;
+    if !saved.signed_by(&key) {
+        return Err(tampered(
+            "its signature does not match: it was changed after it was written, or signed with another state dir's key".to_owned(),
         ));
     }
+    let problems = crate::plan::saved::shape_problems(&saved.plan);
+    if !problems.is_empty() {
+        return Err(tampered(problems.join("; ")));
+    }
+    // The embedded spec, validated exactly as `plan` validates a spec file.
+    let spec_json = serde_json::to_vec(&saved.spec)
+        .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
+    if let Err(diags) = spec::load_str(&format!("{} (its spec)", path.display()), &spec_json) {
+        return Err(diagnostics_failure(&diags));
+    }
+    if let Some(f) = spec_file {
+        let loaded = load_one(f, "apply")?;
+        if loaded.source_hash != saved.spec_hash {
+            return Err(Failure::new(
+                "STALE_PLAN",
+                format!(
+                    "{} changed since the plan was made from it ({})",
+                    f.display(),
+                    saved.spec_path
+                ),
+            )
+            .hint("run `pgdba plan` again and review the new plan"));
+        }
+    }
+    Ok(saved)
+}
+
+async fn apply_saved(
+    g: &Global,
+    format: Format,
+    path: &Path,
+    spec_file: Option<&Path>,
+    allow: Allow,
+) -> Result<Outcome, Failure> {
     let store = StateStore::new(&g.state_dir);
+    let saved = load_saved(&store, path, spec_file)?;
     let name = saved.spec.metadata.name.clone();
     let lock = store.lock(&name, "apply")?;
     let state = store.load(&name)?;
@@ -1108,7 +1216,10 @@ async fn apply_saved(
         .hint("run `pgdba plan` again and review the new plan")
         .data(json!({ "changed": changed })));
     }
-    check_data_loss(&saved.plan, allow_data_loss)?;
+    guard_production(&saved.spec, state.as_ref(), &saved.plan, allow.production)?;
+    // What the actions destroy counts, whatever the changes say.
+    let from_actions = crate::plan::saved::action_data_loss(&saved.plan);
+    check_data_loss(&saved.plan, &from_actions, allow.data_loss)?;
     let run = ApplyRun {
         g,
         format,
@@ -1121,15 +1232,79 @@ async fn apply_saved(
 // ---------------------------------------------------------------------------------------------
 // Destroy and state
 
-async fn destroy(g: &Global, path: &Path, confirmed: bool) -> Result<Outcome, Failure> {
+/// Is the cluster production, by the spec being used or by any spec pgdba applied to it (a
+/// label removed in the spec does not lift the guard)? `env: production`, in any case.
+fn is_production(spec: &ClusterSpec, state: Option<&ClusterState>) -> bool {
+    let labelled = |labels: &std::collections::BTreeMap<String, String>| {
+        labels.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("env") && v.trim().eq_ignore_ascii_case("production")
+        })
+    };
+    let applied = state.into_iter().flat_map(|s| {
+        s.applied_spec
+            .iter()
+            .chain(s.partial_applies.iter().map(|p| &p.spec))
+            .filter_map(|v| serde_json::from_value::<ClusterSpec>(v.clone()).ok())
+    });
+    labelled(&spec.metadata.labels) || applied.into_iter().any(|s| labelled(&s.metadata.labels))
+}
+
+/// What in a plan destroys something: dropped or re-created roles, databases and extensions,
+/// removed members, and anything that loses data.
+fn destructive(plan: &Plan) -> Vec<&str> {
+    use crate::diff::{ChangeAction, Kind};
+    plan.changes
+        .iter()
+        .filter(|c| {
+            c.data_loss.is_some()
+                || (matches!(c.action, ChangeAction::Delete | ChangeAction::Replace)
+                    && matches!(
+                        c.kind(),
+                        Kind::Role | Kind::Database | Kind::Extension | Kind::Member
+                    ))
+        })
+        .map(|c| c.address.as_str())
+        .collect()
+}
+
+/// The production guard over a plan: its destructive changes need `--allow-production`.
+fn guard_production(
+    spec: &ClusterSpec,
+    state: Option<&ClusterState>,
+    plan: &Plan,
+    allowed: bool,
+) -> Result<(), Failure> {
+    let destroys = destructive(plan);
+    if allowed || destroys.is_empty() || !is_production(spec, state) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        "PROTECTED",
+        format!(
+            "cluster {} is labelled env: production (now or when it was applied), and the plan destroys: {}",
+            plan.name,
+            destroys.join(", ")
+        ),
+    )
+    .hint("if that is intended, apply again with --allow-production"))
+}
+
+async fn destroy(
+    g: &Global,
+    path: &Path,
+    confirmed: bool,
+    allow_production: bool,
+) -> Result<Outcome, Failure> {
     let loaded = load_one(path, "destroy")?;
     let name = loaded.spec.metadata.name.clone();
-    if loaded.spec.metadata.labels.get("env").map(String::as_str) == Some("production") {
+    let store = StateStore::new(&g.state_dir);
+    let state = store.load(&name)?;
+    if is_production(&loaded.spec, state.as_ref()) && !allow_production {
         return Err(Failure::new(
             "PROTECTED",
-            format!("cluster {name} is labelled env: production; pgdba does not destroy it"),
+            format!("cluster {name} is labelled env: production (now or when it was applied); pgdba does not destroy it"),
         )
-        .hint("remove the label in the spec first if you really mean it"));
+        .hint("if you really mean it, add --allow-production"));
     }
     if !confirmed {
         return Err(Failure::new(
@@ -1138,7 +1313,6 @@ async fn destroy(g: &Global, path: &Path, confirmed: bool) -> Result<Outcome, Fa
         )
         .hint("add --confirm"));
     }
-    let store = StateStore::new(&g.state_dir);
     let _lock = store.lock(&name, "destroy")?;
     let Some(state) = store.load(&name)? else {
         return Err(Failure::new(
@@ -1149,10 +1323,30 @@ async fn destroy(g: &Global, path: &Path, confirmed: bool) -> Result<Outcome, Fa
             ),
         ));
     };
-    let cluster = Cluster::new(&loaded.spec);
+    // What pgdba created is where the state says it is, laid out as pgdba last applied it: a
+    // data_dir edited in the spec since must not make destroy delete the new path.
+    let recorded = state
+        .partial_applies
+        .last()
+        .map(|p| &p.spec)
+        .or(state.applied_spec.as_ref())
+        .and_then(|v| serde_json::from_value::<ClusterSpec>(v.clone()).ok())
+        .unwrap_or_else(|| loaded.spec.clone());
+    let cluster = Cluster::new(&recorded);
+    if let Some(dir) = &state.data_dir
+        && Path::new(dir) != cluster.layout.root
+    {
+        return Err(Failure::new(
+            "STATE_ERROR",
+            format!(
+                "the state of cluster {name} records {dir}, but its applied spec lays it out in {}; nothing was removed",
+                cluster.layout.root.display()
+            ),
+        ));
+    }
     cluster
         .provider
-        .destroy()
+        .destroy(&state.lineage)
         .await
         .map_err(|e| Failure::new("DESTROY_FAILED", crate::error_chain(&e)))?;
     store.remove(&name)?;
@@ -1160,7 +1354,7 @@ async fn destroy(g: &Global, path: &Path, confirmed: bool) -> Result<Outcome, Fa
     Ok(Outcome::ok(
         data,
         format!(
-            "Destroyed cluster {name}: {} members, its etcd and {}.\n",
+            "Destroyed cluster {name}: {} members, its etcd and what pgdba created in {}.\n",
             state.members.len(),
             cluster.layout.root.display()
         ),

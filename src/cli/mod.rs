@@ -151,16 +151,21 @@ pub enum Command {
         /// A plan saved by `pgdba plan --out`: applied exactly, refused if anything it touches
         /// changed since.
         plan_file: Option<PathBuf>,
-        /// One spec file: plan it, then apply.
-        #[arg(short = 'f', long = "file", conflicts_with = "plan_file")]
+        /// One spec file: plan it, then apply. With a saved plan: the spec it was made from,
+        /// which must not have changed since.
+        #[arg(short = 'f', long = "file")]
         file: Option<PathBuf>,
         /// Apply without asking for `yes` (required when stdin is not a terminal).
         #[arg(long, conflicts_with = "plan_file")]
         auto_approve: bool,
         /// Allow actions that destroy data (dropping or re-creating a database, dropping an
-        /// extension that table columns use).
+        /// extension that table columns use, rebuilding a member).
         #[arg(long)]
         allow_data_loss: bool,
+        /// Allow destructive changes (drops, removed members, data loss) on a cluster labelled
+        /// env: production.
+        #[arg(long)]
+        allow_production: bool,
         #[command(flatten)]
         output: Output,
         #[command(flatten)]
@@ -197,6 +202,9 @@ pub enum Command {
         /// Required: destroying deletes the cluster's data.
         #[arg(long)]
         confirm: bool,
+        /// Required to destroy a cluster labelled env: production.
+        #[arg(long)]
+        allow_production: bool,
         #[command(flatten)]
         output: Output,
         #[command(flatten)]

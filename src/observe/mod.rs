@@ -326,6 +326,9 @@ pub async fn observe(
         .position(|(n, _)| Some(n) == leader.as_ref())
         .unwrap_or(0);
     let sql_objects = (!catalogs.is_empty()).then(|| catalogs.swap_remove(pick).1);
+    if let Some(s) = &sql_objects {
+        notes.extend(s.notes.iter().cloned());
+    }
     if sql_objects.is_none() && leader.is_some() && ctx.superuser.is_some() {
         notes.push("the primary's catalogs could not be read".to_owned());
     }

@@ -49,6 +49,9 @@ impl Observation {
 pub struct SqlObjects {
     pub roles: BTreeMap<String, ObservedRole>,
     pub databases: BTreeMap<String, ObservedDatabase>,
+    /// What reading them found worth saying (a verifier pgdba would not check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A role from `pg_roles`/`pg_authid`. The password verifier itself is never kept: only

@@ -24,18 +24,15 @@ pub struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
         self.connect_to("postgres").await
     }
 
-    pub async fn connect_to(
-        &self,
-        dbname: &str,
-    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    pub async fn connect_to(&self, dbname: &str) -> Result<tokio_postgres::Client, PgError> {
         if let Some(dir) = self.socket {
             let mut cfg = self.config(dbname);
             cfg.host_path(dir);
-            match open(cfg).await {
+            match open(cfg, self.timeout).await {
                 Ok(client) => return Ok(client),
                 Err(e) => tracing::debug!(
                     "peer connection over {} failed, using TCP: {e}",
@@ -45,7 +42,7 @@ impl Conn<'_> {
         }
         let mut cfg = self.config(dbname);
         cfg.host(self.host).password(self.password);
-        open(cfg).await
+        open(cfg, self.timeout).await
     }
 
     fn config(&self, dbname: &str) -> tokio_postgres::Config {
@@ -54,20 +51,37 @@ impl Conn<'_> {
             .user(self.user)
             .dbname(dbname)
             .application_name("pgdba")
+            // Observation reads and never waits on a lock for long; apply's DDL waits for a
+            // lock at most 10 s and runs at most 10 minutes (a large CREATE DATABASE).
             .options(if self.read_only {
-                "-c default_transaction_read_only=on"
+                "-c default_transaction_read_only=on -c statement_timeout=10s -c lock_timeout=5s"
             } else {
-                ""
+                "-c statement_timeout=600s -c lock_timeout=10s"
             })
             .connect_timeout(self.timeout);
         cfg
     }
 }
 
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    /// TCP connected, but the server did not finish the startup and authentication in time
+    /// (a hung or overloaded server).
+    #[error("no answer to the connection's startup and authentication within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Opens a session: TCP connect, startup and authentication, all within `bound`.
 async fn open(
     cfg: tokio_postgres::Config,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = cfg.connect(NoTls).await?;
+    bound: Duration,
+) -> Result<tokio_postgres::Client, PgError> {
+    let (client, connection) = tokio::time::timeout(bound, cfg.connect(NoTls))
+        .await
+        .map_err(|_| PgError::Timeout(bound))??;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("postgres connection ended: {e}");
@@ -95,7 +109,7 @@ pub async fn member_facts(
     conn: &Conn<'_>,
     names: &[String],
     needs: Option<&super::sql::Needs>,
-) -> Result<MemberFacts, tokio_postgres::Error> {
+) -> Result<MemberFacts, PgError> {
     let client = conn.connect().await?;
     // The timeline a primary writes on (its current WAL file's name starts with it; the
     // control file's lags until the next checkpoint after a promotion), or a standby's last
@@ -135,14 +149,14 @@ pub async fn member_facts(
 pub async fn settings(
     conn: &Conn<'_>,
     names: &[String],
-) -> Result<BTreeMap<String, PgSetting>, tokio_postgres::Error> {
+) -> Result<BTreeMap<String, PgSetting>, PgError> {
     settings_on(&conn.connect().await?, names).await
 }
 
 async fn settings_on(
     client: &tokio_postgres::Client,
     names: &[String],
-) -> Result<BTreeMap<String, PgSetting>, tokio_postgres::Error> {
+) -> Result<BTreeMap<String, PgSetting>, PgError> {
     let rows = client
         .query(
             "SELECT name, setting, unit, context, source, sourcefile, pending_restart \
@@ -173,7 +187,7 @@ async fn settings_on(
 async fn auto_conf_on(
     client: &tokio_postgres::Client,
     names: &[String],
-) -> Result<BTreeMap<String, AutoConf>, tokio_postgres::Error> {
+) -> Result<BTreeMap<String, AutoConf>, PgError> {
     let rows = client
         .query(
             "SELECT name, setting, applied, error FROM pg_file_settings \
@@ -195,7 +209,7 @@ async fn auto_conf_on(
     Ok(out)
 }
 
-async fn hba_on(client: &tokio_postgres::Client) -> Result<Vec<HbaLine>, tokio_postgres::Error> {
+async fn hba_on(client: &tokio_postgres::Client) -> Result<Vec<HbaLine>, PgError> {
     let rows = client
         .query(
             "SELECT type, coalesce(database, '{}'), coalesce(user_name, '{}'), address, netmask, \
@@ -220,7 +234,7 @@ async fn hba_on(client: &tokio_postgres::Client) -> Result<Vec<HbaLine>, tokio_p
 
 /// How many settings wait for a restart (`pg_settings.pending_restart`), as PostgreSQL itself
 /// knows right after a reload, before Patroni notices.
-pub async fn pending_restarts(conn: &Conn<'_>) -> Result<i64, tokio_postgres::Error> {
+pub async fn pending_restarts(conn: &Conn<'_>) -> Result<i64, PgError> {
     let client = conn.connect().await?;
     let row = client
         .query_one(
@@ -228,14 +242,11 @@ pub async fn pending_restarts(conn: &Conn<'_>) -> Result<i64, tokio_postgres::Er
             &[],
         )
         .await?;
-    row.try_get(0)
+    Ok(row.try_get(0)?)
 }
 
 /// Create a physical replication slot reserving WAL now, unless it exists.
-pub async fn ensure_physical_slot(
-    conn: &Conn<'_>,
-    slot: &str,
-) -> Result<(), tokio_postgres::Error> {
+pub async fn ensure_physical_slot(conn: &Conn<'_>, slot: &str) -> Result<(), PgError> {
     let client = conn.connect().await?;
     client
         .execute(
@@ -257,10 +268,7 @@ pub enum WalPosition {
 }
 
 /// A WAL position as a byte offset.
-pub async fn wal_position(
-    conn: &Conn<'_>,
-    which: WalPosition,
-) -> Result<u64, tokio_postgres::Error> {
+pub async fn wal_position(conn: &Conn<'_>, which: WalPosition) -> Result<u64, PgError> {
     let client = conn.connect().await?;
     let function = match which {
         WalPosition::Current => "pg_current_wal_lsn()",

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use futures::stream::{self, StreamExt};
 
 use super::model::{ObservedDatabase, ObservedExtension, ObservedRole, SqlObjects};
-use super::pg::Conn;
+use super::pg::{Conn, PgError};
 use crate::pg::scram;
 
 /// What to look at beyond the catalogs every observation reads.
@@ -57,7 +57,7 @@ SELECT e.extname::text, e.extversion, n.nspname::text,
           AND d.classid = 'pg_type'::regclass AND d.deptype = 'e')
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace";
 
-type Extensions = Result<BTreeMap<String, ObservedExtension>, tokio_postgres::Error>;
+type Extensions = Result<BTreeMap<String, ObservedExtension>, PgError>;
 
 /// Roles, databases and (where needed) extensions, through `client`, a session on the
 /// primary; `conn` reaches the other databases for their extensions.
@@ -65,20 +65,36 @@ pub async fn objects_on(
     client: &tokio_postgres::Client,
     conn: &Conn<'_>,
     needs: &Needs,
-) -> Result<SqlObjects, tokio_postgres::Error> {
+) -> Result<SqlObjects, PgError> {
     let sized: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&needs.size_dbs];
     let (roles, databases) =
         tokio::join!(client.query(ROLES, &[]), client.query(DATABASES, &sized));
     let mut out = SqlObjects::default();
-    for r in roles? {
+    let roles = roles?;
+    // The passwords to check, each a PBKDF2 of thousands of rounds: on every core.
+    let mut checks = Vec::new();
+    for r in &roles {
         let name: String = r.try_get(0)?;
         let verifier: Option<String> = r.try_get(10)?;
-        let password_matches = needs.secrets.get(&name).map(|secret| {
-            verifier
-                .as_deref()
-                .and_then(|v| scram::verify(secret, v))
-                .unwrap_or(false)
-        });
+        if let (Some(secret), Some(v)) = (needs.secrets.get(&name), verifier) {
+            if scram::iterations(&v).is_some_and(|n| n > scram::MAX_ITERATIONS) {
+                out.notes.push(format!(
+                    "role {name}: its stored password verifier asks for {} iterations, more than the {} pgdba checks: taken as not matching",
+                    scram::iterations(&v).unwrap_or_default(),
+                    scram::MAX_ITERATIONS
+                ));
+            }
+            checks.push((name, secret.clone(), v));
+        }
+    }
+    let matches = verify_all(checks).await;
+    for r in roles {
+        let name: String = r.try_get(0)?;
+        let verifier: Option<String> = r.try_get(10)?;
+        let password_matches = needs
+            .secrets
+            .contains_key(&name)
+            .then(|| matches.get(&name).copied().unwrap_or(false));
         out.roles.insert(
             name,
             ObservedRole {
@@ -134,10 +150,41 @@ pub async fn objects_on(
     Ok(out)
 }
 
+/// Checks secrets against stored verifiers on every core, off the async runtime's threads.
+async fn verify_all(checks: Vec<(String, String, String)>) -> BTreeMap<String, bool> {
+    if checks.is_empty() {
+        return BTreeMap::new();
+    }
+    tokio::task::spawn_blocking(move || {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = checks.len().div_ceil(cores).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = checks
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|(name, secret, v)| {
+                                (name.clone(), scram::verify(secret, v).unwrap_or(false))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    })
+    .await
+    .unwrap_or_default()
+}
+
 async fn extensions(
     conn: &Conn<'_>,
     db: &str,
-) -> Result<BTreeMap<String, ObservedExtension>, tokio_postgres::Error> {
+) -> Result<BTreeMap<String, ObservedExtension>, PgError> {
     let client = conn.connect_to(db).await?;
     let mut out = BTreeMap::new();
     for e in client.query(EXTENSIONS, &[]).await? {

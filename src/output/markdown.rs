@@ -16,6 +16,7 @@ pub const LIMIT: usize = 60_000;
 pub enum Risk {
     DataLoss(String),
     WillFail(String),
+    RunsCode(String),
     PrimaryRestart(String),
     Switchover(String),
     MemberRemoved(String),
@@ -29,6 +30,7 @@ impl Risk {
                 format!("**Data loss** (apply needs `--allow-data-loss`): {s}")
             }
             Risk::WillFail(s) => format!("**Will fail**: {s}"),
+            Risk::RunsCode(s) => format!("**Runs a command or loads code on every member**: {s}"),
             Risk::PrimaryRestart(s) => format!("**Restarts the primary**: {s}"),
             Risk::Switchover(s) => format!("**Switchover**: {s}"),
             Risk::MemberRemoved(s) => format!("**Removes a member**: {s}"),
@@ -46,6 +48,12 @@ pub fn risks(plan: &Plan) -> Vec<Risk> {
         }
         if let Some(warning) = &c.warning {
             out.push(Risk::WillFail(format!("cluster {}: {warning}", plan.name)));
+        }
+        if c.kind() == crate::diff::Kind::PgParameter && crate::pg::is_unsafe_parameter(c.name()) {
+            out.push(Risk::RunsCode(format!(
+                "cluster {}: {} (allowed by spec.postgres.allow_unsafe_parameters)",
+                plan.name, c.address
+            )));
         }
         if c.action == ChangeAction::Delete && c.address.starts_with("member.") {
             out.push(Risk::MemberRemoved(format!(

@@ -155,6 +155,12 @@ pub fn table(plan: &Plan) -> String {
         if let Some(warning) = &c.warning {
             let _ = writeln!(out, "      ! warning: {warning}");
         }
+        if c.kind() == crate::diff::Kind::PgParameter && crate::pg::is_unsafe_parameter(c.name()) {
+            let _ = writeln!(
+                out,
+                "      ! risk: it runs a command or loads code on every member (allowed by spec.postgres.allow_unsafe_parameters)"
+            );
+        }
     }
     for (name, value) in &plan.unmanaged_parameters {
         let _ = writeln!(

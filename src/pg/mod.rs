@@ -56,6 +56,28 @@ pub fn managed_by_pgdba(name: &str) -> Option<&'static str> {
     Some(hint)
 }
 
+/// Parameters that make PostgreSQL run a command or load code: a spec that sets one runs that
+/// command as the `postgres` user on every member. pgdba's own features will own some of them
+/// (backups set `archive_command`); others need `spec.postgres.allow_unsafe_parameters`.
+pub fn is_unsafe_parameter(name: &str) -> bool {
+    const UNSAFE: [&str; 13] = [
+        "archive_command",
+        "archive_library",
+        "restore_command",
+        "archive_cleanup_command",
+        "recovery_end_command",
+        "ssl_passphrase_command",
+        "shared_preload_libraries",
+        "local_preload_libraries",
+        "session_preload_libraries",
+        "dynamic_library_path",
+        "jit_provider",
+        "log_directory",
+        "ssl_library",
+    ];
+    UNSAFE.iter().any(|u| u.eq_ignore_ascii_case(name))
+}
+
 /// Values Patroni does not pass on: it starts PostgreSQL with these settings on the command
 /// line and replaces a value its validator refuses by its own default (`CMDLINE_OPTIONS` in
 /// Patroni's `postgresql/config.py`). The spec would then say one thing and the cluster run

@@ -13,14 +13,27 @@ pub fn make_verifier(password: &str) -> String {
     postgres_protocol::password::scram_sha_256(password.as_bytes())
 }
 
+/// The most PBKDF2 iterations pgdba spends on checking one stored verifier. PostgreSQL makes
+/// them with 4096; one with billions (planted, or from an odd client) would stall every plan.
+pub const MAX_ITERATIONS: u32 = 100_000;
+
+/// The iteration count of a SCRAM-SHA-256 verifier, if it is one.
+pub fn iterations(verifier: &str) -> Option<u32> {
+    let rest = verifier.strip_prefix("SCRAM-SHA-256$")?;
+    rest.split_once(':')?.0.parse().ok()
+}
+
 /// Does `password` match `verifier`? `None` when the verifier is not SCRAM-SHA-256 (an MD5
-/// hash, say), which pgdba treats as not matching.
+/// hash, say), or asks for more than [`MAX_ITERATIONS`]: pgdba treats it as not matching.
 pub fn verify(password: &str, verifier: &str) -> Option<bool> {
     let rest = verifier.strip_prefix("SCRAM-SHA-256$")?;
     let (params, keys) = rest.split_once('$')?;
     let (iterations, salt) = params.split_once(':')?;
     let (stored_key, _server_key) = keys.split_once(':')?;
     let iterations: u32 = iterations.parse().ok()?;
+    if iterations > MAX_ITERATIONS {
+        return None;
+    }
     let salt = STANDARD.decode(salt).ok()?;
     let stored_key = STANDARD.decode(stored_key).ok()?;
     // PostgreSQL normalizes with SASLprep and falls back to the raw bytes when that fails.
@@ -56,6 +69,16 @@ mod tests {
         let v = "SCRAM-SHA-256$4096:MXJ6HVqiH3N5ygAYKDY+sg==$w57QjO2ZPDsHEY1il5Wf1tnO1AZiJpfHEcWsWdq4dJU=:lxbMRrDmpf7Ssnt8DPD2k2Xp1oPgOUIYKXdHCihFOww=";
         assert_eq!(verify("secret", v), Some(true));
         assert_eq!(verify("Secret", v), Some(false));
+    }
+
+    /// Issue 8: a verifier with 2^31 iterations would take minutes; it is not checked.
+    #[test]
+    fn a_verifier_with_too_many_iterations_is_not_checked() {
+        let v = make_verifier("x").replacen("$4096:", "$2147483647:", 1);
+        assert_eq!(iterations(&v), Some(2_147_483_647));
+        let started = std::time::Instant::now();
+        assert_eq!(verify("x", &v), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

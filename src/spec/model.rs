@@ -331,6 +331,11 @@ pub struct Postgres {
     /// GUCs, values as a DBA writes them: `128MB`, `5min`, `on`.
     #[serde(default)]
     pub parameters: BTreeMap<String, GucValue>,
+    /// Parameters that run commands or load code (`archive_command`,
+    /// `shared_preload_libraries`, ...) that the spec may set: each must be named here, and
+    /// the plan marks every change of one as a risk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_unsafe_parameters: Vec<String>,
 }
 
 impl Default for Postgres {
@@ -338,6 +343,7 @@ impl Default for Postgres {
         Self {
             version: default_pg_version(),
             parameters: BTreeMap::new(),
+            allow_unsafe_parameters: Vec::new(),
         }
     }
 }
@@ -375,13 +381,13 @@ impl GucValue {
 pub struct PatroniSettings {
     /// Leader key TTL in seconds. Patroni requires `ttl >= loop_wait + 2 * retry_timeout`.
     #[serde(default = "default_ttl")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600))]
     pub ttl: u32,
     #[serde(default = "default_loop_wait")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600))]
     pub loop_wait: u32,
     #[serde(default = "default_retry_timeout")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600))]
     pub retry_timeout: u32,
     /// Bytes a replica may lag and still be promoted.
     #[serde(default = "default_max_lag")]

@@ -479,7 +479,9 @@ mod tests {
         let s = json_schema();
         let ttl = &s["$defs"]["PatroniSettings"]["properties"]["ttl"];
         assert_eq!(ttl["minimum"], 1);
-        assert_eq!(ttl["maximum"], u32::MAX);
+        assert_eq!(ttl["maximum"], 3600);
+        let port = &s["$defs"]["LocalProvider"]["properties"]["pg_port"];
+        assert_eq!(port["maximum"], u16::MAX);
         let replicas = &s["$defs"]["Spec"]["properties"]["replicas"];
         assert_eq!(replicas["maximum"], 16);
     }

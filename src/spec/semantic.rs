@@ -15,6 +15,8 @@ use crate::pg;
 
 pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
     let mut out = Vec::new();
+    check_data_dir(doc, positions, &mut out);
+    check_ports(doc, positions, &mut out);
     check_postgres(doc, positions, &mut out);
     check_patroni(doc, positions, &mut out);
     check_resources(doc, positions, &mut out);
@@ -23,6 +25,120 @@ pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
 
 /// The roles pgdba itself needs; a spec may not declare them.
 pub const RESERVED_ROLES: [&str; 3] = ["postgres", "replicator", "rewind_user"];
+
+/// Names PostgreSQL reserves for roles (`CREATE ROLE public` fails, and these words mean
+/// something else wherever a role is named).
+const RESERVED_ROLE_WORDS: [&str; 6] = [
+    "public",
+    "current_user",
+    "session_user",
+    "current_role",
+    "none",
+    "all",
+];
+
+/// Directories a cluster's data may not live in or be: the system's own trees.
+const SYSTEM_TREES: [&str; 24] = [
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
+    "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+    "/var/lib", "/var/log",
+];
+
+/// A spec's `data_dir`: absolute, without `.` or `..`, and not a system tree itself.
+fn check_data_dir(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let pointer = "/spec/provider/local/data_dir";
+    let Some(dir) = doc.pointer(pointer).and_then(Value::as_str) else {
+        return;
+    };
+    let at = positions.value_or_key(pointer);
+    let path = std::path::Path::new(dir);
+    let problem = if !path.is_absolute() {
+        Some("must be an absolute path".to_owned())
+    } else if path.components().any(|c| {
+        matches!(
+            c,
+            std::path::Component::ParentDir | std::path::Component::CurDir
+        )
+    }) || dir.contains("//")
+    {
+        Some("must be normalized: no `.`, `..` or empty components".to_owned())
+    } else if dir.chars().any(char::is_control) {
+        Some("must not contain control characters".to_owned())
+    } else {
+        let trimmed = dir.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        SYSTEM_TREES
+            .contains(&trimmed)
+            .then(|| format!("`{trimmed}` is a system directory; give the cluster a directory of its own (such as /var/lib/pgdba/<name>)"))
+    };
+    if let Some(p) = problem {
+        out.push((at, format!("spec.provider.local.data_dir `{dir}` {p}")));
+    }
+}
+
+/// Ports that add up: member `i` listens on `pg_port + i` and `api_port + i`, etcd's peer on
+/// `etcd_port + 1`; every one of them must be a port.
+fn check_ports(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let replicas = doc
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    for (field, extra) in [
+        ("pg_port", replicas),
+        ("api_port", replicas),
+        ("etcd_port", 1),
+    ] {
+        let pointer = format!("/spec/provider/local/{field}");
+        let Some(port) = doc.pointer(&pointer).and_then(Value::as_u64) else {
+            continue;
+        };
+        if port.saturating_add(extra) > u64::from(u16::MAX) {
+            out.push((
+                positions.value_or_key(&pointer),
+                format!(
+                    "spec.provider.local.{field} {port} leaves no room: the cluster also needs port {port} + {extra}, above 65535"
+                ),
+            ));
+        }
+    }
+}
+
+/// An HBA field: `all` (and, for databases, `sameuser`, `samerole`, `replication`; for users,
+/// `+group`), or a comma list of plain names. Nothing PostgreSQL would read as another field,
+/// a comment, a quoted name or a file include.
+fn hba_field_problem(value: &str, database: bool) -> Option<String> {
+    if value.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    for item in value.split(',') {
+        let name = if database {
+            item
+        } else {
+            item.strip_prefix('+').unwrap_or(item)
+        };
+        let keyword = matches!(item, "all")
+            || (database && matches!(item, "sameuser" | "samerole" | "replication"));
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '-');
+        if item.starts_with('@') {
+            return Some(format!(
+                "`{item}`: file includes are not supported; list the names"
+            ));
+        }
+        if !keyword && !plain {
+            return Some(format!(
+                "`{item}` is not a name: use letters, digits, `_`, `$`, `-`, comma-separated, without spaces, quotes or `#`"
+            ));
+        }
+    }
+    None
+}
 
 fn items<'a>(doc: &'a Value, pointer: &str) -> Vec<(String, &'a Value)> {
     doc.pointer(pointer)
@@ -52,6 +168,11 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
         let at = positions.value_or_key(&format!("{ptr}/name"));
         if RESERVED_ROLES.contains(&name) || name.starts_with("pg_") {
             out.push((at, format!("role `{name}` is managed by pgdba or PostgreSQL and cannot be declared in spec.roles")));
+        } else if RESERVED_ROLE_WORDS.contains(&name.to_ascii_lowercase().as_str()) {
+            out.push((
+                at,
+                format!("`{name}` is a word PostgreSQL reserves and cannot name a role"),
+            ));
         } else if roles.insert(name.to_owned(), ptr.clone()).is_some() {
             out.push((at, format!("role `{name}` is declared twice")));
         }
@@ -124,6 +245,16 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
         }
     }
     for (ptr, h) in items(doc, "/spec/hba") {
+        for (field, database) in [("database", true), ("user", false)] {
+            if let Some(v) = str_at(h, field)
+                && let Some(p) = hba_field_problem(v, database)
+            {
+                out.push((
+                    positions.value_or_key(&format!("{ptr}/{field}")),
+                    format!("hba {field} {p}"),
+                ));
+            }
+        }
         let kind = str_at(h, "type").unwrap_or("");
         let address = str_at(h, "address");
         match (kind, address) {
@@ -137,7 +268,7 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
                 format!("a `{kind}` rule needs an address (a CIDR such as 10.0.0.0/8, or samehost/samenet)"),
             )),
             (_, Some(a)) => {
-                if !matches!(a, "samehost" | "samenet" | "all") && crate::spec::parse_cidr(a).is_none() {
+                if !matches!(a, "samehost" | "samenet" | "all") && crate::spec::parse_cidr(a.trim()).filter(|_| a.trim() == a).is_none() {
                     out.push((
                         positions.value_or_key(&format!("{ptr}/address")),
                         format!("address `{a}` is not a CIDR (10.0.0.0/8, ::1/128), samehost or samenet"),
@@ -173,6 +304,11 @@ fn check_postgres(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String
     else {
         return;
     };
+    let allowed_unsafe: Vec<&str> = doc
+        .pointer("/spec/postgres/allow_unsafe_parameters")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let mut seen: HashMap<String, &str> = HashMap::new();
     for (name, raw) in parameters {
         let pointer = format!("/spec/postgres/parameters/{}", escape_segment(name));
@@ -185,6 +321,24 @@ fn check_postgres(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String
                     "parameter `{name}` is set twice (also as `{first}`; PostgreSQL names are \
                      case-insensitive)"
                 ),
+            ));
+            continue;
+        }
+        if let Ok(value) = serde_json::from_value::<GucValue>(raw.clone())
+            && value.to_conf_string().chars().any(char::is_control)
+        {
+            out.push((
+                at_value,
+                format!("parameter `{name}`: a value may not hold control characters (a new line would end the setting in PostgreSQL's configuration file)"),
+            ));
+            continue;
+        }
+        if pg::is_unsafe_parameter(name)
+            && !allowed_unsafe.iter().any(|a| a.eq_ignore_ascii_case(name))
+        {
+            out.push((
+                at_key,
+                format!("parameter `{name}` runs a command or loads code on every member; name it in spec.postgres.allow_unsafe_parameters to set it"),
             ));
             continue;
         }

@@ -160,6 +160,12 @@ pub struct Member {
     pub socket_dir: String,
 }
 
+/// Writes `bytes` to `path` crash-safely with mode 0600 from creation (a temp file beside it,
+/// fsync, rename, fsync of the directory), as the state is written: for saved plans.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), StateError> {
+    fsutil::write_atomic(path, bytes, 0o600, fsutil::Install::Replace).map(|_| ())
+}
+
 /// Lowercase hex sha256 of `bytes`, for [`ClusterState::spec_hash`]. The caller decides which
 /// canonical serialization of the spec it hashes and must keep it stable.
 pub fn spec_hash(bytes: &[u8]) -> String {

@@ -243,6 +243,28 @@ impl StateStore {
         secrets::load_or_create(&path)
     }
 
+    /// The key saved plans are signed with (`.plan-signing-key`, mode 0600): made on first
+    /// use when `create`; `None` when there is none and `create` is false.
+    pub fn plan_key(&self, create: bool) -> Result<Option<Vec<u8>>, StateError> {
+        let path = self.dir.join(".plan-signing-key");
+        if let Some(bytes) = fsutil::read_optional(&path)? {
+            return Ok(Some(bytes));
+        }
+        if !create {
+            return Ok(None);
+        }
+        fsutil::create_dir_all(&self.dir)?;
+        let mut key = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut key);
+        let key = hex::encode(key).into_bytes();
+        match fsutil::write_atomic(&path, &key, 0o600, Install::CreateNew)? {
+            fsutil::Written::Installed => Ok(Some(key)),
+            fsutil::Written::AlreadyExists => Ok(Some(
+                std::fs::read(&path).map_err(fsutil::io_err("read", &path))?,
+            )),
+        }
+    }
+
     /// The generated passwords of `cluster` if they exist; never creates them.
     pub fn read_secrets(&self, cluster: &str) -> Result<Option<Secrets>, StateError> {
         let path = self.secrets_path(cluster)?;

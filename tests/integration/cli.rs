@@ -385,3 +385,146 @@ fn help_describes_every_flag_and_the_exit_codes() {
     let o = d.run(&["plan", "--help"]);
     assert!(o.stdout.contains("a directory: every spec in it (a fleet)"));
 }
+
+/// Issue 8, item 15: a saved plan is checked, not trusted. Each hand edit is refused with
+/// PLAN_TAMPERED before anything is observed or locked; so is a plan from another state dir,
+/// and one whose spec file changed since. (Nothing here is applied for real: the spec's
+/// cluster never exists.)
+#[test]
+fn a_saved_plan_changed_after_it_was_written_is_refused() {
+    let d = Dir::new();
+    let spec = d.write("p.yaml", SPEC.as_bytes());
+    let plan = d.0.path().join("p.plan").display().to_string();
+    let o = d.run(&["plan", "-f", &spec, "--out", &plan, "--format", "json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&plan).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "a saved plan is private");
+    let original: Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    assert!(original["signature"].is_string());
+
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "an added drop_database action",
+            Box::new(|v: &mut Value| {
+                v["plan"]["actions"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({
+                        "id": "drop_database:postgres", "kind": "drop_database",
+                        "target": "database.postgres", "depends_on": [], "changes": []
+                    }));
+            }),
+        ),
+        (
+            "a removed fingerprint",
+            Box::new(|v: &mut Value| {
+                let f = v["fingerprints"].as_object_mut().unwrap();
+                let k = f.keys().next().unwrap().clone();
+                f.remove(&k);
+            }),
+        ),
+        (
+            "a changed patch body",
+            Box::new(|v: &mut Value| {
+                v["spec"]["spec"]["postgres"]["parameters"]["work_mem"] = "64MB".into();
+            }),
+        ),
+        (
+            "no signature",
+            Box::new(|v: &mut Value| {
+                v.as_object_mut().unwrap().remove("signature");
+            }),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut v = original.clone();
+        edit(&mut v);
+        let tampered = d.write("t.plan", &serde_json::to_vec_pretty(&v).unwrap());
+        let o = d.run(&["apply", &tampered, "--format", "json"]);
+        assert_eq!(o.code, 1, "{what}: {}", o.stdout);
+        assert_eq!(
+            o.json()["error"]["code"],
+            "PLAN_TAMPERED",
+            "{what}: {}",
+            o.stdout
+        );
+    }
+
+    // Even signed with the right key (someone who can read the state dir), an action that
+    // realizes no change of the plan is refused.
+    let key = std::fs::read(d.0.path().join("state/.plan-signing-key")).unwrap();
+    let mut saved: pgdba::plan::saved::SavedPlan =
+        serde_json::from_value(original.clone()).unwrap();
+    let mut extra = saved.plan.actions[0].clone();
+    extra.id = "drop_database:postgres".to_owned();
+    extra.kind = pgdba::plan::ActionKind::DropDatabase;
+    extra.target = "database.postgres".to_owned();
+    extra.changes = Vec::new();
+    extra.depends_on = Vec::new();
+    saved.plan.actions.push(extra);
+    saved.sign(&key);
+    let resigned = d.write("r.plan", &serde_json::to_vec_pretty(&saved).unwrap());
+    let o = d.run(&["apply", &resigned, "--format", "json"]);
+    assert_eq!(o.json()["error"]["code"], "PLAN_TAMPERED", "{}", o.stdout);
+    assert!(
+        o.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("drop_database:postgres realizes no change"),
+        "{}",
+        o.stdout
+    );
+
+    // Another state dir has another key.
+    let other = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .args(["apply", &plan, "--format", "json"])
+        .env("PGDBA_STATE_DIR", other.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "PLAN_TAMPERED");
+
+    // The spec file it was made from, changed since.
+    d.write(
+        "p.yaml",
+        SPEC.replace("work_mem: 4MB", "work_mem: 8MB").as_bytes(),
+    );
+    let o = d.run(&["apply", &plan, "-f", &spec, "--format", "json"]);
+    assert_eq!(o.json()["error"]["code"], "STALE_PLAN", "{}", o.stdout);
+}
+
+/// Issue 8, item 6: the production guard reads the labels pgdba applied as well as the spec's,
+/// in any case, and is lifted only by the flag its hint names.
+#[test]
+fn the_production_guard_reads_the_applied_labels_too() {
+    let d = Dir::new();
+    let spec = d.write(
+        "prod.yaml",
+        SPEC.replace("  name: cli", "  name: cli\n  labels: {ENV: Production}")
+            .as_bytes(),
+    );
+    let o = d.run(&["destroy", "-f", &spec, "--confirm", "--format", "json"]);
+    assert_eq!(o.json()["error"]["code"], "PROTECTED", "{}", o.stdout);
+    assert!(
+        o.json()["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-production")
+    );
+    // A state whose applied spec says production: removing the label does not lift the guard.
+    let store = pgdba::state::StateStore::new(d.0.path().join("state"));
+    let mut state = pgdba::state::ClusterState::new("cli", "local");
+    let applied: Value = serde_json::to_value(
+        pgdba::spec::load_str("x.yaml", std::fs::read(&spec).unwrap().as_slice()).unwrap(),
+    )
+    .unwrap();
+    state.applied_spec = Some(applied);
+    store.save(&mut state).unwrap();
+    let plain = d.write("plain.yaml", SPEC.as_bytes());
+    let o = d.run(&["destroy", "-f", &plain, "--confirm", "--format", "json"]);
+    assert_eq!(o.json()["error"]["code"], "PROTECTED", "{}", o.stdout);
+}

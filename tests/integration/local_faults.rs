@@ -146,7 +146,7 @@ fn faults_are_reported_as_they_are_and_converge_once_removed() {
 
     // 1. A frozen replica: no "no changes", no apply, nothing recorded.
     let frozen = [
-        pid_file(&member_dir.join("patroni.pid")),
+        pid_file_json(&member_dir.join("patroni.pid")),
         pid_file(&data.join("postmaster.pid")),
     ];
     signal(&frozen, "STOP");
@@ -180,7 +180,7 @@ fn faults_are_reported_as_they_are_and_converge_once_removed() {
     }
 
     // 2. A frozen etcd.
-    let etcd = [pid_file(&t.data_dir().join("etcd/etcd.pid"))];
+    let etcd = [pid_file_json(&t.data_dir().join("etcd/etcd.pid"))];
     signal(&etcd, "STOP");
     let (code, v) = plan(&t);
     assert_eq!(code, 1, "{v:#}");
@@ -227,7 +227,7 @@ fn faults_are_reported_as_they_are_and_converge_once_removed() {
     converged(&t);
 
     // 4. Split brain: the replica's Patroni dies and its PostgreSQL is promoted by hand.
-    signal(&[pid_file(&member_dir.join("patroni.pid"))], "KILL");
+    signal(&[pid_file_json(&member_dir.join("patroni.pid"))], "KILL");
     let promote = Command::new("runuser")
         .args([
             "-u",
@@ -359,6 +359,51 @@ fn faults_are_reported_as_they_are_and_converge_once_removed() {
     t.apply();
     converged(&t);
 
+    // Issue 8, item 10: SIGTERM during an apply: no new action starts, the running one ends,
+    // the state records what was done, and the lock is released at once.
+    t.write_spec(2, &params("16MB", "128MB"));
+    let args = [
+        "apply",
+        "-f",
+        t.spec_str(),
+        "--auto-approve",
+        "--format",
+        "json",
+    ];
+    let child = t.spawn(&args);
+    wait_for(
+        "the rolling restart to begin",
+        Duration::from_secs(60),
+        || {
+            t.members()
+                .iter()
+                .any(|(name, port)| t.psql(name, *port, "SHOW work_mem") == "16MB")
+                .then_some(())
+        },
+    );
+    signal(&[i32::try_from(child.id()).unwrap()], "TERM");
+    let r = t.finish(&args, child);
+    assert_eq!(r.code, 1, "{r:?}");
+    let skipped = r.json()["data"]["result"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["message"] == "the apply was interrupted before it started")
+        .count();
+    assert!(skipped > 0, "{r:?}");
+    let lock = t.run(&["state", "show", "faults", "--format", "json"]);
+    assert!(lock.json()["data"]["lock"].is_null(), "{lock:?}");
+    let state: Value = serde_json::from_slice(&state_bytes(&t)).unwrap();
+    assert!(
+        state["partial_applies"][0]["done"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "pg_parameter.shared_buffers"),
+        "the state records what was done: {state:#}"
+    );
+    converged(&t);
+
     // 7. The secrets file lost: refused, never replaced by new passwords.
     let secrets = t.state_dir.join("faults.secrets.json");
     let kept = std::fs::read(&secrets).unwrap();
@@ -414,4 +459,85 @@ fn faults_are_reported_as_they_are_and_converge_once_removed() {
     assert!(!state.exists(), "no new state was started");
     std::fs::write(&state, &kept).unwrap();
     assert_eq!(plan(&t).0, 0);
+}
+
+/// Issue 8, item 7: the `postgres` user owns the member directories and can plant symbolic
+/// links there; pgdba, which runs as root, writes nothing through them. The planted links
+/// point at root-owned files outside, which stay untouched; the cluster's root directory is
+/// root's, so no link can be planted in place of a member directory.
+#[test]
+fn links_planted_by_the_postgres_user_are_not_followed() {
+    let t = TestCluster::new("planted", 32200);
+    t.write_spec(0, &params("4MB", "128MB"));
+    t.apply();
+    let member = t.data_dir().join("planted-0");
+    let as_postgres = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The root is root's: postgres cannot put a link where a member directory would go.
+    let planted = t.data_dir().join("planted-1");
+    let o = as_postgres(&["ln", "-s", "/etc", planted.to_str().unwrap()]);
+    assert!(
+        !o.status.success(),
+        "postgres could write in the cluster's root"
+    );
+    let meta = std::fs::metadata(t.data_dir()).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+
+    // Stop the member's Patroni (it stops PostgreSQL), then plant links where pgdba writes
+    // when it starts the member: its log and its pidfile.
+    signal(&[pid_file_json(&member.join("patroni.pid"))], "TERM");
+    wait_for("the member to stop", Duration::from_secs(60), || {
+        let left = Command::new("pgrep")
+            .args(["-f", member.to_str().unwrap()])
+            .output()
+            .unwrap();
+        left.stdout.is_empty().then_some(())
+    });
+    let outside = tempfile::tempdir().unwrap();
+    let mut targets = Vec::new();
+    for name in ["patroni.log", "patroni.pid"] {
+        let target = outside.path().join(format!("{name}.target"));
+        std::fs::write(&target, b"untouched\n").unwrap();
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+        let link = member.join(name);
+        let _ = std::fs::remove_file(&link);
+        let o = as_postgres(&["ln", "-s", target.to_str().unwrap(), link.to_str().unwrap()]);
+        assert!(o.status.success(), "{o:?}");
+        targets.push(target);
+    }
+    let r = t.run(&[
+        "apply",
+        "-f",
+        t.spec_str(),
+        "--auto-approve",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 1, "pgdba wrote through a planted link: {r:?}");
+    for target in &targets {
+        assert_eq!(
+            std::fs::read_to_string(target).unwrap(),
+            "untouched\n",
+            "{} was written through a link",
+            target.display()
+        );
+    }
+    // Links gone, the member starts again.
+    for name in ["patroni.log", "patroni.pid"] {
+        std::fs::remove_file(member.join(name)).unwrap();
+    }
+    t.apply();
+    assert_eq!(plan(&t).0, 0);
+}
+
+/// A pidfile as pgdba writes it: JSON with the pid, its start time and executable.
+fn pid_file_json(path: &std::path::Path) -> i32 {
+    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    i32::try_from(v["pid"].as_u64().unwrap()).unwrap()
 }

