@@ -14,6 +14,14 @@ echo
 # Patroni's own view of the cluster.
 CONFIG=$("$PGDBA" state show "$(awk '/^  name:/{print $2; exit}' "$SPEC")" --format json \
   | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["members"][0]["data_dir"].rsplit("/",1)[0] + "/patroni.yml")')
+# patronictl reads etcd, which authenticates: give it the credentials pgdba generated (0600 file).
+NAME=$(awk '/^  name:/{print $2; exit}' "$SPEC")
+STATE_DIR="${PGDBA_STATE_DIR:-./state}"
+export PATRONI_ETCD3_USERNAME=root
+PATRONI_ETCD3_PASSWORD=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("etcd_password",""))' "$STATE_DIR/$NAME.secrets.json")
+export PATRONI_ETCD3_PASSWORD
+PATRONI_ETCD3_HOSTS=$("$PGDBA" state show "$NAME" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["dcs"]["endpoints"][0].split("//")[1])')
+export PATRONI_ETCD3_HOSTS
 # Patroni's listing is built from member keys rewritten once per loop_wait: give it the few
 # seconds it may need to show the replicas that already stream as `streaming`.
 for _ in $(seq 60); do

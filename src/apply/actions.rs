@@ -74,7 +74,14 @@ fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, String> {
 /// Patroni's member list, from its keys in the DCS (read linearizably: see `patroni::dcs`).
 async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
     ctx.patroni
-        .dcs_view(&ctx.provider.layout().dcs())
+        .dcs_view(
+            &ctx.provider.layout().dcs().with_auth(
+                ctx.creds
+                    .etcd
+                    .as_deref()
+                    .map(|p| (crate::providers::local::config::ETCD_USER, p)),
+            ),
+        )
         .await
         .map(|v| v.members)
         .map_err(|e| {
@@ -108,7 +115,7 @@ async fn create_dcs(ctx: &Context<'_>) -> Outcome {
             .map(|s| s.lineage)
             .ok_or("the state could not be read")?;
         ctx.provider
-            .create_dcs(&lineage)
+            .create_dcs(&lineage, ctx.creds)
             .await
             .map_err(|e| crate::error_chain(&e))?;
     }
@@ -198,7 +205,7 @@ async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
         ));
     }
     ctx.provider
-        .delete_member(name)
+        .delete_member(name, ctx.creds)
         .await
         .map_err(|e| crate::error_chain(&e))?;
     ctx.recorder

@@ -476,6 +476,11 @@ pub(super) async fn observe_with(
         layout: &c.layout,
         patroni: &client,
         superuser: creds.map(|c| (SUPERUSER, c.superuser.as_str())),
+        etcd: creds.and_then(|c| {
+            c.etcd
+                .as_deref()
+                .map(|p| (crate::providers::local::config::ETCD_USER, p))
+        }),
         timeout: OBSERVE_TIMEOUT,
         needs: &needs,
     };
@@ -489,6 +494,8 @@ fn credentials_of(s: &crate::state::Secrets) -> Credentials {
         superuser: s.superuser_password.clone(),
         replication: s.replication_password.clone(),
         rewind: s.rewind_password.clone(),
+        restapi: s.restapi_password.clone(),
+        etcd: s.etcd_password.clone(),
     }
 }
 
@@ -842,7 +849,13 @@ async fn execute(
     };
     // Each request within 10 s; a restart or a switchover, which Patroni answers once done,
     // within what its action has left.
-    let client = patroni::Client::new(Duration::from_secs(10))
+    let auth = creds.restapi.as_ref().map(|p| {
+        (
+            crate::providers::local::config::RESTAPI_USER.to_owned(),
+            p.clone(),
+        )
+    });
+    let client = patroni::Client::new(Duration::from_secs(10), auth)
         .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
     let ctx = apply::Context {
         spec: &cluster.spec,
@@ -883,7 +896,7 @@ async fn execute(
     let result = apply::execute(plan, &ctx, g.parallelism, reporter, &interrupt).await;
     listener.abort();
     if result.succeeded() {
-        let leader = current_leader(cluster, &client).await;
+        let leader = current_leader(cluster, &client, creds).await;
         let applied = serde_json::to_value(&cluster.spec).ok();
         recorder
             .update(|s| {
@@ -975,9 +988,24 @@ async fn execute(
     }
 }
 
+/// etcd's user and password in `creds`, when its etcd authenticates.
+pub(super) fn etcd_auth(creds: &Credentials) -> Option<(&str, &str)> {
+    creds
+        .etcd
+        .as_deref()
+        .map(|p| (crate::providers::local::config::ETCD_USER, p))
+}
+
 /// Who leads now, as the DCS's leader key says.
-async fn current_leader(cluster: &Cluster, reader: &patroni::Reader) -> Option<String> {
-    let view = reader.dcs_view(&cluster.layout.dcs()).await.ok()?;
+async fn current_leader(
+    cluster: &Cluster,
+    reader: &patroni::Reader,
+    creds: &Credentials,
+) -> Option<String> {
+    let view = reader
+        .dcs_view(&cluster.layout.dcs().with_auth(etcd_auth(creds)))
+        .await
+        .ok()?;
     view.leader().map(|m| m.name.clone())
 }
 

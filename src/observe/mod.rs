@@ -19,8 +19,11 @@ pub struct Context<'a> {
     pub layout: &'a Layout,
     /// Read-only by type: it can only send `GET`.
     pub patroni: &'a patroni::Reader,
-    /// pgdba's superuser password; without it `pg_settings` is not read.
+    /// pgdba's superuser password; without it `pg_settings` is read only by peer
+    /// authentication.
     pub superuser: Option<(&'a str, &'a str)>,
+    /// etcd's user and password, when etcd authenticates.
+    pub etcd: Option<(&'a str, &'a str)>,
     pub timeout: Duration,
     /// Secrets to check and databases to look into for extensions.
     pub needs: &'a sql::Needs,
@@ -126,7 +129,7 @@ async fn observe_member(
 async fn dcs_view(ctx: &Context<'_>) -> Result<PatroniView, String> {
     bounded(ctx.timeout, async {
         ctx.patroni
-            .dcs_view(&ctx.layout.dcs())
+            .dcs_view(&ctx.layout.dcs().with_auth(ctx.etcd))
             .await
             .map_err(|e| crate::error_chain(&e))
     })

@@ -28,10 +28,22 @@ pub const NAMESPACE: &str = "/service/";
 
 /// Where one cluster's keys are: the etcd endpoints to ask (in turn, until one answers) and
 /// the key prefix, `<namespace><scope>/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Location {
     pub endpoints: Vec<String>,
     pub prefix: String,
+    /// etcd's user and password, when etcd authenticates.
+    pub auth: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Location")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("auth", &self.auth.as_ref().map(|(u, _)| (u, "(sensitive)")))
+            .finish()
+    }
 }
 
 impl Location {
@@ -41,8 +53,45 @@ impl Location {
         Location {
             endpoints,
             prefix: format!("{namespace}/{scope}/"),
+            auth: None,
         }
     }
+
+    /// The same, read as `user` with `password` (etcd with authentication on).
+    pub fn with_auth(mut self, auth: Option<(&str, &str)>) -> Location {
+        self.auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        self
+    }
+}
+
+/// An etcd authentication token for `user` (`POST /v3/auth/authenticate`), for the
+/// `Authorization` header of the requests that follow.
+pub async fn etcd_token(
+    http: &reqwest::Client,
+    endpoint: &str,
+    user: &str,
+    password: &str,
+) -> Result<String, PatroniError> {
+    let url = format!("{}/v3/auth/authenticate", endpoint.trim_end_matches('/'));
+    let a = answer(
+        &url,
+        http.post(&url)
+            .json(&json!({ "name": user, "password": password })),
+    )
+    .await?;
+    let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
+    v.get("token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or(PatroniError::Status {
+            url,
+            status: a.status,
+            body: v
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no token")
+                .to_owned(),
+        })
 }
 
 /// The end of etcd's range for every key starting with `prefix`: the prefix with its last
@@ -81,8 +130,18 @@ impl Reader {
         let mut last = None;
         for endpoint in &at.endpoints {
             let url = format!("{}/v3/kv/range", endpoint.trim_end_matches('/'));
-            // A range is a read: the one POST a `Reader` sends.
-            let sent = answer(&url, self.http.post(&url).json(&body)).await;
+            let mut req = self.http.post(&url).json(&body);
+            if let Some((user, password)) = &at.auth {
+                match etcd_token(&self.http, endpoint, user, password).await {
+                    Ok(token) => req = req.header("Authorization", token),
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                }
+            }
+            // A range is a read: the one POST a `Reader` sends (besides etcd's login).
+            let sent = answer(&url, req).await;
             match sent.and_then(|a| {
                 serde_json::from_str::<Value>(&a.body).map_err(|_| PatroniError::Status {
                     url: url.clone(),

@@ -37,9 +37,12 @@ pub struct Reader {
 }
 
 /// Full access: a [`Reader`] plus the endpoints that change the cluster. Only `apply` has one.
+/// It authenticates (HTTP basic) to the REST API's unsafe endpoints when the cluster has a
+/// REST API password.
 #[derive(Clone)]
 pub struct Client {
     reader: Reader,
+    auth: Option<(String, String)>,
 }
 
 impl std::ops::Deref for Client {
@@ -68,10 +71,19 @@ async fn answer(url: &str, req: reqwest::RequestBuilder) -> Result<Answer, Patro
 }
 
 impl Client {
-    pub fn new(timeout: Duration) -> Result<Client, PatroniError> {
+    pub fn new(timeout: Duration, auth: Option<(String, String)>) -> Result<Client, PatroniError> {
         Ok(Client {
             reader: Reader::new(timeout)?,
+            auth,
         })
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let req = self.reader.http.request(method, url);
+        match &self.auth {
+            Some((user, password)) => req.basic_auth(user, Some(password)),
+            None => req,
+        }
     }
 
     /// A request with the client's own bound (its `Reader`'s timeout).
@@ -83,7 +95,7 @@ impl Client {
         body: &Value,
     ) -> Result<Answer, PatroniError> {
         let url = format!("{api_url}{path}");
-        answer(&url, self.reader.http.request(method, &url).json(body)).await
+        answer(&url, self.request(method, &url).json(body)).await
     }
 
     /// A request Patroni answers only once it is done (a restart, a switchover): bounded by
@@ -98,8 +110,6 @@ impl Client {
     ) -> Result<Answer, PatroniError> {
         let url = format!("{api_url}{path}");
         let req = self
-            .reader
-            .http
             .request(method, &url)
             .json(body)
             .timeout(within.max(Duration::from_secs(1)));

@@ -24,6 +24,14 @@ pub struct Secrets {
     pub superuser_password: String,
     pub replication_password: String,
     pub rewind_password: String,
+    /// Basic authentication of the members' Patroni REST API for everything that changes the
+    /// cluster (user `pgdba`). Absent in clusters made before pgdba protected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restapi_password: Option<String>,
+    /// The password of etcd's `root` user: etcd runs with authentication on. Absent in clusters
+    /// made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_password: Option<String>,
 }
 
 impl Secrets {
@@ -33,6 +41,8 @@ impl Secrets {
             superuser_password: random_password(),
             replication_password: random_password(),
             rewind_password: random_password(),
+            restapi_password: Some(random_password()),
+            etcd_password: Some(random_password()),
         }
     }
 }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::support::{TestCluster, dcs_config, put_dcs_config};
@@ -118,6 +119,32 @@ fn a_dcs_write_before_the_command_is_always_seen() {
         );
     }
     drop(load);
+
+    // Issue 8, item 16: the doors other local users could use are closed. Patroni's REST API
+    // refuses an unauthenticated change, and etcd an unauthenticated write.
+    let patch = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH"])
+        .arg(format!("http://127.0.0.1:{}/config", t.api_port))
+        .args(["-d", r#"{"ttl": 31}"#])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&patch.stdout), "401", "{patch:?}");
+    let key = base64::engine::general_purpose::STANDARD.encode(b"/service/stale/config");
+    let put = crate::support::etcd_as(
+        &t,
+        "kv/put",
+        &json!({ "key": key, "value": base64::engine::general_purpose::STANDARD.encode(b"{}") }),
+        None,
+    );
+    assert!(
+        put["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("user name is empty")),
+        "{put}"
+    );
+    // Reading is refused too: Patroni's keys (and the configuration) are etcd's root's.
+    let range = crate::support::etcd_as(&t, "kv/range", &json!({ "key": key }), None);
+    assert!(range["error"].is_string(), "{range}");
 
     // The spec wins again on a fresh apply, and the cluster converges.
     t.apply();

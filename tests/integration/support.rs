@@ -199,13 +199,40 @@ impl TestCluster {
         self.data_dir().join(member).join("run")
     }
 
+    /// A secret pgdba generated for this cluster, from its 0600 secrets file.
+    pub fn secret(&self, field: &str) -> Option<String> {
+        let path = self.state_dir.join(format!("{}.secrets.json", self.name));
+        let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        v[field].as_str().map(str::to_owned)
+    }
+
+    /// patronictl with what a DBA would give it: the REST API's and etcd's credentials from
+    /// pgdba's secrets file (Patroni reads them from the environment).
+    fn patronictl_command(&self) -> Command {
+        let mut c = Command::new(PATRONICTL);
+        if let Some(p) = self.secret("restapi_password") {
+            c.env("PATRONI_RESTAPI_USERNAME", "pgdba")
+                .env("PATRONI_RESTAPI_PASSWORD", p);
+        }
+        if let Some(p) = self.secret("etcd_password") {
+            c.env(
+                "PATRONI_ETCD3_HOSTS",
+                format!("127.0.0.1:{}", self.etcd_port),
+            )
+            .env("PATRONI_ETCD3_USERNAME", "root")
+            .env("PATRONI_ETCD3_PASSWORD", p);
+        }
+        c
+    }
+
     /// `patronictl list` as JSON, through a member's config (any that still exists).
     pub fn patronictl_list(&self) -> Vec<Value> {
         let config = (0..10)
             .map(|i| self.member_config(i))
             .find(|p| p.exists())
             .expect("no member config");
-        let out = Command::new(PATRONICTL)
+        let out = self
+            .patronictl_command()
             .args(["-c", config.to_str().unwrap(), "list", "-f", "json"])
             .output()
             .unwrap();
@@ -224,7 +251,7 @@ impl TestCluster {
             .expect("no member config");
         let mut all = vec!["-c", config.to_str().unwrap()];
         all.extend_from_slice(args);
-        let out = Command::new(PATRONICTL).args(&all).output().unwrap();
+        let out = self.patronictl_command().args(&all).output().unwrap();
         assert!(
             out.status.success(),
             "patronictl {args:?}: {}{}",
@@ -292,8 +319,29 @@ impl Drop for TestCluster {
 /// A call to the cluster's etcd v3 JSON gateway (`/v3/kv/range`, `/v3/kv/put`, ...): what the
 /// tests use to read and write the DCS directly, without Patroni in between.
 pub fn etcd(t: &TestCluster, path: &str, body: &Value) -> Value {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10", "-X", "POST"])
+    etcd_as(t, path, body, etcd_token(t).as_deref())
+}
+
+/// etcd's token for its root user, with the password from pgdba's secrets file.
+pub fn etcd_token(t: &TestCluster) -> Option<String> {
+    let password = t.secret("etcd_password")?;
+    let v = etcd_as(
+        t,
+        "auth/authenticate",
+        &serde_json::json!({ "name": "root", "password": password }),
+        None,
+    );
+    v["token"].as_str().map(str::to_owned)
+}
+
+/// A call to etcd's JSON gateway with `token` (or none: what any local user could send).
+pub fn etcd_as(t: &TestCluster, path: &str, body: &Value, token: Option<&str>) -> Value {
+    let mut c = Command::new("curl");
+    c.args(["-s", "--max-time", "10", "-X", "POST"]);
+    if let Some(token) = token {
+        c.args(["-H", &format!("Authorization: {token}")]);
+    }
+    let out = c
         .arg(format!("http://127.0.0.1:{}/v3/{path}", t.etcd_port))
         .arg("-d")
         .arg(body.to_string())

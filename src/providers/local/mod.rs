@@ -121,6 +121,12 @@ pub struct Credentials {
     pub superuser: String,
     pub replication: String,
     pub rewind: String,
+    /// The REST API's password for user [`config::RESTAPI_USER`]; `None` for a cluster made
+    /// before pgdba protected the REST API.
+    pub restapi: Option<String>,
+    /// The password of etcd's `root` user; `None` for a cluster whose etcd has no
+    /// authentication.
+    pub etcd: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -286,7 +292,11 @@ impl Local {
     /// marked with `lineage`. An existing root is used only when it is empty or carries this
     /// lineage's marker: pgdba never takes over a directory with someone else's files, nor
     /// changes the owner or mode of a directory it did not create.
-    pub async fn create_dcs(&self, lineage: &str) -> Result<(), ProviderError> {
+    pub async fn create_dcs(
+        &self,
+        lineage: &str,
+        creds: &Credentials,
+    ) -> Result<(), ProviderError> {
         let run_as = self.run_as()?;
         let root = &self.layout.root;
         let created = process::create_root(root)?;
@@ -323,7 +333,84 @@ impl Local {
         }
         let dir = self.layout.etcd.data_dir.parent().unwrap_or(root);
         run_as.make_dir(dir, 0o700)?;
-        self.start_dcs().await
+        self.start_dcs().await?;
+        if let Some(password) = &creds.etcd {
+            self.enable_etcd_auth(password).await?;
+        }
+        Ok(())
+    }
+
+    /// One request to this cluster's etcd (its JSON gateway), with a token when given.
+    async fn etcd_call(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let endpoint = self.layout.etcd.endpoint();
+        let url = format!("{endpoint}/v3/{path}");
+        let mut req = self.http.post(&url).json(body);
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        let etcd = |message: String| ProviderError::Etcd {
+            endpoint: endpoint.clone(),
+            message,
+        };
+        let resp = req.send().await.map_err(|e| etcd(e.to_string()))?;
+        let ok = resp.status().is_success();
+        let v: serde_json::Value = resp.json().await.map_err(|e| etcd(e.to_string()))?;
+        if ok && v.get("error").is_none() {
+            Ok(v)
+        } else {
+            Err(etcd(format!(
+                "{path}: {}",
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("refused")
+            )))
+        }
+    }
+
+    /// A token of etcd's root user, when etcd authenticates.
+    async fn etcd_token(&self, creds: &Credentials) -> Result<Option<String>, ProviderError> {
+        let Some(password) = &creds.etcd else {
+            return Ok(None);
+        };
+        crate::patroni::dcs::etcd_token(
+            &self.http,
+            &self.layout.etcd.endpoint(),
+            config::ETCD_USER,
+            password,
+        )
+        .await
+        .map(Some)
+        .map_err(|e| ProviderError::Etcd {
+            endpoint: self.layout.etcd.endpoint(),
+            message: crate::error_chain(&e),
+        })
+    }
+
+    /// Turn etcd's authentication on: its `root` user with `password`, the only one. Other
+    /// local users can reach etcd's port, but not read or write Patroni's keys without it.
+    async fn enable_etcd_auth(&self, password: &str) -> Result<(), ProviderError> {
+        let login = json!({ "name": config::ETCD_USER, "password": password });
+        if self
+            .etcd_call("auth/authenticate", &login, None)
+            .await
+            .is_ok()
+        {
+            return Ok(()); // already on
+        }
+        self.etcd_call("auth/user/add", &login, None).await?;
+        self.etcd_call(
+            "auth/user/grant",
+            &json!({ "user": config::ETCD_USER, "role": "root" }),
+            None,
+        )
+        .await?;
+        self.etcd_call("auth/enable", &json!({}), None).await?;
+        Ok(())
     }
 
     /// Start the existing etcd and wait until it is healthy.
@@ -424,6 +511,27 @@ impl Local {
                 ),
                 ("PATRONI_REWIND_PASSWORD".to_owned(), creds.rewind.clone()),
             ];
+            let mut envs = envs;
+            if let Some(p) = &creds.restapi {
+                envs.push((
+                    "PATRONI_RESTAPI_USERNAME".to_owned(),
+                    config::RESTAPI_USER.to_owned(),
+                ));
+                envs.push(("PATRONI_RESTAPI_PASSWORD".to_owned(), p.clone()));
+            }
+            if let Some(p) = &creds.etcd {
+                // Patroni takes etcd's credentials from the environment only together with
+                // its hosts.
+                envs.push((
+                    "PATRONI_ETCD3_HOSTS".to_owned(),
+                    format!("{}:{}", layout::HOST, self.layout.etcd.client_port),
+                ));
+                envs.push((
+                    "PATRONI_ETCD3_USERNAME".to_owned(),
+                    config::ETCD_USER.to_owned(),
+                ));
+                envs.push(("PATRONI_ETCD3_PASSWORD".to_owned(), p.clone()));
+            }
             process::spawn(
                 run_as,
                 Spawn {
@@ -474,32 +582,27 @@ impl Local {
     }
 
     /// Stop a member, forget it in the DCS and remove its directory.
-    pub async fn delete_member(&self, name: &str) -> Result<(), ProviderError> {
+    pub async fn delete_member(
+        &self,
+        name: &str,
+        creds: &Credentials,
+    ) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
         self.stop_member(name).await?;
-        self.forget_member(name).await?;
+        self.forget_member(name, creds).await?;
         process::remove_dir(&m.dir)
     }
 
     /// Delete a member's key from the DCS, so Patroni no longer lists it (and the leader drops
     /// its replication slot) instead of waiting for the key's TTL.
-    async fn forget_member(&self, name: &str) -> Result<(), ProviderError> {
+    async fn forget_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let key = format!("{}members/{name}", self.layout.dcs().prefix);
-        let endpoint = self.layout.etcd.endpoint();
-        let url = format!("{endpoint}/v3/kv/deleterange");
         let body =
             json!({ "key": base64::engine::general_purpose::STANDARD.encode(key.as_bytes()) });
-        match self.http.post(&url).json(&body).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(ProviderError::Etcd {
-                endpoint,
-                message: format!("deleterange answered {}", r.status()),
-            }),
-            Err(e) => Err(ProviderError::Etcd {
-                endpoint,
-                message: e.to_string(),
-            }),
-        }
+        let token = self.etcd_token(creds).await?;
+        self.etcd_call("kv/deleterange", &body, token.as_deref())
+            .await
+            .map(|_| ())
     }
 
     /// Stop every member and etcd, and remove what pgdba created in the cluster's root: its
