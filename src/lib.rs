@@ -12,6 +12,7 @@ pub mod output;
 pub mod patroni;
 pub mod pg;
 pub mod plan;
+pub mod poll;
 pub mod providers;
 pub mod secret;
 pub mod spec;

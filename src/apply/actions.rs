@@ -8,6 +8,7 @@ use crate::diff;
 use crate::observe::model::{PatroniMember, Role};
 use crate::observe::pg;
 use crate::plan::{Action, ActionKind};
+use crate::poll::{Gave, Probe, poll_until};
 use crate::providers::local::config::SUPERUSER;
 use crate::providers::local::layout::HOST;
 use crate::state;
@@ -248,41 +249,51 @@ async fn await_config(
     let name = member(a)?;
     let names: Vec<String> = reload.keys().chain(restart.keys()).cloned().collect();
     let conn = pg_conn(ctx, name)?;
-    let deadline = Instant::now() + ctx.gate_timeout;
-    let mut last;
-    loop {
-        match pg::settings(&conn, &names).await {
-            Ok(settings) => {
-                let lagging: Vec<String> = names
-                    .iter()
-                    .filter(|n| {
-                        let Some(s) = settings.get(*n) else {
-                            return true;
-                        };
-                        let want = reload
-                            .get(*n)
-                            .or_else(|| restart.get(*n))
-                            .cloned()
-                            .unwrap_or_default();
-                        let same = diff::same_setting(ctx.spec, n, &want, &s.setting);
-                        !(same || (restart.contains_key(*n) && s.pending_restart))
-                    })
+    let applied = poll_until(ctx.gate_timeout, POLL, || async {
+        let settings = match pg::settings(&conn, &names).await {
+            Ok(s) => s,
+            Err(e) => return Probe::NotYet(crate::error_chain(&e)),
+        };
+        let lagging: Vec<&str> = names
+            .iter()
+            .filter(|n| {
+                let Some(s) = settings.get(*n) else {
+                    return true;
+                };
+                let want = reload
+                    .get(*n)
+                    .or_else(|| restart.get(*n))
                     .cloned()
-                    .collect();
-                if lagging.is_empty() {
-                    return Ok(Effect::Changed);
-                }
-                last = format!("not yet applied: {}", lagging.join(", "));
-            }
-            Err(e) => last = crate::error_chain(&e),
+                    .unwrap_or_default();
+                let same = diff::same_setting(ctx.spec, n, &want, &s.setting);
+                !(same || (restart.contains_key(*n) && s.pending_restart))
+            })
+            .map(String::as_str)
+            .collect();
+        if lagging.is_empty() {
+            Probe::Done(())
+        } else {
+            Probe::NotYet(format!("not yet applied: {}", lagging.join(", ")))
         }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "member {name}: configuration not applied within {}s ({last})",
+    })
+    .await;
+    applied.map(|()| Effect::Changed).map_err(|g| {
+        gave_up(
+            g,
+            &format!(
+                "member {name}: configuration not applied within {}s",
                 ctx.gate_timeout.as_secs()
-            ));
-        }
-        tokio::time::sleep(POLL).await;
+            ),
+        )
+    })
+}
+
+/// A wait that ended without its condition, said: `what` (what did not happen within how
+/// long), then what the last look saw, or why it stopped.
+fn gave_up(g: Gave, what: &str) -> String {
+    match g {
+        Gave::Up { last } => format!("{what} ({last})"),
+        Gave::Failed(why) => format!("{what}: {why}"),
     }
 }
 
@@ -362,30 +373,34 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
         ));
     }
     // Postcondition: it runs again, and neither PostgreSQL nor Patroni has a restart pending.
-    loop {
-        if let Ok(s) = ctx.patroni.status(&url).await {
-            let state = s.get("state").and_then(|v| v.as_str()).unwrap_or_default();
-            if crate::patroni::is_terminal_state(state) {
-                return Err(format!(
-                    "member {name}: Patroni reports its PostgreSQL {state} after the restart; it will not recover by waiting"
-                ));
-            }
-            let running = state == "running";
-            if running
-                && !crate::patroni::pending_restart(&s).0
-                && pg::pending_restarts(&conn).await.is_ok_and(|n| n == 0)
-            {
-                return Ok(Effect::Changed);
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "member {name} still waits for a restart after {}s",
-                ctx.gate_timeout.as_secs()
+    let left = deadline.saturating_duration_since(Instant::now());
+    poll_until(left, POLL, || async {
+        let Ok(s) = ctx.patroni.status(&url).await else {
+            return Probe::NotYet("its REST API does not answer".to_owned());
+        };
+        let state = s.get("state").and_then(|v| v.as_str()).unwrap_or_default();
+        if crate::patroni::is_terminal_state(state) {
+            return Probe::Fail(format!(
+                "Patroni reports its PostgreSQL {state} after the restart; it will not recover by waiting"
             ));
         }
-        tokio::time::sleep(POLL).await;
-    }
+        let done = state == "running"
+            && !crate::patroni::pending_restart(&s).0
+            && pg::pending_restarts(&conn).await.is_ok_and(|n| n == 0);
+        if done {
+            Probe::Done(Effect::Changed)
+        } else {
+            Probe::NotYet(format!("{state}, a restart still pending"))
+        }
+    })
+    .await
+    .map_err(|g| match g {
+        Gave::Failed(why) => format!("member {name}: {why}"),
+        Gave::Up { last } => format!(
+            "member {name} still waits for a restart after {}s ({last})",
+            ctx.gate_timeout.as_secs()
+        ),
+    })
 }
 
 async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
@@ -424,20 +439,24 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
             )
         })?;
     // Postcondition: the candidate leads.
-    loop {
-        if let Ok(l) = leader(ctx).await
-            && l.name == candidate
-        {
-            return Ok(Effect::Note(format!("{candidate} leads")));
+    let left = deadline.saturating_duration_since(Instant::now());
+    poll_until(left, POLL, || async {
+        match leader(ctx).await {
+            Ok(l) if l.name == candidate => Probe::Done(Effect::Note(format!("{candidate} leads"))),
+            Ok(l) => Probe::NotYet(format!("{} leads", l.name)),
+            Err(e) => Probe::NotYet(e),
         }
-        if Instant::now() >= deadline {
-            return Err(format!(
+    })
+    .await
+    .map_err(|g| {
+        gave_up(
+            g,
+            &format!(
                 "{candidate} did not become the leader within {}s",
                 ctx.gate_timeout.as_secs()
-            ));
-        }
-        tokio::time::sleep(POLL).await;
-    }
+            ),
+        )
+    })
 }
 
 /// Health as the member reports it live (`GET /patroni`), which is up to `loop_wait` fresher than
@@ -524,21 +543,21 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
 
 async fn await_healthy(a: &Action, ctx: &Context<'_>, max_lag: u64) -> Outcome {
     let name = member(a)?;
-    let deadline = Instant::now() + ctx.gate_timeout;
-    loop {
-        let last = match member_health(ctx, name, max_lag).await {
-            Ok(()) => return Ok(Effect::Changed),
-            Err(Health::Terminal(e)) => return Err(format!("member {name}: {e}")),
-            Err(Health::NotYet(e)) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "member {name} not healthy within {}s: {last}",
-                ctx.gate_timeout.as_secs()
-            ));
+    poll_until(ctx.gate_timeout, POLL, || async {
+        match member_health(ctx, name, max_lag).await {
+            Ok(()) => Probe::Done(Effect::Changed),
+            Err(Health::Terminal(e)) => Probe::Fail(e),
+            Err(Health::NotYet(e)) => Probe::NotYet(e),
         }
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
+    .map_err(|g| match g {
+        Gave::Failed(why) => format!("member {name}: {why}"),
+        Gave::Up { last } => format!(
+            "member {name} not healthy within {}s: {last}",
+            ctx.gate_timeout.as_secs()
+        ),
+    })
 }
 
 /// Wait until replica `a` has replayed the leader's WAL up to the leader's position now.
@@ -552,25 +571,28 @@ async fn await_replay(a: &Action, ctx: &Context<'_>) -> Outcome {
         .await
         .map_err(|e| format!("WAL position of the leader {}: {e}", l.name))?;
     let conn = pg_conn(ctx, name)?;
-    let deadline = Instant::now() + ctx.gate_timeout;
-    loop {
-        let last = match pg::wal_position(&conn, pg::WalPosition::Replayed).await {
-            Ok(lsn) if lsn >= target => {
-                return Ok(Effect::Note(format!(
-                    "replayed the leader's WAL up to {target}"
-                )));
-            }
-            Ok(lsn) => format!("replayed up to {lsn}, {} bytes short", target - lsn),
-            Err(e) => e.to_string(),
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "member {name} did not replay the leader's WAL up to {target} within {}s ({last})",
-                ctx.gate_timeout.as_secs()
-            ));
+    poll_until(ctx.gate_timeout, POLL, || async {
+        match pg::wal_position(&conn, pg::WalPosition::Replayed).await {
+            Ok(lsn) if lsn >= target => Probe::Done(Effect::Note(format!(
+                "replayed the leader's WAL up to {target}"
+            ))),
+            Ok(lsn) => Probe::NotYet(format!(
+                "replayed up to {lsn}, {} bytes short",
+                target - lsn
+            )),
+            Err(e) => Probe::NotYet(e.to_string()),
         }
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
+    .map_err(|g| {
+        gave_up(
+            g,
+            &format!(
+                "member {name} did not replay the leader's WAL up to {target} within {}s",
+                ctx.gate_timeout.as_secs()
+            ),
+        )
+    })
 }
 
 /// Rebuild a replica that cannot start: Patroni discards its data directory and clones the

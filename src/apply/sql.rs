@@ -367,22 +367,23 @@ async fn on_leader(ctx: &Context<'_>, sql: &str, what: &str) -> Result<(), Strin
 async fn await_hba(a: &Action, ctx: &Context<'_>, rules: &[String]) -> Outcome {
     let name = member(a)?;
     let conn = super::actions::pg_conn(ctx, name)?;
-    let deadline = std::time::Instant::now() + ctx.gate_timeout;
-    loop {
-        let last = match crate::observe::pg::member_facts(&conn, &[], None).await {
-            Ok(f) if hba::member_matches(&f.hba, rules) => return Ok(Effect::Changed),
-            Ok(f) => match f.hba.iter().find_map(|l| l.error.clone()) {
+    let every = std::time::Duration::from_millis(200);
+    crate::poll::poll_until(ctx.gate_timeout, every, || async {
+        use crate::poll::Probe;
+        match crate::observe::pg::member_facts(&conn, &[], None).await {
+            Ok(f) if hba::member_matches(&f.hba, rules) => Probe::Done(Effect::Changed),
+            Ok(f) => Probe::NotYet(match f.hba.iter().find_map(|l| l.error.clone()) {
                 Some(e) => format!("pg_hba.conf has an error: {e}"),
                 None => "pg_hba_file_rules does not match yet".to_owned(),
-            },
-            Err(e) => crate::error_chain(&e),
-        };
-        if std::time::Instant::now() >= deadline {
-            return Err(format!(
-                "member {name}: {last} after {}s",
-                ctx.gate_timeout.as_secs()
-            ));
+            }),
+            Err(e) => Probe::NotYet(crate::error_chain(&e)),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .map_err(|g| match g {
+        crate::poll::Gave::Up { last } | crate::poll::Gave::Failed(last) => format!(
+            "member {name}: {last} after {}s",
+            ctx.gate_timeout.as_secs()
+        ),
+    })
 }

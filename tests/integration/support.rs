@@ -261,6 +261,19 @@ impl TestCluster {
         out
     }
 
+    /// Like `psql`, but `None` when the member does not answer (it may be restarting).
+    pub fn try_psql(&self, member: &str, port: u16, sql: &str) -> Option<String> {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-X", "-A", "-t", "-h"])
+            .arg(self.socket_dir(member))
+            .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     /// psql as the `postgres` OS user over the member's Unix socket (peer authentication).
     pub fn psql(&self, member: &str, port: u16, sql: &str) -> String {
         let out = Command::new("runuser")

@@ -9,12 +9,13 @@ pub mod process;
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::json;
 
 use crate::observe::model::{Dcs, InventoryMember};
+use crate::poll::{Gave, Probe, poll_until};
 use crate::spec::model::ClusterSpec;
 use layout::{Layout, MemberLayout};
 use process::{RunAs, Spawn};
@@ -439,25 +440,47 @@ impl Local {
                 },
             )?;
         }
-        let start = Instant::now();
-        while start.elapsed() < START_TIMEOUT {
-            if self.dcs_healthy().await {
-                return Ok(());
+        self.wait_started("etcd", &e.pidfile, &e.log, || self.dcs_healthy())
+            .await
+    }
+
+    /// Wait until `up` (a health check, an answer) while the process of `pidfile` lives.
+    async fn wait_started<F, Fut>(
+        &self,
+        what: &str,
+        pidfile: &Path,
+        log: &Path,
+        mut up: F,
+    ) -> Result<(), ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let waited = poll_until(START_TIMEOUT, Duration::from_millis(100), || {
+            let check = up();
+            async move {
+                if check.await {
+                    Probe::Done(())
+                } else if process::running(pidfile).is_none() {
+                    Probe::Fail("exited".to_owned())
+                } else {
+                    Probe::NotYet(String::new())
+                }
             }
-            if process::running(&e.pidfile).is_none() {
-                return Err(ProviderError::Exited {
-                    what: "etcd".to_owned(),
-                    log: e.log.display().to_string(),
-                    tail: process::tail(&e.log, 15),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(ProviderError::Timeout {
-            what: "etcd".to_owned(),
-            secs: START_TIMEOUT.as_secs(),
-            log: e.log.display().to_string(),
-            tail: process::tail(&e.log, 15),
+        })
+        .await;
+        waited.map_err(|g| match g {
+            Gave::Failed(_) => ProviderError::Exited {
+                what: what.to_owned(),
+                log: log.display().to_string(),
+                tail: process::tail(log, 15),
+            },
+            Gave::Up { .. } => ProviderError::Timeout {
+                what: what.to_owned(),
+                secs: START_TIMEOUT.as_secs(),
+                log: log.display().to_string(),
+                tail: process::tail(log, 15),
+            },
         })
     }
 
@@ -544,27 +567,14 @@ impl Local {
                 },
             )?;
         }
-        let start = Instant::now();
         let url = format!("{}/patroni", m.api_url());
-        while start.elapsed() < START_TIMEOUT {
-            if self.http.get(&url).send().await.is_ok() {
-                return Ok(());
-            }
-            if process::running(&m.pidfile).is_none() {
-                return Err(ProviderError::Exited {
-                    what: format!("Patroni of member {name}"),
-                    log: m.log.display().to_string(),
-                    tail: process::tail(&m.log, 15),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(ProviderError::Timeout {
-            what: format!("the REST API of member {name}"),
-            secs: START_TIMEOUT.as_secs(),
-            log: m.log.display().to_string(),
-            tail: process::tail(&m.log, 15),
-        })
+        self.wait_started(
+            &format!("Patroni of member {name}"),
+            &m.pidfile,
+            &m.log,
+            || async { self.http.get(&url).send().await.is_ok() },
+        )
+        .await
     }
 
     /// Stop a member's Patroni (which stops its PostgreSQL cleanly).
