@@ -608,6 +608,17 @@ fn refuse_split_brain(obs: &Observation, plan: &Plan) -> Result<(), Failure> {
         .data(json!({ "partial_plan": plan })))
 }
 
+/// The spec pgdba last applied to a cluster, even in part: the newest partial apply's, else the
+/// last complete one's. What lays the cluster out as it is.
+pub(super) fn last_applied(state: &ClusterState) -> Option<ClusterSpec> {
+    state
+        .partial_applies
+        .last()
+        .map(|p| &p.spec)
+        .or(state.applied_spec.as_ref())
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
 /// Another cluster of the state dir already uses this spec's directory or a port of it: a plan
 /// would take that cluster's etcd or members for this one's.
 fn refuse_shared_resources(store: &StateStore, cluster: &Cluster) -> Result<(), Failure> {
@@ -619,13 +630,7 @@ fn refuse_shared_resources(store: &StateStore, cluster: &Cluster) -> Result<(), 
         let Some(state) = store.load(&other.cluster)? else {
             continue;
         };
-        let spec = state
-            .partial_applies
-            .last()
-            .map(|p| &p.spec)
-            .or(state.applied_spec.as_ref())
-            .and_then(|v| serde_json::from_value::<ClusterSpec>(v.clone()).ok());
-        if let Some(spec) = spec {
+        if let Some(spec) = last_applied(&state) {
             problems.extend(cluster.layout.conflicts_with(&Cluster::new(&spec).layout));
         }
     }
@@ -1353,13 +1358,7 @@ async fn destroy(
     };
     // What pgdba created is where the state says it is, laid out as pgdba last applied it: a
     // data_dir edited in the spec since must not make destroy delete the new path.
-    let recorded = state
-        .partial_applies
-        .last()
-        .map(|p| &p.spec)
-        .or(state.applied_spec.as_ref())
-        .and_then(|v| serde_json::from_value::<ClusterSpec>(v.clone()).ok())
-        .unwrap_or_else(|| loaded.spec.clone());
+    let recorded = last_applied(&state).unwrap_or_else(|| loaded.spec.clone());
     let cluster = Cluster::new(&recorded);
     if let Some(dir) = &state.data_dir
         && Path::new(dir) != cluster.layout.root

@@ -233,6 +233,31 @@ fn what_a_dba_found() {
         r.json()["data"]["clusters"][0]["unmanaged_parameters"]["log_min_duration_statement"],
         "1s"
     );
+
+    // Issue 19: the watchdog lives in each member's patroni.yml. Changing it in the spec is a
+    // planned reconfiguration of every member (the file rewritten, Patroni reloaded).
+    let text = std::fs::read_to_string(&t.spec).unwrap();
+    assert!(text.contains("retry_timeout: 10}"));
+    std::fs::write(
+        &t.spec,
+        text.replace("retry_timeout: 10}", "retry_timeout: 10, watchdog: off}"),
+    )
+    .unwrap();
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2, "{plan:#}");
+    let ops: Vec<&str> = plan["data"]["clusters"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["operation"].as_str())
+        .collect();
+    assert_eq!(ops, vec!["reconfigure"; 3], "{plan:#}");
+    t.apply();
+    assert_eq!(t.plan_json().0, 0);
+    for i in 0..3 {
+        let yml = std::fs::read_to_string(t.member_config(i)).unwrap();
+        assert!(yml.contains("mode: off"), "{yml}");
+    }
 }
 
 fn drift(t: &TestCluster) -> (i32, Value) {
