@@ -380,9 +380,13 @@ fn needs(
     spec: &ClusterSpec,
     creds: Option<&Credentials>,
     managed: &Managed,
+    memo: crate::pg::scram::Memo,
     mut notes: Option<&mut Vec<String>>,
 ) -> Result<observe::sql::Needs, Failure> {
-    let mut needs = observe::sql::Needs::default();
+    let mut needs = observe::sql::Needs {
+        memo,
+        ..Default::default()
+    };
     if let Some(c) = creds {
         needs
             .secrets
@@ -445,12 +449,26 @@ fn needs(
     Ok(needs)
 }
 
+/// Observe for plan or apply; the password checks that matched are remembered in the state
+/// dir (`scram::Memo`), so the next plan does not pay for them again.
 async fn observe_cluster(
+    store: &StateStore,
     c: &Cluster,
     creds: Option<&Credentials>,
     managed: &Managed,
 ) -> Result<Observation, Failure> {
-    observe_with(c, creds, managed, false).await
+    let memo = store.scram_memo(c.name())?;
+    let before = memo.entries().clone();
+    let mut keep = memo.clone();
+    let obs = observe_with(c, creds, managed, memo, false).await?;
+    if let Some(sql) = &obs.sql
+        && sql.matched != before
+        && store.load(c.name())?.is_some()
+    {
+        keep.keep(sql.matched.clone());
+        store.save_scram_memo(c.name(), &keep)?;
+    }
+    Ok(obs)
 }
 
 /// `lenient`: a secret that cannot be read is a note (drift), not an error (plan, apply).
@@ -458,6 +476,7 @@ pub(super) async fn observe_with(
     c: &Cluster,
     creds: Option<&Credentials>,
     managed: &Managed,
+    memo: crate::pg::scram::Memo,
     lenient: bool,
 ) -> Result<Observation, Failure> {
     let mut secret_notes = Vec::new();
@@ -470,6 +489,7 @@ pub(super) async fn observe_with(
         &c.spec,
         creds,
         managed,
+        memo,
         lenient.then_some(&mut secret_notes),
     )?;
     let ctx = observe::Context {
@@ -662,7 +682,7 @@ async fn plan_one(
         None => credentials(store, cluster.name(), state.as_ref())?,
     };
     refuse_shared_resources(store, &cluster)?;
-    let observation = observe_cluster(&cluster, creds.as_ref(), &managed).await?;
+    let observation = observe_cluster(store, &cluster, creds.as_ref(), &managed).await?;
     refuse_unmanaged(store, state.as_ref(), &observation)?;
     let plan = plan::build(&cluster.spec, &cluster.layout, &managed, &observation);
     require_complete(&observation, &plan)?;
@@ -1220,7 +1240,7 @@ async fn apply_saved(
     let creds = credentials(&store, &name, state.as_ref())?;
     let cluster = Cluster::new(&saved.spec);
     let managed = managed(state.as_ref());
-    let obs = observe_cluster(&cluster, creds.as_ref(), &managed).await?;
+    let obs = observe_cluster(&store, &cluster, creds.as_ref(), &managed).await?;
     refuse_unmanaged(&store, state.as_ref(), &obs)?;
     require_complete(&obs, &saved.plan)?;
     let creds = match creds {

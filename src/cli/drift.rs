@@ -81,7 +81,9 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
         Err(f) => return Err(f),
     };
     let managed = managed(Some(&state));
-    let obs = observe_with(&cluster, creds.as_ref(), &managed, true).await?;
+    // Drift reads the password-check memo and never writes it.
+    let memo = store.scram_memo(&name)?;
+    let obs = observe_with(&cluster, creds.as_ref(), &managed, memo, true).await?;
     // Nothing of it here at all (not even stopped): it cannot be checked from this machine.
     // A cluster whose processes are all down is another matter: that is dangerous drift.
     if !obs.dcs.exists && !obs.inventory.iter().any(|m| m.exists) {

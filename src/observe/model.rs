@@ -52,6 +52,10 @@ pub struct SqlObjects {
     /// What reading them found worth saying (a verifier pgdba would not check).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The password-check memo's entries of every role whose secret matched (`scram::Memo`);
+    /// the caller may keep them. Never shown.
+    #[serde(skip)]
+    pub matched: std::collections::BTreeSet<String>,
 }
 
 /// A role from `pg_roles`/`pg_authid`. The password verifier itself is never kept: only

@@ -21,6 +21,8 @@ pub struct Needs {
     /// Databases whose size matters (a plan may destroy them); sizing walks every file of a
     /// database, so the others are not sized.
     pub size_dbs: Vec<String>,
+    /// What earlier checks found to match (see `scram::Memo`).
+    pub memo: scram::Memo,
 }
 
 // `pg_authid` itself, not the `pg_roles` view over it: the same rows, fewer catalogs for a
@@ -87,7 +89,8 @@ pub async fn objects_on(
             checks.push((name, secret.clone(), v));
         }
     }
-    let matches = verify_all(checks).await;
+    let (matches, learned) = verify_all(checks, &needs.memo).await;
+    out.matched = learned;
     for r in roles {
         let name: String = r.try_get(0)?;
         let verifier: Option<String> = r.try_get(10)?;
@@ -150,11 +153,40 @@ pub async fn objects_on(
     Ok(out)
 }
 
-/// Checks secrets against stored verifiers on every core, off the async runtime's threads.
-async fn verify_all(checks: Vec<(String, String, String)>) -> BTreeMap<String, bool> {
+/// Checks secrets against stored verifiers, each pair the memo does not know on every core,
+/// off the async runtime's threads. The results, and the memo entries of every pair that
+/// matched (known before or found now).
+async fn verify_all(
+    checks: Vec<(String, String, String)>,
+    memo: &scram::Memo,
+) -> (BTreeMap<String, bool>, std::collections::BTreeSet<String>) {
+    let mut results = BTreeMap::new();
+    let mut entries = std::collections::BTreeSet::new();
+    let mut unknown = Vec::new();
+    for (name, secret, verifier) in checks {
+        if memo.known(&verifier, &secret) {
+            entries.extend(memo.entry(&verifier, &secret));
+            results.insert(name, true);
+        } else {
+            unknown.push((name, secret, verifier));
+        }
+    }
+    let found = verify_on_every_core(&unknown).await;
+    for (name, secret, verifier) in &unknown {
+        let ok = found.get(name).copied().unwrap_or(false);
+        if ok {
+            entries.extend(memo.entry(verifier, secret));
+        }
+        results.insert(name.clone(), ok);
+    }
+    (results, entries)
+}
+
+async fn verify_on_every_core(checks: &[(String, String, String)]) -> BTreeMap<String, bool> {
     if checks.is_empty() {
         return BTreeMap::new();
     }
+    let checks = checks.to_vec();
     tokio::task::spawn_blocking(move || {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = checks.len().div_ceil(cores).max(1);

@@ -49,6 +49,63 @@ pub fn verify(password: &str, verifier: &str) -> Option<bool> {
     Some(computed.as_slice() == stored_key.as_slice())
 }
 
+/// What earlier checks found to match, so that a plan does not pay 4096 PBKDF2 rounds per role
+/// again for a verifier and a secret it has already seen together. Holds neither: each entry is
+/// an HMAC, under this memo's own random key, of a verifier and a secret that matched. A
+/// changed password (a new verifier) or a changed secret is simply not in it, and is checked.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Memo {
+    key: String,
+    matched: std::collections::BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Memo({} entries)", self.matched.len())
+    }
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut key);
+        Memo {
+            key: hex::encode(key),
+            matched: Default::default(),
+        }
+    }
+}
+
+impl Memo {
+    fn tag(&self, verifier: &str, secret: &str) -> Option<String> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.as_bytes()).ok()?;
+        mac.update(verifier.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.as_bytes());
+        Some(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Has this secret been found to match this verifier before?
+    pub fn known(&self, verifier: &str, secret: &str) -> bool {
+        self.tag(verifier, secret)
+            .is_some_and(|t| self.matched.contains(&t))
+    }
+
+    /// The entry to remember that they match.
+    pub fn entry(&self, verifier: &str, secret: &str) -> Option<String> {
+        self.tag(verifier, secret)
+    }
+
+    /// Keep only `entries` (those of the last check, so that old ones do not pile up).
+    pub fn keep(&mut self, entries: std::collections::BTreeSet<String>) {
+        self.matched = entries;
+    }
+
+    pub fn entries(&self) -> &std::collections::BTreeSet<String> {
+        &self.matched
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -79,6 +136,23 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(verify("x", &v), None);
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_memo_knows_only_what_matched_and_holds_neither_secret_nor_verifier() {
+        let v = make_verifier("s3cret");
+        let mut memo = Memo::default();
+        assert!(!memo.known(&v, "s3cret"));
+        let e = memo.entry(&v, "s3cret").unwrap();
+        memo.keep([e].into());
+        assert!(memo.known(&v, "s3cret"));
+        assert!(!memo.known(&v, "other"));
+        assert!(
+            !memo.known(&make_verifier("s3cret"), "s3cret"),
+            "a new salt is a new verifier"
+        );
+        let text = serde_json::to_string(&memo).unwrap();
+        assert!(!text.contains("s3cret") && !text.contains(&v[20..40]));
     }
 
     #[test]

@@ -165,6 +165,7 @@ impl StateStore {
             self.state_path(cluster)?,
             self.previous_path(cluster)?,
             self.secrets_path(cluster)?,
+            self.file(cluster, ".scram-memo.json")?,
         ] {
             removed |= fsutil::remove_optional(&path)?;
         }
@@ -263,6 +264,30 @@ impl StateStore {
                 std::fs::read(&path).map_err(fsutil::io_err("read", &path))?,
             )),
         }
+    }
+
+    /// The password-check memo of `cluster` (`<cluster>.scram-memo.json`, 0600): a fresh one
+    /// when there is none or it cannot be read (it only saves work).
+    pub fn scram_memo(&self, cluster: &str) -> Result<crate::pg::scram::Memo, StateError> {
+        let path = self.file(cluster, ".scram-memo.json")?;
+        Ok(fsutil::read_optional(&path)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
+    }
+
+    /// Keep the password-check memo of `cluster`.
+    pub fn save_scram_memo(
+        &self,
+        cluster: &str,
+        memo: &crate::pg::scram::Memo,
+    ) -> Result<(), StateError> {
+        let path = self.file(cluster, ".scram-memo.json")?;
+        let bytes = serde_json::to_vec(memo).map_err(|source| StateError::Encode {
+            path: path.clone(),
+            source,
+        })?;
+        fsutil::create_dir_all(&self.dir)?;
+        fsutil::write_atomic(&path, &bytes, 0o600, Install::Replace).map(|_| ())
     }
 
     /// The generated passwords of `cluster` if they exist; never creates them.

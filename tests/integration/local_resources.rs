@@ -429,6 +429,18 @@ fn roles_databases_extensions_and_hba_on_a_real_cluster() {
     t.apply();
     assert_eq!(t.plan_json().0, 0);
 
+    // The password checks that matched are remembered (0600, HMACs only), so later plans do
+    // not pay 4096 PBKDF2 rounds per role again.
+    let memo = t.state_dir.join("res.scram-memo.json");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&memo).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let entries: Value = serde_json::from_slice(&std::fs::read(&memo).unwrap()).unwrap();
+    assert!(
+        !entries["matched"].as_array().unwrap().is_empty(),
+        "{entries}"
+    );
+
     // No secret in any file under the state dir or beside it, any saved plan, any output.
     let saved = t.dir.path().join("res.plan");
     let r = t.run(&[

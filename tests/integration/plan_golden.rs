@@ -213,6 +213,7 @@ fn catalogs(extra: &[(&str, ObservedRole)]) -> SqlObjects {
         roles,
         databases,
         notes: Vec::new(),
+        matched: Default::default(),
     }
 }
 
