@@ -26,21 +26,30 @@ pub struct Needs {
 }
 
 // `pg_authid` itself, not the `pg_roles` view over it: the same rows, fewer catalogs for a
-// new session to load, and the verifier without a second join.
+// new session to load, and the verifier without a second join. Memberships and dependencies are
+// aggregated once and joined, not looked up per role: with a thousand roles (and the planner's
+// estimates of a catalog that grew since its last ANALYZE), per-role subqueries scanned
+// `pg_authid` once per role.
 const ROLES: &str = "\
+WITH mem AS (
+       SELECT m.member, array_agg(g.rolname::text ORDER BY g.rolname) AS groups
+       FROM pg_auth_members m JOIN pg_authid g ON g.oid = m.roleid GROUP BY m.member),
+     dep AS (
+       SELECT s.refobjid, count(*) FILTER (WHERE s.deptype = 'o') AS owned,
+              count(*) FILTER (WHERE s.deptype = 'a') AS privileges
+       FROM pg_shdepend s WHERE s.refclassid = 'pg_authid'::regclass GROUP BY s.refobjid)
 SELECT a.rolname, a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, a.rolreplication,
        a.rolbypassrls, a.rolinherit, a.rolconnlimit,
        CASE WHEN a.rolvaliduntil IS NULL THEN NULL
             WHEN a.rolvaliduntil = 'infinity' THEN 'Infinity'::float8
             ELSE extract(epoch FROM a.rolvaliduntil)::float8 END,
        a.rolpassword,
-       ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_authid g ON g.oid = m.roleid
-             WHERE m.member = a.oid ORDER BY 1),
-       (SELECT count(*) FILTER (WHERE s.deptype = 'o') FROM pg_shdepend s
-        WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = a.oid),
-       (SELECT count(*) FILTER (WHERE s.deptype = 'a') FROM pg_shdepend s
-        WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = a.oid)
+       coalesce(mem.groups, '{}'),
+       coalesce(dep.owned, 0),
+       coalesce(dep.privileges, 0)
 FROM pg_authid a
+LEFT JOIN mem ON mem.member = a.oid
+LEFT JOIN dep ON dep.refobjid = a.oid
 WHERE a.rolname !~ '^pg_'";
 
 const DATABASES: &str = "\
