@@ -288,6 +288,17 @@ async fn await_config(
     })
 }
 
+/// How much of an action's time (the gate timeout, until `deadline`) has gone: `12s of 140s
+/// used`.
+fn time_used(ctx: &Context<'_>, deadline: Instant) -> String {
+    let left = deadline.saturating_duration_since(Instant::now());
+    format!(
+        "{}s of {}s used",
+        ctx.gate_timeout.saturating_sub(left).as_secs(),
+        ctx.gate_timeout.as_secs()
+    )
+}
+
 /// A wait that ended without its condition, said: `what` (what did not happen within how
 /// long), then what the last look saw, or why it stopped.
 fn gave_up(g: Gave, what: &str) -> String {
@@ -345,12 +356,9 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
         .await
         .map_err(|e| {
             format!(
-                "restart of {name}: {} ({}s of {}s used)",
+                "restart of {name}: {} ({})",
                 crate::error_chain(&e),
-                ctx.gate_timeout
-                    .saturating_sub(deadline.saturating_duration_since(Instant::now()))
-                    .as_secs(),
-                ctx.gate_timeout.as_secs()
+                time_used(ctx, deadline)
             )
         })?;
     if !(200..300).contains(&answer.status) {
@@ -430,12 +438,9 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
         .await
         .map_err(|e| {
             format!(
-                "switchover from {from} to {candidate}: {} ({}s of {}s used)",
+                "switchover from {from} to {candidate}: {} ({})",
                 crate::error_chain(&e),
-                ctx.gate_timeout
-                    .saturating_sub(deadline.saturating_duration_since(Instant::now()))
-                    .as_secs(),
-                ctx.gate_timeout.as_secs()
+                time_used(ctx, deadline)
             )
         })?;
     // Postcondition: the candidate leads.
