@@ -44,7 +44,7 @@ pub enum Effect {
 pub struct ActionResult {
     pub id: String,
     pub kind: String,
-    pub target: String,
+    pub target: crate::diff::Address,
     pub status: Status,
     /// Done and changed something; false for an action that found its effect already there
     /// (and for failed and skipped ones).

@@ -14,6 +14,7 @@ use crate::spec::model::RoleSpec;
 
 fn name_of(a: &Action, prefix: &str) -> Result<String, String> {
     a.target
+        .to_string()
         .strip_prefix(prefix)
         .map(str::to_owned)
         .ok_or_else(|| format!("{} is not a {prefix} address", a.target))

@@ -106,9 +106,19 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
         (None, true) => Some(diff_of(&loaded.spec)),
         (None, false) => None,
     };
-    let partial_diffs: Vec<(crate::diff::Diff, &BTreeSet<String>)> = partials
+    // The state keeps addresses as text; one it cannot read names nothing drift compares.
+    let partial_diffs: Vec<(crate::diff::Diff, BTreeSet<crate::diff::Address>)> = partials
         .iter()
-        .map(|(s, done, _)| (diff_of(s), *done))
+        .map(|(s, done, _)| {
+            (
+                diff_of(s),
+                done.iter().filter_map(|a| a.parse().ok()).collect(),
+            )
+        })
+        .collect();
+    let partial_diffs: Vec<(crate::diff::Diff, &BTreeSet<crate::diff::Address>)> = partial_diffs
+        .iter()
+        .map(|(d, done)| (d.clone(), done))
         .collect();
     let d = crate::drift::baseline(applied, &partial_diffs);
     let drift = crate::drift::detect(&d, &obs, state.leader.as_deref());

@@ -8,7 +8,6 @@ use super::{ApplyVia, Change, ChangeAction};
 use crate::observe::model::{HbaLine, Observation};
 use crate::spec::model::ClusterSpec;
 
-pub const HBA_ADDRESS: &str = "hba";
 /// The first line of the list pgdba writes; comment lines are ignored when comparing.
 pub const HEADER: &str = "# managed by pgdba";
 
@@ -130,7 +129,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
     let ident_in_dcs = view.dcs_lines("pg_ident");
     if without_comments(&ident_in_dcs) != desired_ident() && without_comments(&in_dcs) == rules {
         out.push(Change {
-            address: HBA_ADDRESS.to_owned(),
+            address: super::Address::Hba,
             action: ChangeAction::Update,
             before: Some(Value::String(
                 without_comments(&ident_in_dcs).join("\n") + "\n",
@@ -146,7 +145,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
     }
     if without_comments(&in_dcs) != rules {
         out.push(Change {
-            address: HBA_ADDRESS.to_owned(),
+            address: super::Address::Hba,
             action: if in_dcs.is_empty() {
                 ChangeAction::Create
             } else {
@@ -173,7 +172,7 @@ pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
     if let Some((_, first)) = differing.first() {
         let names: Vec<&str> = differing.iter().map(|(n, _)| n.as_str()).collect();
         out.push(Change {
-            address: HBA_ADDRESS.to_owned(),
+            address: super::Address::Hba,
             action: ChangeAction::Update,
             before: Some(Value::String(
                 first.iter().map(render).collect::<Vec<_>>().join("\n") + "\n",

@@ -1,6 +1,7 @@
 //! The difference between the spec and what runs, as typed changes with addresses.
 //! Pure: no IO, no clock; never fails on a valid spec.
 
+pub mod address;
 pub mod fingerprint;
 pub mod hba;
 pub mod sql;
@@ -14,6 +15,7 @@ use crate::observe::model::Observation;
 use crate::pg::{self, GucContext};
 use crate::providers::local::layout::Layout;
 use crate::spec::model::ClusterSpec;
+pub use address::{Address, Kind};
 
 /// What a change does to its object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +59,7 @@ impl ApplyVia {
 /// One difference, addressed like `member.demo-2`, `pg_parameter.work_mem`, `patroni.ttl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    pub address: String,
+    pub address: Address,
     pub action: ChangeAction,
     pub before: Option<Value>,
     pub after: Option<Value>,
@@ -89,56 +91,32 @@ pub enum MemberOp {
     Reinit,
 }
 
-/// The kind of object an address names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Dcs,
-    Member,
-    Patroni,
-    PgParameter,
-    Role,
-    Database,
-    Extension,
-    Hba,
-    /// A member's `ALTER SYSTEM` (postgresql.auto.conf) overriding a managed GUC.
-    Override,
-}
-
 impl Change {
     pub fn kind(&self) -> Kind {
-        match self.address.split_once('.').map(|(k, _)| k) {
-            Some("dcs") => Kind::Dcs,
-            Some("member") => Kind::Member,
-            Some("patroni") => Kind::Patroni,
-            Some("role") => Kind::Role,
-            Some("database") => Kind::Database,
-            Some("extension") => Kind::Extension,
-            Some("override") => Kind::Override,
-            None if self.address == hba::HBA_ADDRESS => Kind::Hba,
-            _ => Kind::PgParameter,
-        }
+        self.address.kind()
     }
     /// The object's name within its kind (`demo-2`, `work_mem`).
-    pub fn name(&self) -> &str {
-        self.address.split_once('.').map_or("", |(_, n)| n)
+    pub fn name(&self) -> String {
+        self.address.name()
     }
 }
 
-pub const DCS_ADDRESS: &str = "dcs.etcd";
-
-pub fn member_address(name: &str) -> String {
-    format!("member.{name}")
+pub fn member_address(name: &str) -> Address {
+    Address::Member(name.to_owned())
 }
-pub fn parameter_address(name: &str) -> String {
-    format!("pg_parameter.{name}")
+pub fn parameter_address(name: &str) -> Address {
+    Address::Parameter(name.to_owned())
 }
 /// `override.<member>.<guc>`.
-pub fn override_address(member: &str, guc: &str) -> String {
-    format!("override.{member}.{guc}")
+pub fn override_address(member: &str, guc: &str) -> Address {
+    Address::Override {
+        member: member.to_owned(),
+        parameter: guc.to_owned(),
+    }
 }
 
-pub fn patroni_address(key: &str) -> String {
-    format!("patroni.{key}")
+pub fn patroni_address(key: &str) -> Address {
+    Address::Patroni(key.to_owned())
 }
 
 /// What earlier applies made pgdba responsible for (from the state).
@@ -164,7 +142,7 @@ pub struct Input<'a> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Diff {
     pub changes: Vec<Change>,
-    pub forgotten: Vec<String>,
+    pub forgotten: Vec<Address>,
     /// Parameters the DCS sets that neither the spec nor pgdba manages (set by hand): pgdba
     /// leaves them as they are and says so.
     pub unmanaged: BTreeMap<String, String>,
@@ -367,7 +345,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
     // The DCS.
     if !obs.dcs.exists {
         changes.push(Change {
-            address: DCS_ADDRESS.to_owned(),
+            address: Address::Dcs,
             action: ChangeAction::Create,
             before: None,
             after: Some(json!({ "endpoint": input.layout.etcd.endpoint() })),
@@ -379,7 +357,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
         });
     } else if !obs.dcs.running {
         changes.push(Change {
-            address: DCS_ADDRESS.to_owned(),
+            address: Address::Dcs,
             action: ChangeAction::Update,
             before: Some(json!({ "running": false })),
             after: Some(json!({ "running": true })),
@@ -645,14 +623,16 @@ pub fn diff(input: &Input<'_>) -> Diff {
             let reasons = own
                 .map(|o| o.pending_restart_reason.clone())
                 .unwrap_or_default();
-            let prefix = format!("override.{}.", m.name);
-            let mine = changes
-                .iter()
-                .filter(|c| c.kind() == Kind::Override && c.address.starts_with(&prefix));
-            let restarts_anyway = mine.clone().any(|c| c.apply_via == ApplyVia::Restart);
+            let mine = changes.iter().filter_map(|c| match &c.address {
+                Address::Override { member, parameter } if *member == m.name => {
+                    Some((c, parameter.as_str()))
+                }
+                _ => None,
+            });
+            let restarts_anyway = mine.clone().any(|(c, _)| c.apply_via == ApplyVia::Restart);
             let reset: BTreeSet<&str> = mine
-                .filter(|c| c.apply_via == ApplyVia::Sql)
-                .map(|c| &c.address[prefix.len()..])
+                .filter(|(c, _)| c.apply_via == ApplyVia::Sql)
+                .map(|(_, p)| p)
                 .collect();
             if restarts_anyway
                 || (!reasons.is_empty() && reasons.iter().all(|r| reset.contains(r.as_str())))
@@ -694,7 +674,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
         hba::diff(spec, obs, &mut changes);
     } else {
         changes.push(Change {
-            address: hba::HBA_ADDRESS.to_owned(),
+            address: Address::Hba,
             action: ChangeAction::Create,
             before: None,
             after: Some(Value::String(hba::desired_rules(spec).join("\n") + "\n")),

@@ -14,14 +14,17 @@ use crate::spec::model::{ClusterSpec, DatabaseSpec, RoleSpec, SecretRef};
 
 pub const SENSITIVE: &str = "(sensitive)";
 
-pub fn role_address(name: &str) -> String {
-    format!("role.{name}")
+pub fn role_address(name: &str) -> super::Address {
+    super::Address::Role(name.to_owned())
 }
-pub fn database_address(name: &str) -> String {
-    format!("database.{name}")
+pub fn database_address(name: &str) -> super::Address {
+    super::Address::Database(name.to_owned())
 }
-pub fn extension_address(db: &str, name: &str) -> String {
-    format!("extension.{db}.{name}")
+pub fn extension_address(db: &str, name: &str) -> super::Address {
+    super::Address::Extension {
+        database: db.to_owned(),
+        name: name.to_owned(),
+    }
 }
 
 /// pgdba's own roles and the attributes they need.
@@ -141,7 +144,7 @@ pub fn roles(
     managed: &Managed,
     sql: &SqlObjects,
     out: &mut Vec<Change>,
-    forgotten: &mut Vec<String>,
+    forgotten: &mut Vec<super::Address>,
 ) {
     let system = system_roles();
     let desired = system
@@ -281,7 +284,7 @@ pub fn databases(
     managed: &Managed,
     sql: &SqlObjects,
     out: &mut Vec<Change>,
-    forgotten: &mut Vec<String>,
+    forgotten: &mut Vec<super::Address>,
 ) {
     for d in &spec.spec.databases {
         let address = database_address(&d.name);
@@ -435,7 +438,7 @@ fn extensions(
     observed: Option<&ObservedDatabase>,
     prune: bool,
     out: &mut Vec<Change>,
-    forgotten: &mut Vec<String>,
+    forgotten: &mut Vec<super::Address>,
 ) {
     let empty = BTreeMap::new();
     // A database that does not exist yet has no extensions; one not looked into is skipped.

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::diff::{Change, ChangeAction, Diff, Kind, MemberOp};
+use crate::diff::{Address, Change, ChangeAction, Diff, Kind, MemberOp};
 use crate::observe::model::{Observation, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -28,7 +28,7 @@ pub enum Class {
 /// One out-of-band change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
-    pub address: String,
+    pub address: Address,
     pub class: Class,
     /// Where it was seen: `Patroni DCS`, `postgresql.auto.conf`, `pg_hba_file_rules`,
     /// `catalog`, `Patroni`, `provider`.
@@ -214,8 +214,8 @@ fn classify(c: &Change) -> Item {
 /// address takes its change from the newest partial apply that changed it, else from the last
 /// complete apply; one that no apply ever changed (a member whose first create failed) is not
 /// drift.
-pub fn baseline(applied: Option<Diff>, partials: &[(Diff, &BTreeSet<String>)]) -> Diff {
-    let owner = |address: &str| partials.iter().position(|(_, done)| done.contains(address));
+pub fn baseline(applied: Option<Diff>, partials: &[(Diff, &BTreeSet<Address>)]) -> Diff {
+    let owner = |address: &Address| partials.iter().position(|(_, done)| done.contains(address));
     let unmanaged = partials
         .first()
         .map(|(d, _)| &d.unmanaged)
@@ -295,7 +295,7 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
         && before != now
     {
         items.push(Item {
-                address: crate::diff::fingerprint::LEADER_ADDRESS.to_owned(),
+                address: Address::Leader,
                 class: Class::Expected,
                 source: "Patroni".to_owned(),
                 member: Some(now.to_owned()),
@@ -338,7 +338,7 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
         }
         if leader.is_none() && !v.members.is_empty() {
             items.push(Item {
-                address: crate::diff::fingerprint::LEADER_ADDRESS.to_owned(),
+                address: Address::Leader,
                 class: Class::Dangerous,
                 source: "Patroni".to_owned(),
                 member: None,
@@ -356,7 +356,7 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
             .map(|(n, _)| n)
             .collect();
         items.push(Item {
-            address: crate::diff::fingerprint::LEADER_ADDRESS.to_owned(),
+            address: Address::Leader,
             class: Class::Dangerous,
             source: "PostgreSQL".to_owned(),
             member: None,
@@ -371,7 +371,7 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
             address: u.address.clone(),
             class: Class::Dangerous,
             source: u.source.clone(),
-            member: u.address.strip_prefix("member.").map(str::to_owned),
+            member: u.address.member().map(str::to_owned),
             before: Some(json!("answering")),
             after: Some(json!("not answering")),
             message: format!("{} did not answer: {}", u.address, u.reason),

@@ -180,7 +180,7 @@ pub async fn observe(
         Some(Ok(v)) => Some(v),
         Some(Err(e)) => {
             unreachable.push(Unreachable {
-                address: crate::diff::DCS_ADDRESS.to_owned(),
+                address: crate::diff::Address::Dcs,
                 source: "etcd".to_owned(),
                 reason: format!(
                     "etcd at {} runs but Patroni's keys could not be read: {e}",

@@ -32,7 +32,7 @@ pub struct Observation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unreachable {
     /// `dcs.etcd` or `member.demo-1`.
-    pub address: String,
+    pub address: crate::diff::Address,
     /// What did not answer: `etcd`, `Patroni REST API`, `PostgreSQL`.
     pub source: String,
     pub reason: String,

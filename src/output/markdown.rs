@@ -49,13 +49,13 @@ pub fn risks(plan: &Plan) -> Vec<Risk> {
         if let Some(warning) = &c.warning {
             out.push(Risk::WillFail(format!("cluster {}: {warning}", plan.name)));
         }
-        if c.kind() == crate::diff::Kind::PgParameter && crate::pg::is_unsafe_parameter(c.name()) {
+        if c.kind() == crate::diff::Kind::PgParameter && crate::pg::is_unsafe_parameter(&c.name()) {
             out.push(Risk::RunsCode(format!(
                 "cluster {}: {} (allowed by spec.postgres.allow_unsafe_parameters)",
                 plan.name, c.address
             )));
         }
-        if c.action == ChangeAction::Delete && c.address.starts_with("member.") {
+        if c.action == ChangeAction::Delete && c.address.member().is_some() {
             out.push(Risk::MemberRemoved(format!(
                 "cluster {}: {}",
                 plan.name,
@@ -77,7 +77,8 @@ pub fn risks(plan: &Plan) -> Vec<Risk> {
                 plan.name
             ))),
             ActionKind::RestartMember => {
-                let detail = format!("cluster {}: {m} ({})", plan.name, a.changes.join(", "));
+                let changes: Vec<String> = a.changes.iter().map(ToString::to_string).collect();
+                let detail = format!("cluster {}: {m} ({})", plan.name, changes.join(", "));
                 // The leader restarted without handing over first: writes stop meanwhile.
                 if plan.leader.as_deref() == Some(m) && !switched_from.contains(&m) {
                     out.push(Risk::PrimaryRestart(detail));

@@ -140,7 +140,7 @@ pub fn table(plan: &Plan) -> String {
     let width = plan
         .changes
         .iter()
-        .map(|c| c.address.len())
+        .map(|c| c.address.to_string().len())
         .max()
         .unwrap_or(0);
     for c in &plan.changes {
@@ -155,7 +155,7 @@ pub fn table(plan: &Plan) -> String {
         if let Some(warning) = &c.warning {
             let _ = writeln!(out, "      ! warning: {warning}");
         }
-        if c.kind() == crate::diff::Kind::PgParameter && crate::pg::is_unsafe_parameter(c.name()) {
+        if c.kind() == crate::diff::Kind::PgParameter && crate::pg::is_unsafe_parameter(&c.name()) {
             let _ = writeln!(
                 out,
                 "      ! risk: it runs a command or loads code on every member (allowed by spec.postgres.allow_unsafe_parameters)"

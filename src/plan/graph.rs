@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::{Action, ActionKind};
-use crate::diff::{self, ApplyVia, Change, ChangeAction, Kind, MemberOp};
+use crate::diff::{self, Address, ApplyVia, Change, ChangeAction, Kind, MemberOp};
 use crate::observe::model::{Observation, Role};
 use crate::pg;
 use crate::spec::model::{ClusterSpec, RoleSpec};
@@ -41,9 +41,9 @@ impl Builder {
     fn add(
         &mut self,
         kind: ActionKind,
-        target: &str,
+        target: &Address,
         deps: &[String],
-        changes: Vec<String>,
+        changes: Vec<Address>,
     ) -> String {
         self.add_step(kind, target, None, deps, changes)
     }
@@ -54,12 +54,13 @@ impl Builder {
     fn add_step(
         &mut self,
         kind: ActionKind,
-        target: &str,
+        target: &Address,
         step: Option<&str>,
         deps: &[String],
-        changes: Vec<String>,
+        changes: Vec<Address>,
     ) -> String {
-        let short = target.split_once('.').map_or(target, |(_, n)| n);
+        let full = target.to_string();
+        let short = full.split_once('.').map_or(full.as_str(), |(_, n)| n);
         let base = match step {
             Some(step) => format!("{}:{short}/{step}", kind.name()),
             None => format!("{}:{short}", kind.name()),
@@ -78,7 +79,7 @@ impl Builder {
         self.actions.push(Action {
             id: id.clone(),
             kind,
-            target: target.to_owned(),
+            target: target.clone(),
             depends_on,
             changes,
         });
@@ -92,7 +93,7 @@ impl Builder {
         kind: ActionKind,
         member: &str,
         deps: &[String],
-        changes: Vec<String>,
+        changes: Vec<Address>,
         max_lag: u64,
     ) -> String {
         let step = match kind {
@@ -133,7 +134,7 @@ pub fn config_patch(spec: &ClusterSpec, changes: &[&Change]) -> Value {
                     .spec
                     .postgres
                     .parameters
-                    .get(c.name())
+                    .get(&c.name())
                     .and_then(|v| serde_json::to_value(v).ok())
                     .unwrap_or(Value::Null);
                 params.insert(c.name().to_owned(), value);
@@ -149,7 +150,7 @@ pub fn config_patch(spec: &ClusterSpec, changes: &[&Change]) -> Value {
 
 /// Is this change a decrease of a GUC a hot standby must hold at least as high as its primary?
 fn lowers_floor(c: &Change) -> bool {
-    if c.kind() != Kind::PgParameter || !pg::is_shared_memory_floor(c.name()) {
+    if c.kind() != Kind::PgParameter || !pg::is_shared_memory_floor(&c.name()) {
         return false;
     }
     let num = |v: &Option<Value>| -> Option<i64> {
@@ -244,7 +245,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
     {
         let gate = b.add_gated(
             ActionKind::StartMember,
-            c.name(),
+            &c.name(),
             &dcs_ready,
             vec![c.address.clone()],
             max_lag,
@@ -271,7 +272,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         );
         let gate = b.add_gated(
             ActionKind::CreateMember { bootstrap: true },
-            c.name(),
+            &c.name(),
             &ready,
             realized,
             max_lag,
@@ -286,7 +287,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
     {
         b.add_gated(
             ActionKind::ReinitMember,
-            c.name(),
+            &c.name(),
             &primary_ready,
             vec![c.address.clone()],
             max_lag,
@@ -332,7 +333,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
 
     // R4: the dynamic configuration, then a gate per surviving member.
     let config: Vec<&Change> = changes.iter().filter(|c| is_config(c)).collect();
-    let created: BTreeSet<&str> = creates.iter().map(|c| c.name()).collect();
+    let created: BTreeSet<String> = creates.iter().map(|c| c.name()).collect();
     let surviving: Vec<String> = obs
         .patroni
         .as_ref()
@@ -351,7 +352,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         let addresses = config.iter().map(|c| c.address.clone()).collect();
         let patch = b.add(
             ActionKind::PatchConfig { patch },
-            "dcs.config",
+            &Address::DcsConfig,
             &primary_ready,
             addresses,
         );
@@ -360,7 +361,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
                 .iter()
                 .filter(|c| c.kind() == Kind::PgParameter && c.apply_via == via)
                 .filter_map(|c| {
-                    let v = spec.spec.postgres.parameters.get(c.name())?;
+                    let v = spec.spec.postgres.parameters.get(&c.name())?;
                     Some((c.name().to_owned(), v.to_conf_string()))
                 })
                 .collect()
@@ -392,11 +393,11 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
     replica_deps.extend(patch_id.iter().cloned());
     for c in creates
         .iter()
-        .filter(|c| Some(c.address.as_str()) != bootstrap.map(|b| b.address.as_str()))
+        .filter(|c| Some(&c.address) != bootstrap.map(|b| &b.address))
     {
         b.add_gated(
             ActionKind::CreateMember { bootstrap: false },
-            c.name(),
+            &c.name(),
             &replica_deps,
             vec![c.address.clone()],
             max_lag,
@@ -408,7 +409,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
     let mut override_gates = Vec::new();
     let mut override_restarts: BTreeSet<String> = BTreeSet::new();
     for c in changes.iter().filter(|c| c.kind() == Kind::Override) {
-        let Some((member, parameter)) = c.name().split_once('.') else {
+        let Address::Override { member, parameter } = &c.address else {
             continue;
         };
         let target = diff::member_address(member);
@@ -468,8 +469,8 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
         if to_restart.is_empty() {
             break 'restart;
         }
-        let realized = |m: &str| -> Vec<String> {
-            let mut v: Vec<String> = restart_params.iter().map(|c| c.address.clone()).collect();
+        let realized = |m: &str| -> Vec<Address> {
+            let mut v: Vec<Address> = restart_params.iter().map(|c| c.address.clone()).collect();
             let own = diff::member_address(m);
             if changes
                 .iter()
@@ -477,12 +478,13 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             {
                 v.push(own);
             }
-            let prefix = format!("override.{m}.");
             v.extend(
                 changes
                     .iter()
-                    .filter(|c| c.kind() == Kind::Override && c.apply_via == ApplyVia::Restart)
-                    .filter(|c| c.address.starts_with(&prefix))
+                    .filter(|c| c.apply_via == ApplyVia::Restart)
+                    .filter(
+                        |c| matches!(&c.address, Address::Override { member, .. } if member == m),
+                    )
                     .map(|c| c.address.clone()),
             );
             v
@@ -591,7 +593,7 @@ fn sql_objects(
     while !pending.is_empty() && guard > 0 {
         guard -= 1;
         pending.retain(|c| {
-            let r = role_spec(c.name());
+            let r = role_spec(&c.name());
             let waits = r.in_roles.iter().any(|g| {
                 created_roles.contains(g) && role_creates.get(g).is_some_and(String::is_empty)
             });
@@ -618,13 +620,13 @@ fn sql_objects(
         creates.get(name).filter(|id| !id.is_empty()).cloned()
     };
     for c in of(Kind::Role).filter(|c| c.action == ChangeAction::Update) {
-        let r = role_spec(c.name());
+        let r = role_spec(&c.name());
         let after = c.after.as_ref();
         let changed = |k: &str| after.and_then(|a| a.get(k)).is_some();
         let observed: Vec<String> = obs
             .sql
             .as_ref()
-            .and_then(|s| s.roles.get(c.name()))
+            .and_then(|s| s.roles.get(&c.name()))
             .map(|o| o.member_of.clone())
             .unwrap_or_default();
         let grant: Vec<String> = r
@@ -643,7 +645,7 @@ fn sql_objects(
             .is_some_and(|a| a.keys().any(|k| k != "password" && k != "in_roles"));
         let mut deps = primary_ready.to_vec();
         deps.extend(grant.iter().filter_map(|g| role_dep(g, &role_creates)));
-        let system = diff::sql::is_system_role(c.name());
+        let system = diff::sql::is_system_role(&c.name());
         b.add(
             ActionKind::AlterRole {
                 role: r,
@@ -679,7 +681,7 @@ fn sql_objects(
         let owner = d.owner.clone().unwrap_or_else(|| "postgres".to_owned());
         let mut deps = primary_ready.to_vec();
         deps.extend(role_dep(&owner, &role_creates));
-        deps.extend(db_ready.get(c.name()).cloned());
+        deps.extend(db_ready.get(&c.name()).cloned());
         let id = if c.action == ChangeAction::Update {
             b.add(
                 ActionKind::AlterDatabase { owner },
@@ -710,9 +712,10 @@ fn sql_objects(
     }
     // R11: extensions after their database.
     for c in of(Kind::Extension) {
-        let Some((db, name)) = c.name().split_once('.') else {
+        let Address::Extension { database: db, name } = &c.address else {
             continue;
         };
+        let (db, name) = (db.as_str(), name.as_str());
         let mut deps = primary_ready.to_vec();
         deps.extend(
             db_ready
@@ -771,7 +774,7 @@ fn sql_objects(
             json!({ "postgresql": { "pg_hba": lines, "pg_ident": diff::hba::desired_ident() } });
         let id = b.add(
             ActionKind::PatchConfig { patch },
-            "dcs.hba",
+            &Address::DcsHba,
             &deps,
             vec![c.address.clone()],
         );

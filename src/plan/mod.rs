@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::diff::{self, Change, ChangeAction, Managed};
+use crate::diff::{self, Address, Change, ChangeAction, Managed};
 use crate::observe::model::Observation;
 use crate::providers::local::layout::Layout;
 use crate::spec::model::{ClusterSpec, RoleSpec};
@@ -161,16 +161,16 @@ pub struct Action {
     #[serde(flatten)]
     pub kind: ActionKind,
     /// What it acts on: `dcs.etcd`, `member.demo-1`, `dcs.config`.
-    pub target: String,
+    pub target: Address,
     pub depends_on: Vec<String>,
     /// The addresses of the changes this action realizes (in part).
-    pub changes: Vec<String>,
+    pub changes: Vec<Address>,
 }
 
 impl Action {
     /// The member name for member-targeted actions.
     pub fn member(&self) -> Option<&str> {
-        self.target.strip_prefix("member.")
+        self.target.member()
     }
 }
 
@@ -196,7 +196,7 @@ pub struct Plan {
     /// Addresses pgdba stops managing, leaving them in place (they left the spec and their
     /// section does not prune).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub forgotten: Vec<String>,
+    pub forgotten: Vec<Address>,
     /// Parameters set in the DCS outside the spec (by hand): information, left as they are.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unmanaged_parameters: BTreeMap<String, String>,
@@ -219,13 +219,13 @@ impl Plan {
         self.actions.iter().find(|a| a.id == id)
     }
     /// Every address whose observed facts the plan relies on.
-    pub fn touched_addresses(&self) -> BTreeSet<String> {
-        let mut set: BTreeSet<String> = self.changes.iter().map(|c| c.address.clone()).collect();
+    pub fn touched_addresses(&self) -> BTreeSet<Address> {
+        let mut set: BTreeSet<Address> = self.changes.iter().map(|c| c.address.clone()).collect();
         for a in &self.actions {
             if a.kind.disruption().is_some() {
-                set.insert(diff::fingerprint::LEADER_ADDRESS.to_owned());
+                set.insert(Address::Leader);
             }
-            if a.target.starts_with("member.") {
+            if a.target.member().is_some() {
                 set.insert(a.target.clone());
             }
         }

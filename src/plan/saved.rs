@@ -86,7 +86,8 @@ fn is_gate(kind: &ActionKind) -> bool {
 /// realizes no change of the plan, a change address no change has, a dependency on an action
 /// the plan does not have. Empty when it holds together.
 pub fn shape_problems(plan: &Plan) -> Vec<String> {
-    let addresses: BTreeSet<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
+    let addresses: BTreeSet<&crate::diff::Address> =
+        plan.changes.iter().map(|c| &c.address).collect();
     let ids: BTreeSet<&str> = plan.actions.iter().map(|a| a.id.as_str()).collect();
     let mut out = Vec::new();
     if ids.len() != plan.actions.len() {
@@ -100,7 +101,7 @@ pub fn shape_problems(plan: &Plan) -> Vec<String> {
             out.push(format!("action {} realizes no change of the plan", a.id));
         }
         for c in &a.changes {
-            if !addresses.contains(c.as_str()) {
+            if !addresses.contains(c) {
                 out.push(format!(
                     "action {} names {c}, which is not a change of the plan",
                     a.id

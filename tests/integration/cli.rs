@@ -460,7 +460,7 @@ fn a_saved_plan_changed_after_it_was_written_is_refused() {
     let mut extra = saved.plan.actions[0].clone();
     extra.id = "drop_database:postgres".to_owned();
     extra.kind = pgdba::plan::ActionKind::DropDatabase;
-    extra.target = "database.postgres".to_owned();
+    extra.target = "database.postgres".parse().unwrap();
     extra.changes = Vec::new();
     extra.depends_on = Vec::new();
     saved.plan.actions.push(extra);
