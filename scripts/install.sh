@@ -39,4 +39,20 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (rustup) first"; exit 1
 fi
+
+# --- Docker node images (deployments/docker) -----------------------------------------------------
+# The Docker provider's tests run containers of pgdba/node:MAJOR, built from nothing by
+# deployments/docker/build.sh and cached by recipe hash (instant when the image exists).
+# PGDBA_NODE_IMAGES lists the majors to build (default "15"; e.g. "15 17").
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  node_image_build="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/deployments/docker/build.sh"
+  for node_major in ${PGDBA_NODE_IMAGES:-15}; do
+    node_tag=$("$node_image_build" "$node_major")
+    log "docker node image $node_tag"
+  done
+else
+  log "docker is not available: the Docker provider tests will be skipped"
+fi
+# --- end of Docker node images ---------------------------------------------------------------------
+
 log "ok: postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), etcd $(/usr/bin/etcd --version 2>/dev/null | head -1 | awk '{print $3}'), patroni $("$PATRONI_VENV/bin/patroni" --version | awk '{print $2}')"

@@ -14,6 +14,7 @@ pub mod pg;
 pub mod plan;
 pub mod poll;
 pub mod providers;
+pub mod roles;
 pub mod secret;
 pub mod spec;
 pub mod state;

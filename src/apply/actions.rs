@@ -9,8 +9,7 @@ use crate::observe::model::{PatroniMember, Role};
 use crate::observe::pg;
 use crate::plan::{Action, ActionKind};
 use crate::poll::{Gave, Probe, poll_until};
-use crate::providers::local::config::SUPERUSER;
-use crate::providers::local::layout::HOST;
+use crate::roles::SUPERUSER;
 use crate::state;
 
 pub(super) type Outcome = Result<Effect, String>;
@@ -33,7 +32,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                 .start_member(name, ctx.creds)
                 .await
                 .map_err(|e| crate::error_chain(&e))?;
-            record_member(ctx, name)?;
+            record_member(ctx, name).await?;
             Ok(Effect::Changed)
         }
         ActionKind::DeleteMember => delete_member(a, ctx).await,
@@ -42,9 +41,10 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             let name = member(a)?;
             ctx.provider
                 .write_member_config(name)
+                .await
                 .map_err(|e| crate::error_chain(&e))?;
             ctx.patroni
-                .reload(&api_url(ctx, name)?)
+                .reload(&api_url(ctx, name).await?)
                 .await
                 .map_err(|e| crate::error_chain(&e))?;
             Ok(Effect::Changed)
@@ -64,25 +64,30 @@ pub(super) fn member(a: &Action) -> Result<&str, String> {
         .ok_or_else(|| format!("{} does not name a member", a.target))
 }
 
-fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, String> {
+async fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, String> {
+    access(ctx, name).await.map(|a| a.api_url)
+}
+
+/// How to reach member `name`, as the provider says now.
+pub(super) async fn access(
+    ctx: &Context<'_>,
+    name: &str,
+) -> Result<crate::providers::Access, String> {
     ctx.provider
-        .layout()
-        .member(name)
-        .map(|m| m.api_url())
-        .ok_or_else(|| format!("no member {name} in the layout"))
+        .access(name)
+        .await
+        .map_err(|e| crate::error_chain(&e))
 }
 
 /// Patroni's member list, from its keys in the DCS (read linearizably: see `patroni::dcs`).
 async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
+    let location = ctx
+        .provider
+        .dcs_location()
+        .await
+        .with_auth(ctx.creds.etcd_auth());
     ctx.patroni
-        .dcs_view(
-            &ctx.provider.layout().dcs().with_auth(
-                ctx.creds
-                    .etcd
-                    .as_deref()
-                    .map(|p| (crate::providers::local::config::ETCD_USER, p)),
-            ),
-        )
+        .dcs_view(&location)
         .await
         .map(|v| v.members)
         .map_err(|e| {
@@ -96,7 +101,7 @@ async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
 /// A connection to the leader's PostgreSQL, as pgdba's superuser.
 pub(super) async fn leader_conn<'a>(ctx: &'a Context<'_>) -> Result<pg::Conn<'a>, String> {
     let l = leader(ctx).await?;
-    pg_conn(ctx, &l.name)
+    pg_conn(ctx, &l.name).await
 }
 
 async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, String> {
@@ -108,7 +113,7 @@ async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, String> {
 }
 
 async fn create_dcs(ctx: &Context<'_>) -> Outcome {
-    let already = ctx.provider.inventory().0.exists && ctx.provider.dcs_healthy().await;
+    let already = ctx.provider.inventory().await.dcs.exists && ctx.provider.dcs_healthy().await;
     if !already {
         let lineage = ctx
             .recorder
@@ -120,11 +125,12 @@ async fn create_dcs(ctx: &Context<'_>) -> Outcome {
             .await
             .map_err(|e| crate::error_chain(&e))?;
     }
-    let layout = ctx.provider.layout();
+    let location = ctx.provider.location();
+    let endpoints = ctx.provider.dcs_location().await.endpoints;
     ctx.recorder.update(|s| {
-        s.data_dir = Some(layout.root.display().to_string());
+        s.data_dir = Some(location);
         s.dcs.created = true;
-        s.dcs.endpoints = vec![layout.etcd.endpoint()];
+        s.dcs.endpoints = endpoints;
     })?;
     Ok(if already {
         Effect::AlreadyDone("etcd already runs".to_owned())
@@ -135,11 +141,11 @@ async fn create_dcs(ctx: &Context<'_>) -> Outcome {
 
 async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcome {
     let name = member(a)?;
-    let (_, inventory) = ctx.provider.inventory();
+    let inventory = ctx.provider.inventory().await.members;
     let existing = inventory.iter().find(|m| m.name == name);
     if existing.is_some_and(|m| m.running) {
         // Precondition: the member must not exist yet; a running one is taken as created.
-        record_member(ctx, name)?;
+        record_member(ctx, name).await?;
         return Ok(Effect::AlreadyDone(format!("member {name} already runs")));
     }
     if !bootstrap {
@@ -148,7 +154,7 @@ async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcom
             .map_err(|e| format!("cannot create replica {name}: no leader to clone ({e})"))?;
         // The leader creates a member's slot only in its own loop (up to loop_wait later); made
         // now, the new replica streams as soon as its base backup is done. Patroni adopts it.
-        let conn = pg_conn(ctx, &leader.name)?;
+        let conn = pg_conn(ctx, &leader.name).await?;
         pg::ensure_physical_slot(&conn, &slot_name(name))
             .await
             .map_err(|e| format!("slot for {name} on {}: {e}", leader.name))?;
@@ -157,7 +163,7 @@ async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcom
         .create_member(name, ctx.creds)
         .await
         .map_err(|e| crate::error_chain(&e))?;
-    record_member(ctx, name)?;
+    record_member(ctx, name).await?;
     Ok(Effect::Changed)
 }
 
@@ -176,21 +182,20 @@ fn slot_name(member: &str) -> String {
         .collect()
 }
 
-fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), String> {
-    let m = ctx
-        .provider
-        .layout()
-        .member(name)
-        .ok_or_else(|| format!("no member {name} in the layout"))?;
+async fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), String> {
+    let a = access(ctx, name).await?;
     ctx.recorder.update(|s| {
         s.members.retain(|x| x.name != name);
         s.members.push(state::Member {
             name: name.to_owned(),
-            host: HOST.to_owned(),
-            port: m.pg_port,
-            api_url: m.api_url(),
-            data_dir: m.data_dir.display().to_string(),
-            socket_dir: m.socket_dir.display().to_string(),
+            host: a.host,
+            port: a.port,
+            api_url: a.api_url,
+            data_dir: a.data_dir,
+            socket_dir: a
+                .socket_dir
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
         });
         s.members.sort_by(|a, b| a.name.cmp(&b.name));
     })
@@ -248,7 +253,7 @@ async fn await_config(
 ) -> Outcome {
     let name = member(a)?;
     let names: Vec<String> = reload.keys().chain(restart.keys()).cloned().collect();
-    let conn = pg_conn(ctx, name)?;
+    let conn = pg_conn(ctx, name).await?;
     let applied = poll_until(ctx.gate_timeout, POLL, || async {
         let settings = match pg::settings(&conn, &names).await {
             Ok(s) => s,
@@ -308,15 +313,11 @@ fn gave_up(g: Gave, what: &str) -> String {
     }
 }
 
-pub(super) fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'a>, String> {
-    let m = ctx
-        .provider
-        .layout()
-        .member(name)
-        .ok_or_else(|| format!("no member {name} in the layout"))?;
+pub(super) async fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'a>, String> {
+    let a = access(ctx, name).await?;
     Ok(pg::Conn {
-        host: HOST,
-        port: m.pg_port,
+        host: a.host,
+        port: a.port,
         user: SUPERUSER,
         password: &ctx.creds.superuser,
         // Apply can wait longer than observation: a busy primary (a base backup, a CREATE
@@ -329,8 +330,8 @@ pub(super) fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'
 
 async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let name = member(a)?;
-    let url = api_url(ctx, name)?;
-    let conn = pg_conn(ctx, name)?;
+    let url = api_url(ctx, name).await?;
+    let conn = pg_conn(ctx, name).await?;
     // Precondition: a restart is pending, as PostgreSQL says (`pg_settings`) or Patroni does.
     // A demoted primary has already restarted with the new configuration.
     let status = ctx
@@ -431,7 +432,7 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
             "switchover candidate {candidate} is not a streaming replica"
         ));
     }
-    let url = api_url(ctx, from)?;
+    let url = api_url(ctx, from).await?;
     let deadline = Instant::now() + ctx.gate_timeout;
     ctx.patroni
         .switchover(&url, from, candidate, ctx.gate_timeout)
@@ -489,7 +490,7 @@ impl From<&str> for Health {
 async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<(), Health> {
     let status = ctx
         .patroni
-        .status(&api_url(ctx, name)?)
+        .status(&api_url(ctx, name).await?)
         .await
         .map_err(|e| Health::NotYet(crate::error_chain(&e)))?;
     let field = |k: &str| {
@@ -528,7 +529,7 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
             let leader = leader(ctx).await.map_err(Health::NotYet)?;
             let lstatus = ctx
                 .patroni
-                .status(&api_url(ctx, &leader.name)?)
+                .status(&api_url(ctx, &leader.name).await?)
                 .await
                 .map_err(|e| Health::NotYet(crate::error_chain(&e)))?;
             let head = lstatus
@@ -572,10 +573,10 @@ async fn await_replay(a: &Action, ctx: &Context<'_>) -> Outcome {
     if l.name == name {
         return Err(format!("member {name} leads; the plan expected a replica"));
     }
-    let target = pg::wal_position(&pg_conn(ctx, &l.name)?, pg::WalPosition::Current)
+    let target = pg::wal_position(&pg_conn(ctx, &l.name).await?, pg::WalPosition::Current)
         .await
         .map_err(|e| format!("WAL position of the leader {}: {e}", l.name))?;
-    let conn = pg_conn(ctx, name)?;
+    let conn = pg_conn(ctx, name).await?;
     poll_until(ctx.gate_timeout, POLL, || async {
         match pg::wal_position(&conn, pg::WalPosition::Replayed).await {
             Ok(lsn) if lsn >= target => Probe::Done(Effect::Note(format!(
@@ -605,7 +606,7 @@ async fn await_replay(a: &Action, ctx: &Context<'_>) -> Outcome {
 /// does not lead.
 async fn reinit_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let name = member(a)?;
-    let url = api_url(ctx, name)?;
+    let url = api_url(ctx, name).await?;
     let status = ctx
         .patroni
         .status(&url)

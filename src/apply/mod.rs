@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::patroni;
 use crate::plan::{Action, Plan};
-use crate::providers::local::{Credentials, Local};
+use crate::providers::{Credentials, Provider};
 use crate::spec::model::ClusterSpec;
 use crate::state::{ClusterState, StateStore};
 
@@ -122,7 +122,7 @@ impl Recorder<'_> {
 /// Everything actions need.
 pub struct Context<'a> {
     pub spec: &'a ClusterSpec,
-    pub provider: &'a Local,
+    pub provider: &'a dyn Provider,
     pub patroni: &'a patroni::Client,
     pub creds: &'a Credentials,
     pub recorder: &'a Recorder<'a>,

@@ -64,12 +64,7 @@ fn attributes(r: &RoleSpec) -> String {
 /// The password of a role as a SCRAM verifier: the spec's secret, or pgdba's own for its roles.
 fn verifier(ctx: &Context<'_>, r: &RoleSpec, system: bool) -> Result<Option<String>, String> {
     let secret = if system {
-        match r.name.as_str() {
-            "postgres" => Some(ctx.creds.superuser.clone()),
-            "replicator" => Some(ctx.creds.replication.clone()),
-            "rewind_user" => Some(ctx.creds.rewind.clone()),
-            _ => None,
-        }
+        crate::roles::system(&r.name).map(|s| ctx.creds.get(s.secret).to_owned())
     } else {
         match &r.password {
             Some(s) => Some(
@@ -285,7 +280,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
         ActionKind::ResetOverride { parameter } => {
             // On that member, not the leader: postgresql.auto.conf is each member's own.
             let name = member(a)?;
-            let conn = super::actions::pg_conn(ctx, name)?;
+            let conn = super::actions::pg_conn(ctx, name).await?;
             let client = conn.connect().await.map_err(sql_err("connect"))?;
             // ALTER SYSTEM cannot run in a transaction block: two separate statements.
             client
@@ -367,7 +362,7 @@ async fn on_leader(ctx: &Context<'_>, sql: &str, what: &str) -> Result<(), Strin
 
 async fn await_hba(a: &Action, ctx: &Context<'_>, rules: &[String]) -> Outcome {
     let name = member(a)?;
-    let conn = super::actions::pg_conn(ctx, name)?;
+    let conn = super::actions::pg_conn(ctx, name).await?;
     let every = std::time::Duration::from_millis(200);
     crate::poll::poll_until(ctx.gate_timeout, every, || async {
         use crate::poll::Probe;

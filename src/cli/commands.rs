@@ -22,11 +22,9 @@ use crate::plan::{
     self, Plan,
     saved::{SAVED_FORMAT, SavedPlan, StateRef},
 };
-use crate::providers::local::{Credentials, Local, config::SUPERUSER, layout::Layout};
-use crate::spec::{
-    self, LoadedSpec,
-    model::{ClusterSpec, Provider},
-};
+use crate::providers::{self, Credentials, Provider};
+use crate::roles::SUPERUSER;
+use crate::spec::{self, LoadedSpec, model::ClusterSpec};
 use crate::state::{ClusterState, StateError, StateStore};
 
 /// What a command produced.
@@ -234,10 +232,11 @@ pub(super) fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
     let mut clashes = Vec::new();
     for (i, a) in clusters.iter().enumerate() {
         for b in &clusters[i + 1..] {
-            for c in a.layout.conflicts_with(&b.layout) {
+            for c in a.conflicts_with(b) {
                 clashes.push(format!(
-                    "{}: spec.provider.local: {c} ({})",
+                    "{}: {}: {c} ({})",
                     loaded[i].path.display(),
+                    a.provider.spec_section(),
                     loaded
                         .iter()
                         .find(|s| s.spec.metadata.name == b.name())
@@ -336,24 +335,32 @@ fn validate(path: &Path) -> Result<Outcome, Failure> {
 /// One cluster's engine parts, resolved from its spec.
 pub(super) struct Cluster {
     pub(super) spec: ClusterSpec,
-    pub(super) layout: Layout,
-    pub(super) provider: Local,
+    pub(super) provider: Box<dyn Provider>,
 }
 
 impl Cluster {
     pub(super) fn new(spec: &ClusterSpec) -> Cluster {
-        let Provider::Local(local) = &spec.spec.provider;
-        let layout = Layout::new(spec, local);
-        let provider = Local::new(spec, &layout);
         Cluster {
             spec: spec.clone(),
-            layout,
-            provider,
+            provider: providers::for_spec(spec),
         }
     }
 
     fn name(&self) -> &str {
         &self.spec.metadata.name
+    }
+
+    pub(super) fn topology(&self) -> &providers::Topology {
+        self.provider.topology()
+    }
+
+    /// What this cluster would share with `other` on this machine.
+    fn conflicts_with(&self, other: &Cluster) -> Vec<String> {
+        providers::conflicts(
+            &self.provider.claims(),
+            other.name(),
+            &other.provider.claims(),
+        )
     }
 }
 
@@ -388,15 +395,11 @@ fn needs(
         ..Default::default()
     };
     if let Some(c) = creds {
-        needs
-            .secrets
-            .insert("postgres".to_owned(), c.superuser.clone());
-        needs
-            .secrets
-            .insert("replicator".to_owned(), c.replication.clone());
-        needs
-            .secrets
-            .insert("rewind_user".to_owned(), c.rewind.clone());
+        for r in crate::roles::SYSTEM_ROLES {
+            needs
+                .secrets
+                .insert(r.name.to_owned(), c.get(r.secret).to_owned());
+        }
     }
     for r in &spec.spec.roles {
         if let Some(source) = &r.password {
@@ -481,7 +484,6 @@ pub(super) async fn observe_with(
 ) -> Result<Observation, Failure> {
     let mut secret_notes = Vec::new();
     let client = patroni_reader()?;
-    let (dcs, inventory) = c.provider.inventory();
     let mut params: BTreeSet<String> = c.spec.spec.postgres.parameters.keys().cloned().collect();
     params.extend(managed.parameters.iter().cloned());
     let params: Vec<String> = params.into_iter().collect();
@@ -493,18 +495,14 @@ pub(super) async fn observe_with(
         lenient.then_some(&mut secret_notes),
     )?;
     let ctx = observe::Context {
-        layout: &c.layout,
+        provider: c.provider.as_ref(),
         patroni: &client,
         superuser: creds.map(|c| (SUPERUSER, c.superuser.as_str())),
-        etcd: creds.and_then(|c| {
-            c.etcd
-                .as_deref()
-                .map(|p| (crate::providers::local::config::ETCD_USER, p))
-        }),
+        etcd: creds.and_then(Credentials::etcd_auth),
         timeout: OBSERVE_TIMEOUT,
         needs: &needs,
     };
-    let mut obs = observe::observe(&ctx, dcs, inventory, &params).await;
+    let mut obs = observe::observe(&ctx, &params).await;
     obs.notes.extend(secret_notes);
     Ok(obs)
 }
@@ -651,7 +649,7 @@ fn refuse_shared_resources(store: &StateStore, cluster: &Cluster) -> Result<(), 
             continue;
         };
         if let Some(spec) = last_applied(&state) {
-            problems.extend(cluster.layout.conflicts_with(&Cluster::new(&spec).layout));
+            problems.extend(cluster.conflicts_with(&Cluster::new(&spec)));
         }
     }
     if problems.is_empty() {
@@ -666,7 +664,10 @@ fn refuse_shared_resources(store: &StateStore, cluster: &Cluster) -> Result<(), 
             problems.join("; ")
         ),
     )
-    .hint("give this cluster its own spec.provider.local data_dir and ports"))
+    .hint(format!(
+        "give this cluster its own {} data_dir and ports",
+        cluster.provider.spec_section()
+    )))
 }
 
 async fn plan_one(
@@ -684,10 +685,10 @@ async fn plan_one(
     refuse_shared_resources(store, &cluster)?;
     let observation = observe_cluster(store, &cluster, creds.as_ref(), &managed).await?;
     refuse_unmanaged(store, state.as_ref(), &observation)?;
-    let plan = plan::build(&cluster.spec, &cluster.layout, &managed, &observation);
+    let plan = plan::build(&cluster.spec, cluster.topology(), &managed, &observation);
     require_complete(&observation, &plan)?;
     refuse_split_brain(&observation, &plan)?;
-    cluster.provider.preflight(&plan).map_err(|e| {
+    cluster.provider.preflight(&plan).await.map_err(|e| {
         Failure::new("PORT_IN_USE", crate::error_chain(&e))
             .hint("stop what holds the port, or choose other ports in the spec")
     })?;
@@ -865,7 +866,7 @@ async fn execute(
     let (g, format, store) = (run.g, run.format, run.store);
     let state = match store.load(cluster.name())? {
         Some(s) => s,
-        None => ClusterState::new(cluster.name(), "local"),
+        None => ClusterState::new(cluster.name(), cluster.provider.kind()),
     };
     let recorder = Recorder {
         store,
@@ -874,17 +875,15 @@ async fn execute(
     };
     // Each request within 10 s; a restart or a switchover, which Patroni answers once done,
     // within what its action has left.
-    let auth = creds.restapi.as_ref().map(|p| {
-        (
-            crate::providers::local::config::RESTAPI_USER.to_owned(),
-            p.clone(),
-        )
-    });
+    let auth = creds
+        .restapi
+        .as_ref()
+        .map(|p| (crate::roles::RESTAPI_USER.to_owned(), p.clone()));
     let client = patroni::Client::new(Duration::from_secs(10), auth)
         .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
     let ctx = apply::Context {
         spec: &cluster.spec,
-        provider: &cluster.provider,
+        provider: cluster.provider.as_ref(),
         patroni: &client,
         creds,
         recorder: &recorder,
@@ -1013,24 +1012,18 @@ async fn execute(
     }
 }
 
-/// etcd's user and password in `creds`, when its etcd authenticates.
-pub(super) fn etcd_auth(creds: &Credentials) -> Option<(&str, &str)> {
-    creds
-        .etcd
-        .as_deref()
-        .map(|p| (crate::providers::local::config::ETCD_USER, p))
-}
-
 /// Who leads now, as the DCS's leader key says.
 async fn current_leader(
     cluster: &Cluster,
     reader: &patroni::Reader,
     creds: &Credentials,
 ) -> Option<String> {
-    let view = reader
-        .dcs_view(&cluster.layout.dcs().with_auth(etcd_auth(creds)))
+    let location = cluster
+        .provider
+        .dcs_location()
         .await
-        .ok()?;
+        .with_auth(creds.etcd_auth());
+    let view = reader.dcs_view(&location).await.ok()?;
     view.leader().map(|m| m.name.clone())
 }
 
@@ -1384,14 +1377,14 @@ async fn destroy(
     // data_dir edited in the spec since must not make destroy delete the new path.
     let recorded = last_applied(&state).unwrap_or_else(|| loaded.spec.clone());
     let cluster = Cluster::new(&recorded);
+    let location = cluster.provider.location();
     if let Some(dir) = &state.data_dir
-        && Path::new(dir) != cluster.layout.root
+        && Path::new(dir) != Path::new(&location)
     {
         return Err(Failure::new(
             "STATE_ERROR",
             format!(
-                "the state of cluster {name} records {dir}, but its applied spec lays it out in {}; nothing was removed",
-                cluster.layout.root.display()
+                "the state of cluster {name} records {dir}, but its applied spec lays it out in {location}; nothing was removed"
             ),
         ));
     }
@@ -1401,13 +1394,12 @@ async fn destroy(
         .await
         .map_err(|e| Failure::new("DESTROY_FAILED", crate::error_chain(&e)))?;
     store.remove(&name)?;
-    let data = json!({ "cluster": name, "destroyed": { "members": state.members.iter().map(|m| &m.name).collect::<Vec<_>>(), "data_dir": cluster.layout.root } });
+    let data = json!({ "cluster": name, "destroyed": { "members": state.members.iter().map(|m| &m.name).collect::<Vec<_>>(), "data_dir": location } });
     Ok(Outcome::ok(
         data,
         format!(
-            "Destroyed cluster {name}: {} members, its etcd and what pgdba created in {}.\n",
+            "Destroyed cluster {name}: {} members, its etcd and what pgdba created in {location}.\n",
             state.members.len(),
-            cluster.layout.root.display()
         ),
     ))
 }
@@ -1523,11 +1515,11 @@ fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failure> {
                 // pgdba's own roles: managed by pgdba, their passwords in the 0600 secrets file.
                 o.insert(
                     "system_roles".to_owned(),
-                    json!([
-                        { "name": "postgres", "purpose": "superuser: pgdba, Patroni, the OS user over the socket" },
-                        { "name": "replicator", "purpose": "streaming replication" },
-                        { "name": "rewind_user", "purpose": "pg_rewind after a failover" },
-                    ]),
+                    crate::roles::SYSTEM_ROLES
+                        .iter()
+                        .map(|r| json!({ "name": r.name, "purpose": r.purpose }))
+                        .collect::<Vec<_>>()
+                        .into(),
                 );
                 o.insert(
                     "lock".to_owned(),

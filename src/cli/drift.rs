@@ -93,9 +93,10 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
         ));
     }
     let diff_of = |spec: &ClusterSpec| {
+        let cluster = Cluster::new(spec);
         crate::diff::diff(&crate::diff::Input {
             spec,
-            layout: &Cluster::new(spec).layout,
+            topology: cluster.topology(),
             managed: &managed,
             observation: &obs,
         })

@@ -11,15 +11,6 @@ use crate::spec::model::ClusterSpec;
 /// The first line of the list pgdba writes; comment lines are ignored when comparing.
 pub const HEADER: &str = "# managed by pgdba";
 
-/// The rules pgdba needs: the OS users of `pg_ident`'s `pgdba` map (the run-as user, and
-/// root, who runs pgdba) as `postgres` over the socket, replication, pgdba and pg_rewind.
-const OWN: [&str; 4] = [
-    "local all postgres peer map=pgdba",
-    "host replication replicator 127.0.0.1/32 scram-sha-256",
-    "host all postgres 127.0.0.1/32 scram-sha-256",
-    "host all rewind_user 127.0.0.1/32 scram-sha-256",
-];
-
 /// `pg_ident.conf`: which OS users may connect as `postgres` over the socket by peer
 /// authentication. pgdba observes that way, without the cost of SCRAM.
 pub const IDENT: [&str; 2] = ["pgdba postgres postgres", "pgdba root postgres"];
@@ -28,17 +19,19 @@ pub fn desired_ident() -> Vec<String> {
     IDENT.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// When the spec has no rules: every role with a password, locally and over loopback.
-const DEFAULT: [&str; 2] = [
-    "local all all scram-sha-256",
-    "host all all 127.0.0.1/32 scram-sha-256",
-];
-
-/// The rule lines the cluster should have, without the header.
-pub fn desired_rules(spec: &ClusterSpec) -> Vec<String> {
-    let mut lines: Vec<String> = OWN.iter().map(|s| (*s).to_owned()).collect();
+/// The rule lines the cluster should have, without the header: pgdba's own roles' (from
+/// `roles::SYSTEM_ROLES`, over the socket and from the networks `admit` names), then the
+/// spec's, or when the spec has none, every role with a password over the socket and from
+/// those networks.
+pub fn desired_rules(spec: &ClusterSpec, admit: &[String]) -> Vec<String> {
+    let mut lines = crate::roles::hba_rules(admit);
     if spec.spec.hba.is_empty() {
-        lines.extend(DEFAULT.iter().map(|s| (*s).to_owned()));
+        lines.push("local all all scram-sha-256".to_owned());
+        lines.extend(
+            admit
+                .iter()
+                .map(|n| format!("host all all {n} scram-sha-256")),
+        );
     } else {
         lines.extend(spec.spec.hba.iter().map(|r| r.line()));
     }
@@ -47,13 +40,15 @@ pub fn desired_rules(spec: &ClusterSpec) -> Vec<String> {
 
 /// What pgdba writes to the DCS: the header, then the rules. `generation` > 0 varies the
 /// header so that Patroni rewrites every member's file although the rules are the same.
-pub fn dcs_lines(spec: &ClusterSpec, generation: u64) -> Vec<String> {
+pub fn dcs_lines(spec: &ClusterSpec, admit: &[String], generation: u64) -> Vec<String> {
     let header = if generation == 0 {
         HEADER.to_owned()
     } else {
         format!("{HEADER} (rewrite {generation})")
     };
-    std::iter::once(header).chain(desired_rules(spec)).collect()
+    std::iter::once(header)
+        .chain(desired_rules(spec, admit))
+        .collect()
 }
 
 fn without_comments(lines: &[String]) -> Vec<String> {
@@ -120,11 +115,11 @@ fn render(o: &HbaLine) -> String {
     parts.join(" ")
 }
 
-pub fn diff(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
+pub fn diff(spec: &ClusterSpec, admit: &[String], obs: &Observation, out: &mut Vec<Change>) {
     let Some(view) = obs.patroni.as_ref().filter(|v| v.config.is_some()) else {
         return;
     };
-    let rules = desired_rules(spec);
+    let rules = desired_rules(spec, admit);
     let in_dcs = view.dcs_lines("pg_hba");
     let ident_in_dcs = view.dcs_lines("pg_ident");
     if without_comments(&ident_in_dcs) != desired_ident() && without_comments(&in_dcs) == rules {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::observe::model::Observation;
 use crate::pg::{self, GucContext};
-use crate::providers::local::layout::Layout;
+use crate::providers::Topology;
 use crate::spec::model::ClusterSpec;
 pub use address::{Address, Kind};
 
@@ -133,7 +133,7 @@ pub struct Managed {
 /// Everything the diff reads.
 pub struct Input<'a> {
     pub spec: &'a ClusterSpec,
-    pub layout: &'a Layout,
+    pub topology: &'a Topology,
     pub managed: &'a Managed,
     pub observation: &'a Observation,
 }
@@ -348,7 +348,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             address: Address::Dcs,
             action: ChangeAction::Create,
             before: None,
-            after: Some(json!({ "endpoint": input.layout.etcd.endpoint() })),
+            after: Some(json!({ "endpoint": input.topology.dcs_endpoint })),
             apply_via: ApplyVia::Provider,
             data_loss: None,
             warning: None,
@@ -376,9 +376,9 @@ pub fn diff(input: &Input<'_>) -> Diff {
         .as_ref()
         .and_then(|p| p.leader())
         .map(|m| m.name.clone());
-    let desired = input.layout.member_names();
+    let desired = input.topology.member_names();
     let mut bootstrap_pending = existing.is_empty();
-    for m in &input.layout.members {
+    for m in &input.topology.members {
         if existing.contains(&m.name) {
             let inv = obs.inventory.iter().find(|i| i.name == m.name);
             if inv.is_some_and(|i| i.running && i.config_current == Some(false)) {
@@ -445,12 +445,12 @@ pub fn diff(input: &Input<'_>) -> Diff {
             address: member_address(&m.name),
             action: ChangeAction::Create,
             before: None,
-            after: Some(json!({
-                "role": role,
-                "pg_port": m.pg_port,
-                "api_port": m.api_port,
-                "data_dir": m.data_dir.display().to_string(),
-            })),
+            after: Some({
+                let mut after = serde_json::Map::new();
+                after.insert("role".to_owned(), json!(role));
+                after.extend(m.placement.clone());
+                Value::Object(after)
+            }),
             apply_via: ApplyVia::Provider,
             data_loss: None,
             warning: None,
@@ -671,13 +671,15 @@ pub fn diff(input: &Input<'_>) -> Diff {
         sql::databases(spec, input.managed, catalogs, &mut changes, &mut forgotten);
     }
     if exists {
-        hba::diff(spec, obs, &mut changes);
+        hba::diff(spec, &input.topology.admit, obs, &mut changes);
     } else {
         changes.push(Change {
             address: Address::Hba,
             action: ChangeAction::Create,
             before: None,
-            after: Some(Value::String(hba::desired_rules(spec).join("\n") + "\n")),
+            after: Some(Value::String(
+                hba::desired_rules(spec, &input.topology.admit).join("\n") + "\n",
+            )),
             apply_via: ApplyVia::Provider,
             reason: "bootstrap configuration of the new cluster".to_owned(),
             data_loss: None,

@@ -29,24 +29,22 @@ pub fn extension_address(db: &str, name: &str) -> super::Address {
 
 /// pgdba's own roles and the attributes they need.
 pub fn system_roles() -> Vec<RoleSpec> {
-    let role = |name: &str, superuser: bool, replication: bool| RoleSpec {
-        login: true,
-        superuser,
-        createdb: superuser,
-        createrole: superuser,
-        replication,
-        bypassrls: superuser,
-        ..RoleSpec::named(name)
-    };
-    vec![
-        role("postgres", true, true),
-        role("replicator", false, true),
-        role("rewind_user", false, false),
-    ]
+    crate::roles::SYSTEM_ROLES
+        .iter()
+        .map(|r| RoleSpec {
+            login: r.has("LOGIN"),
+            superuser: r.has("SUPERUSER"),
+            createdb: r.has("CREATEDB"),
+            createrole: r.has("CREATEROLE"),
+            replication: r.has("REPLICATION"),
+            bypassrls: r.has("BYPASSRLS"),
+            ..RoleSpec::named(r.name)
+        })
+        .collect()
 }
 
 pub fn is_system_role(name: &str) -> bool {
-    crate::spec::RESERVED_ROLES.contains(&name)
+    crate::roles::is_system(name)
 }
 
 /// The attributes of a role as one comparable JSON object (password excluded).

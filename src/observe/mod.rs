@@ -11,12 +11,13 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::patroni;
-use crate::providers::local::layout::Layout;
-use model::{Dcs, InventoryMember, Member, Observation, PatroniView, Role, Unreachable};
+use crate::providers::{Access, Inventory, Provider};
+use model::{InventoryMember, Member, Observation, PatroniView, Role, Unreachable};
 
 /// What observation needs.
 pub struct Context<'a> {
-    pub layout: &'a Layout,
+    /// What runs, and where: read-only by use (observation calls only its read side).
+    pub provider: &'a dyn Provider,
     /// Read-only by type: it can only send `GET`.
     pub patroni: &'a patroni::Reader,
     /// pgdba's superuser password; without it `pg_settings` is read only by peer
@@ -43,21 +44,21 @@ fn peer_possible() -> bool {
 impl Context<'_> {
     /// A session as pgdba's superuser: by peer authentication over the member's socket when
     /// this process may (no password needed), else over TCP with the password.
-    fn conn<'s>(&'s self, port: u16, socket: &'s std::path::Path) -> Option<pg::Conn<'s>> {
-        let peer = peer_possible();
+    fn conn<'s>(&'s self, access: &'s Access) -> Option<pg::Conn<'s>> {
+        let socket = access.socket_dir.as_deref().filter(|_| peer_possible());
         let (user, password) = match self.superuser {
             Some(s) => s,
-            None if peer => (crate::providers::local::config::SUPERUSER, ""),
+            None if socket.is_some() => (crate::roles::SUPERUSER, ""),
             None => return None,
         };
         Some(pg::Conn {
-            host: crate::providers::local::layout::HOST,
-            port,
+            host: access.host.clone(),
+            port: access.port,
             user,
             password,
             timeout: self.timeout,
             read_only: true,
-            socket: peer.then_some(socket),
+            socket,
         })
     }
 }
@@ -86,9 +87,7 @@ async fn bounded<T, E: std::fmt::Display>(
 async fn observe_member(
     ctx: &Context<'_>,
     member: &InventoryMember,
-    api_url: String,
-    pg_port: u16,
-    socket: std::path::PathBuf,
+    access: &Access,
     params: &[String],
 ) -> MemberAnswer {
     let status = async {
@@ -97,7 +96,7 @@ async fn observe_member(
         }
         let r = bounded(ctx.timeout, async {
             ctx.patroni
-                .status(&api_url)
+                .status(&access.api_url)
                 .await
                 .map_err(|e| crate::error_chain(&e))
         })
@@ -105,7 +104,7 @@ async fn observe_member(
         Some(r)
     };
     let facts = async {
-        let conn = ctx.conn(pg_port, &socket)?;
+        let conn = ctx.conn(access)?;
         Some(
             bounded(ctx.timeout, async {
                 pg::member_facts(&conn, params, Some(ctx.needs))
@@ -128,8 +127,9 @@ async fn observe_member(
 /// `patroni::dcs`).
 async fn dcs_view(ctx: &Context<'_>) -> Result<PatroniView, String> {
     bounded(ctx.timeout, async {
+        let location = ctx.provider.dcs_location().await.with_auth(ctx.etcd);
         ctx.patroni
-            .dcs_view(&ctx.layout.dcs().with_auth(ctx.etcd))
+            .dcs_view(&location)
             .await
             .map_err(|e| crate::error_chain(&e))
     })
@@ -141,12 +141,11 @@ async fn dcs_view(ctx: &Context<'_>) -> Result<PatroniView, String> {
 ///
 /// Each member and the DCS have their own bound: what answered is kept, and what runs but did
 /// not answer is named in `unreachable`.
-pub async fn observe(
-    ctx: &Context<'_>,
-    mut dcs: Dcs,
-    inventory: Vec<InventoryMember>,
-    params: &[String],
-) -> Observation {
+pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
+    let Inventory {
+        mut dcs,
+        members: inventory,
+    } = ctx.provider.inventory().await;
     let mut notes = Vec::new();
     let mut unreachable = Vec::new();
     // Probe the members whose Patroni or PostgreSQL runs: the spec's and any extra the
@@ -154,17 +153,7 @@ pub async fn observe(
     let probes = inventory
         .iter()
         .filter(|m| m.running || m.postgres_running)
-        .filter_map(|m| {
-            let l = ctx.layout.member(&m.name)?;
-            Some(observe_member(
-                ctx,
-                m,
-                l.api_url(),
-                l.pg_port,
-                l.socket_dir,
-                params,
-            ))
-        });
+        .filter_map(|m| Some(observe_member(ctx, m, m.access.as_ref()?, params)));
     // Only the DCS the provider says is this cluster's and runs: whatever else answers on its
     // address is not.
     let view = async {
@@ -336,7 +325,7 @@ pub async fn observe(
         notes.push("the primary's catalogs could not be read".to_owned());
     }
     Observation {
-        cluster: ctx.layout.cluster.clone(),
+        cluster: ctx.provider.topology().cluster.clone(),
         dcs,
         inventory,
         patroni: view,

@@ -145,6 +145,9 @@ pub struct InventoryMember {
     /// aside, which only a new cluster reads). `None` when the provider cannot tell.
     #[serde(default)]
     pub config_current: Option<bool>,
+    /// How pgdba reaches it (what the provider knows of it now; not kept).
+    #[serde(skip)]
+    pub access: Option<crate::providers::Access>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

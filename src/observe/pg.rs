@@ -10,7 +10,7 @@ use super::model::{AutoConf, HbaLine, PgSetting};
 /// How to reach one member's PostgreSQL as pgdba's superuser.
 #[derive(Clone)]
 pub struct Conn<'a> {
-    pub host: &'a str,
+    pub host: String,
     pub port: u16,
     pub user: &'a str,
     pub password: &'a str,
@@ -41,7 +41,7 @@ impl Conn<'_> {
             }
         }
         let mut cfg = self.config(dbname);
-        cfg.host(self.host).password(self.password);
+        cfg.host(&self.host).password(self.password);
         open(cfg, self.timeout).await
     }
 

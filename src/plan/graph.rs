@@ -186,7 +186,13 @@ fn switchover_candidate(obs: &Observation, excluded: &BTreeSet<String>) -> Optio
     replicas.first().map(|m| m.name.clone())
 }
 
-pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec<Action> {
+/// `admit`: the networks pgdba's own HBA rules admit (the provider's topology).
+pub fn actions(
+    spec: &ClusterSpec,
+    admit: &[String],
+    changes: &[Change],
+    obs: &Observation,
+) -> Vec<Action> {
     let mut b = Builder::default();
     let max_lag = spec.spec.patroni.maximum_lag_on_failover;
     let leader = obs
@@ -556,7 +562,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
             b.add_gated(ActionKind::RestartMember, l, &prev, realized(l), max_lag);
         }
     }
-    sql_objects(&mut b, spec, changes, obs, &primary_ready);
+    sql_objects(&mut b, spec, admit, changes, obs, &primary_ready);
     b.actions
 }
 
@@ -564,6 +570,7 @@ pub fn actions(spec: &ClusterSpec, changes: &[Change], obs: &Observation) -> Vec
 fn sql_objects(
     b: &mut Builder,
     spec: &ClusterSpec,
+    admit: &[String],
     changes: &[Change],
     obs: &Observation,
     primary_ready: &[String],
@@ -769,7 +776,7 @@ fn sql_objects(
         deps.extend(role_creates.values().filter(|id| !id.is_empty()).cloned());
         // A member whose file was edited by hand gets a rewritten header (see diff::hba).
         let generation = u64::from(c.reason.contains("on member"));
-        let lines = diff::hba::dcs_lines(spec, generation);
+        let lines = diff::hba::dcs_lines(spec, admit, generation);
         let patch =
             json!({ "postgresql": { "pg_hba": lines, "pg_ident": diff::hba::desired_ident() } });
         let id = b.add(
@@ -782,7 +789,7 @@ fn sql_objects(
             for m in &view.members {
                 b.add(
                     ActionKind::AwaitHba {
-                        rules: diff::hba::desired_rules(spec),
+                        rules: diff::hba::desired_rules(spec, admit),
                     },
                     &diff::member_address(&m.name),
                     std::slice::from_ref(&id),

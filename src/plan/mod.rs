@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::diff::{self, Address, Change, ChangeAction, Managed};
 use crate::observe::model::Observation;
-use crate::providers::local::layout::Layout;
+use crate::providers::Topology;
 use crate::spec::model::{ClusterSpec, RoleSpec};
 
 pub const FORMAT_VERSION: &str = "1";
@@ -236,7 +236,7 @@ impl Plan {
 /// spec + what runs → the plan.
 pub fn build(
     spec: &ClusterSpec,
-    layout: &Layout,
+    topology: &Topology,
     managed: &Managed,
     observation: &Observation,
 ) -> Plan {
@@ -246,11 +246,11 @@ pub fn build(
         unmanaged,
     } = diff::diff(&diff::Input {
         spec,
-        layout,
+        topology,
         managed,
         observation,
     });
-    let actions = graph::actions(spec, &changes, observation);
+    let actions = graph::actions(spec, &topology.admit, &changes, observation);
     let summary = summarize(&changes, &actions);
     Plan {
         name: spec.metadata.name.clone(),

@@ -1,2 +1,275 @@
-//! Providers: where members run. Only `local` (processes on this machine) exists so far.
+//! Providers: where a cluster's DCS and members run.
+//!
+//! The engine sees a provider through two things only:
+//! - its [`Topology`], pure and resolved from the spec: the members the spec asks for, where
+//!   each is placed (shown in the plan), the DCS's endpoints, and the networks pgdba's own
+//!   HBA rules must admit. `diff`, `plan` and `drift` read nothing else of the provider.
+//! - the [`Provider`] trait: a read side (what runs, each member's [`Access`], the DCS's
+//!   location and health) that observation uses, and a write side (create, start, stop,
+//!   remove members and the DCS, destroy) that `apply` and `destroy` use.
+//!
+//! [`for_spec`] is the one place that matches on the spec's provider kind. Adding a provider
+//! is a folder here (its layout, its rendered configuration, its IO) and one arm there.
+
 pub mod local;
+
+use std::path::PathBuf;
+
+use crate::observe::model::{Dcs, InventoryMember};
+use crate::plan::Plan;
+use crate::spec::model::{ClusterSpec, Provider as ProviderSpec};
+
+/// Errors of the providers' IO.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("user {user}: {message}")]
+    User { user: String, message: String },
+    #[error("{0}")]
+    Config(String),
+    /// Something the plan's actions need is held by something else (a port, a network).
+    #[error("{0}")]
+    InUse(String),
+    #[error("process {pid} did not stop")]
+    Stuck { pid: u32 },
+    #[error("{what} did not come up within {secs}s; last lines of {log}:\n{tail}")]
+    Timeout {
+        what: String,
+        secs: u64,
+        log: String,
+        tail: String,
+    },
+    #[error("{what} exited right after start; last lines of {log}:\n{tail}")]
+    Exited {
+        what: String,
+        log: String,
+        tail: String,
+    },
+    #[error("no member {0} in this cluster")]
+    UnknownMember(String),
+    #[error("etcd at {endpoint}: {message}")]
+    Etcd { endpoint: String, message: String },
+}
+
+impl ProviderError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> ProviderError {
+        ProviderError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The passwords of pgdba's own roles and services, resolved once from the state at the CLI's
+/// edge and passed to observation and apply alike.
+#[derive(Clone)]
+pub struct Credentials {
+    pub superuser: String,
+    pub replication: String,
+    pub rewind: String,
+    /// The REST API's password for user [`crate::roles::RESTAPI_USER`]; `None` for a cluster
+    /// made before pgdba protected the REST API.
+    pub restapi: Option<String>,
+    /// The password of etcd's `root` user; `None` for a cluster whose etcd has no
+    /// authentication.
+    pub etcd: Option<String>,
+}
+
+impl Credentials {
+    /// The secret kept in `slot`.
+    pub fn get(&self, slot: crate::roles::SecretSlot) -> &str {
+        use crate::roles::SecretSlot;
+        match slot {
+            SecretSlot::Superuser => &self.superuser,
+            SecretSlot::Replication => &self.replication,
+            SecretSlot::Rewind => &self.rewind,
+        }
+    }
+
+    /// etcd's user and password, when etcd authenticates.
+    pub fn etcd_auth(&self) -> Option<(&str, &str)> {
+        self.etcd.as_deref().map(|p| (crate::roles::ETCD_USER, p))
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(sensitive)")
+    }
+}
+
+/// One member slot of the spec, as the plan shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberSlot {
+    pub name: String,
+    pub index: u32,
+    /// Where the provider will place it, shown in the plan's `after` of its creation (ports and
+    /// data directory for `local`). Shown, never read back.
+    pub placement: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What the engine knows of a provider before any IO: pure, from the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    pub cluster: String,
+    /// The DCS as the plan shows it (where pgdba reaches it).
+    pub dcs_endpoint: String,
+    /// Every member slot the spec asks for, index 0 first.
+    pub members: Vec<MemberSlot>,
+    /// The networks pgdba and the members connect from (`127.0.0.1/32` on one machine): the
+    /// only addresses pgdba's own HBA rules admit. An HBA address field each.
+    pub admit: Vec<String>,
+}
+
+impl Topology {
+    pub fn member_names(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.name.clone()).collect()
+    }
+}
+
+/// Where pgdba reaches one member that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// PostgreSQL's host and port, from where pgdba runs.
+    pub host: String,
+    pub port: u16,
+    /// Patroni's REST API base URL.
+    pub api_url: String,
+    /// PostgreSQL's Unix socket directory, when pgdba can reach it (peer authentication).
+    pub socket_dir: Option<PathBuf>,
+    /// Where its data lives (a directory, a volume), as the state records it.
+    pub data_dir: String,
+}
+
+/// What a provider finds of its cluster: the DCS and every member it has, with their access.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    pub dcs: Dcs,
+    pub members: Vec<InventoryMember>,
+}
+
+/// Something on the machine a cluster holds alone; two clusters claiming the same conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// A directory and everything under it.
+    Dir(PathBuf),
+    /// A TCP port on this machine, with what it is for.
+    Port(u16, String),
+}
+
+/// What cluster `a` (with `mine`) would share with cluster `other` (with `theirs`). Empty
+/// when nothing.
+pub fn conflicts(mine: &[Claim], other: &str, theirs: &[Claim]) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in mine {
+        match c {
+            Claim::Dir(d) => {
+                for t in theirs {
+                    if let Claim::Dir(o) = t
+                        && (d.starts_with(o) || o.starts_with(d))
+                    {
+                        out.push(format!(
+                            "data_dir {} overlaps cluster {other}'s {}",
+                            d.display(),
+                            o.display()
+                        ));
+                    }
+                }
+            }
+            Claim::Port(port, what) => {
+                for t in theirs {
+                    if let Claim::Port(p, their) = t
+                        && p == port
+                    {
+                        out.push(format!("port {port} ({what}) is cluster {other}'s {their}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A provider: the read side observation uses, the write side `apply` and `destroy` use.
+/// Every call is about this one cluster.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    /// The spec's name of this provider kind (`local`), as the state records it.
+    fn kind(&self) -> &'static str;
+
+    /// The pure part, from the spec.
+    fn topology(&self) -> &Topology;
+
+    /// What this cluster holds alone on this machine.
+    fn claims(&self) -> Vec<Claim>;
+
+    /// Where the provider keeps this cluster (a directory), as the state records it.
+    fn location(&self) -> String;
+
+    /// The section of the spec to change when something the provider holds clashes
+    /// (`spec.provider.local`).
+    fn spec_section(&self) -> &'static str;
+
+    // Read side.
+
+    /// What exists: the DCS and each member, with how to reach it. Never fails: what cannot
+    /// be read does not exist, or is said not to run.
+    async fn inventory(&self) -> Inventory;
+
+    /// Where Patroni's keys of this cluster are, for reading its view from the DCS.
+    async fn dcs_location(&self) -> crate::patroni::dcs::Location;
+
+    /// Does the DCS answer its health check?
+    async fn dcs_healthy(&self) -> bool;
+
+    /// How to reach member `name`.
+    async fn access(&self, name: &str) -> Result<Access, ProviderError>;
+
+    /// Before a plan is shown: what its actions need from this machine is there (free ports,
+    /// a watchdog the spec requires).
+    async fn preflight(&self, plan: &Plan) -> Result<(), ProviderError>;
+
+    // Write side.
+
+    /// Create the DCS (and whatever the cluster needs first), marked with `lineage`, and wait
+    /// until it is healthy.
+    async fn create_dcs(&self, lineage: &str, creds: &Credentials) -> Result<(), ProviderError>;
+
+    /// Start the existing DCS and wait until it is healthy.
+    async fn start_dcs(&self) -> Result<(), ProviderError>;
+
+    /// Create a member and start its Patroni; returns once its REST API answers.
+    async fn create_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError>;
+
+    /// Start an existing member's Patroni; returns once its REST API answers.
+    async fn start_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError>;
+
+    /// Write a member's Patroni configuration as the spec renders it now (its Patroni reads
+    /// it on a reload).
+    async fn write_member_config(&self, name: &str) -> Result<(), ProviderError>;
+
+    /// Stop a member, forget it in the DCS and remove it with its data.
+    async fn delete_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError>;
+
+    /// Remove everything this cluster's `lineage` created; refused for anything it cannot
+    /// prove it created.
+    async fn destroy(&self, lineage: &str) -> Result<(), ProviderError>;
+}
+
+/// The provider of a spec: the one match on the provider kind.
+pub fn for_spec(spec: &ClusterSpec) -> Box<dyn Provider> {
+    match &spec.spec.provider {
+        ProviderSpec::Local(local) => Box::new(local::Local::new(spec, local)),
+    }
+}

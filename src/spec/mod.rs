@@ -24,7 +24,6 @@ use sha2::{Digest, Sha256};
 
 pub use diagnostic::Diagnostic;
 pub use schema::json_schema;
-pub use semantic::RESERVED_ROLES;
 
 use diagnostic::{Mark, Pos, Source, bare};
 

@@ -23,9 +23,6 @@ pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
     out
 }
 
-/// The roles pgdba itself needs; a spec may not declare them.
-pub const RESERVED_ROLES: [&str; 3] = ["postgres", "replicator", "rewind_user"];
-
 /// Names PostgreSQL reserves for roles (`CREATE ROLE public` fails, and these words mean
 /// something else wherever a role is named).
 const RESERVED_ROLE_WORDS: [&str; 6] = [
@@ -166,7 +163,7 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
             continue;
         };
         let at = positions.value_or_key(&format!("{ptr}/name"));
-        if RESERVED_ROLES.contains(&name) || name.starts_with("pg_") {
+        if crate::roles::is_system(name) || name.starts_with("pg_") {
             out.push((at, format!("role `{name}` is managed by pgdba or PostgreSQL and cannot be declared in spec.roles")));
         } else if RESERVED_ROLE_WORDS.contains(&name.to_ascii_lowercase().as_str()) {
             out.push((
@@ -186,7 +183,7 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
         }
     }
     let known_role =
-        |n: &str| roles.contains_key(n) || RESERVED_ROLES.contains(&n) || n.starts_with("pg_");
+        |n: &str| roles.contains_key(n) || crate::roles::is_system(n) || n.starts_with("pg_");
     for (ptr, r) in &role_items {
         for (i, m) in r
             .get("in_roles")

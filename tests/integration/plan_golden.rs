@@ -14,8 +14,8 @@ use pgdba::observe::model::{
 };
 use pgdba::output::plan::{dot, table};
 use pgdba::plan::{self, ActionKind, Plan};
-use pgdba::providers::local::layout::Layout;
-use pgdba::spec::model::{ClusterSpec, Provider};
+use pgdba::providers::Topology;
+use pgdba::spec::model::ClusterSpec;
 
 const BASE: &str = r#"
 apiVersion: pgdba/v1
@@ -40,9 +40,8 @@ fn spec_with(from: &str, to: &str) -> ClusterSpec {
     spec(&BASE.replace(from, to))
 }
 
-fn layout(s: &ClusterSpec) -> Layout {
-    let Provider::Local(l) = &s.spec.provider;
-    Layout::new(s, l)
+fn topology(s: &ClusterSpec) -> Topology {
+    pgdba::providers::for_spec(s).topology().clone()
 }
 
 /// A running cluster whose DCS holds `params`, with `leader` leading and every member streaming.
@@ -51,7 +50,7 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
         "ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 1048576, "failsafe_mode": true,
         "postgresql": { "use_pg_rewind": true, "use_slots": true,
             "parameters": params.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-            "pg_hba": pgdba::diff::hba::dcs_lines(&spec(BASE), 0),
+            "pg_hba": pgdba::diff::hba::dcs_lines(&spec(BASE), &topology(&spec(BASE)).admit, 0),
             "pg_ident": pgdba::diff::hba::desired_ident() }
     });
     let pm = members
@@ -106,6 +105,7 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
                 running: true,
                 postgres_running: true,
                 config_current: Some(true),
+                access: None,
             })
             .collect(),
         patroni: Some(PatroniView {
@@ -146,7 +146,7 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
 
 /// pg_hba_file_rules of a member with pgdba's rules and the default ones.
 fn default_hba() -> Vec<pgdba::observe::model::HbaLine> {
-    pgdba::diff::hba::desired_rules(&spec(BASE))
+    pgdba::diff::hba::desired_rules(&spec(BASE), &topology(&spec(BASE)).admit)
         .iter()
         .map(|l| pgdba::diff::hba::parse_line(l).unwrap())
         .collect()
@@ -229,7 +229,7 @@ fn build(s: &ClusterSpec, obs: &Observation, managed: &[&str]) -> Plan {
         parameters: managed.iter().map(|s| s.to_string()).collect(),
         ..Managed::default()
     };
-    plan::build(s, &layout(s), &managed, obs)
+    plan::build(s, &topology(s), &managed, obs)
 }
 
 fn managed_all() -> Vec<&'static str> {
@@ -650,7 +650,7 @@ fn converged_resources(s: &ClusterSpec) -> Observation {
         },
     );
     obs.sql = Some(cat);
-    let rules = pgdba::diff::hba::desired_rules(s);
+    let rules = pgdba::diff::hba::desired_rules(s, &topology(s).admit);
     let hba: Vec<_> = rules
         .iter()
         .map(|l| pgdba::diff::hba::parse_line(l).unwrap())
@@ -659,7 +659,8 @@ fn converged_resources(s: &ClusterSpec) -> Observation {
         m.hba = Some(hba.clone());
     }
     if let Some(c) = obs.patroni.as_mut().and_then(|p| p.config.as_mut()) {
-        c["postgresql"]["pg_hba"] = serde_json::json!(pgdba::diff::hba::dcs_lines(s, 0));
+        c["postgresql"]["pg_hba"] =
+            serde_json::json!(pgdba::diff::hba::dcs_lines(s, &topology(s).admit, 0));
     }
     obs
 }
@@ -680,7 +681,7 @@ fn managed_resources() -> Managed {
 }
 
 fn build_managed(s: &ClusterSpec, obs: &Observation, managed: &Managed) -> Plan {
-    plan::build(s, &layout(s), managed, obs)
+    plan::build(s, &topology(s), managed, obs)
 }
 
 #[test]
@@ -962,7 +963,7 @@ fn drift_of(
 ) -> Vec<pgdba::drift::Item> {
     let d = pgdba::diff::diff(&pgdba::diff::Input {
         spec: s,
-        layout: &layout(s),
+        topology: &topology(s),
         managed,
         observation: obs,
     });

@@ -7,16 +7,11 @@ use serde_json::{Value, json};
 use super::layout::{HOST, Layout, MemberLayout};
 use crate::spec::model::ClusterSpec;
 
-pub const SUPERUSER: &str = "postgres";
-/// The user of the members' REST API for everything that changes the cluster.
-pub const RESTAPI_USER: &str = "pgdba";
-/// etcd's user with every right: the one Patroni and pgdba use when etcd authenticates.
-pub const ETCD_USER: &str = "root";
-pub const REPLICATION_USER: &str = "replicator";
-pub const REWIND_USER: &str = "rewind_user";
+use crate::roles::{REPLICATION_USER, REWIND_USER, SUPERUSER};
 
-/// Patroni's dynamic configuration at bootstrap: the spec's Patroni settings and GUCs.
-pub fn bootstrap_dcs(spec: &ClusterSpec) -> Value {
+/// Patroni's dynamic configuration at bootstrap: the spec's Patroni settings and GUCs, and the
+/// HBA rules admitting `admit`.
+pub fn bootstrap_dcs(spec: &ClusterSpec, admit: &[String]) -> Value {
     let p = &spec.spec.patroni;
     let params: serde_json::Map<String, Value> = spec
         .spec
@@ -37,14 +32,19 @@ pub fn bootstrap_dcs(spec: &ClusterSpec) -> Value {
             "parameters": params,
             // In the DCS, not in each member's file (which would take precedence): one list
             // for every member, changed by `PATCH /config`.
-            "pg_hba": crate::diff::hba::dcs_lines(spec, 0),
+            "pg_hba": crate::diff::hba::dcs_lines(spec, admit, 0),
             "pg_ident": crate::diff::hba::desired_ident(),
         },
     })
 }
 
 /// One member's `patroni.yml` as a JSON value (rendered to YAML by the caller).
-pub fn patroni_config(spec: &ClusterSpec, layout: &Layout, m: &MemberLayout) -> Value {
+pub fn patroni_config(
+    spec: &ClusterSpec,
+    layout: &Layout,
+    admit: &[String],
+    m: &MemberLayout,
+) -> Value {
     json!({
         "scope": layout.cluster,
         "namespace": crate::patroni::dcs::NAMESPACE,
@@ -56,7 +56,7 @@ pub fn patroni_config(spec: &ClusterSpec, layout: &Layout, m: &MemberLayout) -> 
         },
         "etcd3": { "hosts": format!("{HOST}:{}", layout.etcd.client_port) },
         "bootstrap": {
-            "dcs": bootstrap_dcs(spec),
+            "dcs": bootstrap_dcs(spec, admit),
             "initdb": [ { "encoding": "UTF8" }, { "locale": "C.UTF-8" }, "data-checksums" ],
         },
         "postgresql": {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::providers::{Access, Claim, MemberSlot, Topology};
 use crate::spec::model::{ClusterSpec, LocalProvider};
 
 pub const DEFAULT_ROOT: &str = "/var/lib/pgdba";
@@ -63,6 +64,17 @@ pub struct MemberLayout {
 impl MemberLayout {
     pub fn api_url(&self) -> String {
         format!("http://{HOST}:{}", self.api_port)
+    }
+
+    /// How pgdba reaches it: over loopback, or its socket.
+    pub fn access(&self) -> Access {
+        Access {
+            host: HOST.to_owned(),
+            port: self.pg_port,
+            api_url: self.api_url(),
+            socket_dir: Some(self.socket_dir.clone()),
+            data_dir: self.data_dir.display().to_string(),
+        }
     }
 }
 
@@ -182,28 +194,38 @@ impl Layout {
         out
     }
 
-    /// What this cluster would share with `other` (another cluster on this machine): its
-    /// directory (the same, or one inside the other) and its ports. Empty when nothing.
-    pub fn conflicts_with(&self, other: &Layout) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.root.starts_with(&other.root) || other.root.starts_with(&self.root) {
-            out.push(format!(
-                "data_dir {} overlaps cluster {}'s {}",
-                self.root.display(),
-                other.cluster,
-                other.root.display()
-            ));
+    /// What this cluster holds alone on this machine: its directory and its ports.
+    pub fn claims(&self) -> Vec<Claim> {
+        std::iter::once(Claim::Dir(self.root.clone()))
+            .chain(self.ports().into_iter().map(|(p, w)| Claim::Port(p, w)))
+            .collect()
+    }
+
+    /// What the engine sees of it: members on loopback ports, data in directories.
+    pub fn topology(&self) -> Topology {
+        Topology {
+            cluster: self.cluster.clone(),
+            dcs_endpoint: self.etcd.endpoint(),
+            members: self
+                .members
+                .iter()
+                .map(|m| {
+                    let mut placement = serde_json::Map::new();
+                    placement.insert("pg_port".to_owned(), m.pg_port.into());
+                    placement.insert("api_port".to_owned(), m.api_port.into());
+                    placement.insert(
+                        "data_dir".to_owned(),
+                        m.data_dir.display().to_string().into(),
+                    );
+                    MemberSlot {
+                        name: m.name.clone(),
+                        index: m.index,
+                        placement,
+                    }
+                })
+                .collect(),
+            admit: vec![format!("{HOST}/32")],
         }
-        let theirs = other.ports();
-        for (port, what) in self.ports() {
-            if let Some((_, their)) = theirs.iter().find(|(p, _)| *p == port) {
-                out.push(format!(
-                    "port {port} ({what}) is cluster {}'s {their}",
-                    other.cluster
-                ));
-            }
-        }
-        out
     }
 
     pub fn member_names(&self) -> Vec<String> {

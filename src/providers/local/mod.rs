@@ -8,65 +8,19 @@ pub mod process;
 
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::json;
 
+use super::{Access, Claim, Credentials, Inventory, ProviderError, Topology};
 use crate::observe::model::{Dcs, InventoryMember};
 use crate::poll::{Gave, Probe, poll_until};
-use crate::spec::model::ClusterSpec;
+use crate::roles::{ETCD_USER, RESTAPI_USER};
+use crate::spec::model::{ClusterSpec, LocalProvider};
 use layout::{Layout, MemberLayout};
 use process::{RunAs, Spawn};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot start {program}")]
-    Spawn {
-        program: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("user {user}: {message}")]
-    User { user: String, message: String },
-    #[error("{0}")]
-    Config(String),
-    #[error("process {pid} did not stop")]
-    Stuck { pid: u32 },
-    #[error("{what} did not come up within {secs}s; last lines of {log}:\n{tail}")]
-    Timeout {
-        what: String,
-        secs: u64,
-        log: String,
-        tail: String,
-    },
-    #[error("{what} exited right after start; last lines of {log}:\n{tail}")]
-    Exited {
-        what: String,
-        log: String,
-        tail: String,
-    },
-    #[error("no member {0} in this cluster's layout")]
-    UnknownMember(String),
-    #[error("etcd at {endpoint}: {message}")]
-    Etcd { endpoint: String, message: String },
-}
-
-impl ProviderError {
-    pub fn io(path: &Path, source: std::io::Error) -> ProviderError {
-        ProviderError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
 
 /// The file that marks a directory as a pgdba cluster's root.
 pub const MARKER: &str = ".pgdba-cluster.json";
@@ -116,39 +70,22 @@ fn busy_ports(ports: &[(u16, String)]) -> Vec<String> {
         .collect()
 }
 
-/// The passwords Patroni needs for pgdba's own roles.
-#[derive(Clone)]
-pub struct Credentials {
-    pub superuser: String,
-    pub replication: String,
-    pub rewind: String,
-    /// The REST API's password for user [`config::RESTAPI_USER`]; `None` for a cluster made
-    /// before pgdba protected the REST API.
-    pub restapi: Option<String>,
-    /// The password of etcd's `root` user; `None` for a cluster whose etcd has no
-    /// authentication.
-    pub etcd: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Credentials(sensitive)")
-    }
-}
-
 pub struct Local {
     spec: ClusterSpec,
     layout: Layout,
+    topology: Topology,
     http: reqwest::Client,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Local {
-    pub fn new(spec: &ClusterSpec, layout: &Layout) -> Local {
+    pub fn new(spec: &ClusterSpec, local: &LocalProvider) -> Local {
+        let layout = Layout::new(spec, local);
         Local {
             spec: spec.clone(),
-            layout: layout.clone(),
+            topology: layout.topology(),
+            layout,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
                 .no_proxy()
@@ -167,7 +104,7 @@ impl Local {
 
     /// What exists on this machine: the DCS and every member directory of this cluster.
     /// Reads directories and `/proc`; never fails (a missing root means nothing exists).
-    pub fn inventory(&self) -> (Dcs, Vec<InventoryMember>) {
+    fn scan(&self) -> (Dcs, Vec<InventoryMember>) {
         let e = &self.layout.etcd;
         let dcs = Dcs {
             endpoint: e.endpoint(),
@@ -191,6 +128,7 @@ impl Local {
                     postgres_running: process::postmaster(&m.data_dir, &self.layout.bin_dir)
                         .is_some(),
                     config_current: self.config_current(&m),
+                    access: Some(m.access()),
                     name,
                 });
             }
@@ -204,7 +142,7 @@ impl Local {
     fn config_current(&self, m: &MemberLayout) -> Option<bool> {
         let text = fs::read_to_string(&m.config).ok()?;
         let mut on_disk: serde_json::Value = serde_yaml::from_str(&text).ok()?;
-        let mut wanted = config::patroni_config(&self.spec, &self.layout, m);
+        let mut wanted = config::patroni_config(&self.spec, &self.layout, &self.topology.admit, m);
         for v in [&mut on_disk, &mut wanted] {
             if let Some(o) = v.as_object_mut() {
                 o.remove("bootstrap");
@@ -215,9 +153,9 @@ impl Local {
 
     /// Write a member's `patroni.yml` as the spec renders it now; its Patroni reads it on a
     /// reload.
-    pub fn write_member_config(&self, name: &str) -> Result<(), ProviderError> {
+    fn write_config(&self, name: &str) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
-        let cfg = config::patroni_config(&self.spec, &self.layout, &m);
+        let cfg = config::patroni_config(&self.spec, &self.layout, &self.topology.admit, &m);
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
         self.run_as()?.write_file(&m.config, yaml.as_bytes(), 0o600)
     }
@@ -236,7 +174,7 @@ impl Local {
     }
 
     /// Does etcd answer its health check?
-    pub async fn dcs_healthy(&self) -> bool {
+    async fn etcd_healthy(&self) -> bool {
         let url = format!("{}/health", self.layout.etcd.endpoint());
         match self.http.get(&url).send().await {
             Ok(r) => r
@@ -264,7 +202,7 @@ impl Local {
     /// Before a plan is shown: the ports its actions will listen on are free. An action that
     /// creates or starts etcd needs etcd's two ports; one that creates or starts a member, that
     /// member's PostgreSQL and REST API ports.
-    pub fn preflight(&self, plan: &crate::plan::Plan) -> Result<(), ProviderError> {
+    fn check_plan(&self, plan: &crate::plan::Plan) -> Result<(), ProviderError> {
         use crate::plan::ActionKind;
         let mut needed = Vec::new();
         for a in &plan.actions {
@@ -293,11 +231,7 @@ impl Local {
     /// marked with `lineage`. An existing root is used only when it is empty or carries this
     /// lineage's marker: pgdba never takes over a directory with someone else's files, nor
     /// changes the owner or mode of a directory it did not create.
-    pub async fn create_dcs(
-        &self,
-        lineage: &str,
-        creds: &Credentials,
-    ) -> Result<(), ProviderError> {
+    async fn create_etcd(&self, lineage: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let run_as = self.run_as()?;
         let root = &self.layout.root;
         let created = process::create_root(root)?;
@@ -334,7 +268,7 @@ impl Local {
         }
         let dir = self.layout.etcd.data_dir.parent().unwrap_or(root);
         run_as.make_dir(dir, 0o700)?;
-        self.start_dcs().await?;
+        self.start_etcd().await?;
         if let Some(password) = &creds.etcd {
             self.enable_etcd_auth(password).await?;
         }
@@ -381,7 +315,7 @@ impl Local {
         crate::patroni::dcs::etcd_token(
             &self.http,
             &self.layout.etcd.endpoint(),
-            config::ETCD_USER,
+            ETCD_USER,
             password,
         )
         .await
@@ -395,7 +329,7 @@ impl Local {
     /// Turn etcd's authentication on: its `root` user with `password`, the only one. Other
     /// local users can reach etcd's port, but not read or write Patroni's keys without it.
     async fn enable_etcd_auth(&self, password: &str) -> Result<(), ProviderError> {
-        let login = json!({ "name": config::ETCD_USER, "password": password });
+        let login = json!({ "name": ETCD_USER, "password": password });
         if self
             .etcd_call("auth/authenticate", &login, None)
             .await
@@ -406,7 +340,7 @@ impl Local {
         self.etcd_call("auth/user/add", &login, None).await?;
         self.etcd_call(
             "auth/user/grant",
-            &json!({ "user": config::ETCD_USER, "role": "root" }),
+            &json!({ "user": ETCD_USER, "role": "root" }),
             None,
         )
         .await?;
@@ -415,7 +349,7 @@ impl Local {
     }
 
     /// Start the existing etcd and wait until it is healthy.
-    pub async fn start_dcs(&self) -> Result<(), ProviderError> {
+    async fn start_etcd(&self) -> Result<(), ProviderError> {
         let e = &self.layout.etcd;
         if process::running(&e.pidfile).is_none() {
             let run_as = self.run_as()?;
@@ -440,7 +374,7 @@ impl Local {
                 },
             )?;
         }
-        self.wait_started("etcd", &e.pidfile, &e.log, || self.dcs_healthy())
+        self.wait_started("etcd", &e.pidfile, &e.log, || self.etcd_healthy())
             .await
     }
 
@@ -493,11 +427,7 @@ impl Local {
     /// Create a member's directories and configuration and start its Patroni. Patroni then
     /// initializes the cluster (the first member) or clones the primary (the others).
     /// Returns once its REST API answers; the health gate waits for the rest.
-    pub async fn create_member(
-        &self,
-        name: &str,
-        creds: &Credentials,
-    ) -> Result<(), ProviderError> {
+    async fn create(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
         let run_as = self.run_as()?;
         // Nothing is written unless the member can start: a failed create leaves no trace,
@@ -508,14 +438,14 @@ impl Local {
         ])?;
         run_as.make_dir(&m.dir, 0o750)?;
         run_as.make_dir_as_user(&m.socket_dir, 0o755)?;
-        let cfg = config::patroni_config(&self.spec, &self.layout, &m);
+        let cfg = config::patroni_config(&self.spec, &self.layout, &self.topology.admit, &m);
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
         run_as.write_file(&m.config, yaml.as_bytes(), 0o600)?;
-        self.start_member(name, creds).await
+        self.start(name, creds).await
     }
 
     /// Start an existing member's Patroni; returns once its REST API answers.
-    pub async fn start_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
+    async fn start(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
         if process::running(&m.pidfile).is_none() {
             let run_as = self.run_as()?;
@@ -538,7 +468,7 @@ impl Local {
             if let Some(p) = &creds.restapi {
                 envs.push((
                     "PATRONI_RESTAPI_USERNAME".to_owned(),
-                    config::RESTAPI_USER.to_owned(),
+                    RESTAPI_USER.to_owned(),
                 ));
                 envs.push(("PATRONI_RESTAPI_PASSWORD".to_owned(), p.clone()));
             }
@@ -549,10 +479,7 @@ impl Local {
                     "PATRONI_ETCD3_HOSTS".to_owned(),
                     format!("{}:{}", layout::HOST, self.layout.etcd.client_port),
                 ));
-                envs.push((
-                    "PATRONI_ETCD3_USERNAME".to_owned(),
-                    config::ETCD_USER.to_owned(),
-                ));
+                envs.push(("PATRONI_ETCD3_USERNAME".to_owned(), ETCD_USER.to_owned()));
                 envs.push(("PATRONI_ETCD3_PASSWORD".to_owned(), p.clone()));
             }
             process::spawn(
@@ -578,7 +505,7 @@ impl Local {
     }
 
     /// Stop a member's Patroni (which stops its PostgreSQL cleanly).
-    pub async fn stop_member(&self, name: &str) -> Result<(), ProviderError> {
+    async fn stop(&self, name: &str) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
         if let Some(id) = process::running(&m.pidfile) {
             process::stop(&id, Duration::from_secs(60)).await?;
@@ -592,13 +519,9 @@ impl Local {
     }
 
     /// Stop a member, forget it in the DCS and remove its directory.
-    pub async fn delete_member(
-        &self,
-        name: &str,
-        creds: &Credentials,
-    ) -> Result<(), ProviderError> {
+    async fn delete(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
-        self.stop_member(name).await?;
+        self.stop(name).await?;
         self.forget_member(name, creds).await?;
         process::remove_dir(&m.dir)
     }
@@ -619,7 +542,7 @@ impl Local {
     /// etcd, its members' directories and its marker; the root itself only when pgdba created
     /// it and nothing else is left in it. Refused unless the root carries the marker of this
     /// lineage.
-    pub async fn destroy(&self, lineage: &str) -> Result<(), ProviderError> {
+    async fn remove_all(&self, lineage: &str) -> Result<(), ProviderError> {
         let root = &self.layout.root;
         if fs::symlink_metadata(root).is_err() {
             return Ok(());
@@ -638,8 +561,8 @@ impl Local {
                 marker.lineage
             )));
         }
-        let (_, members) = self.inventory();
-        let stops = members.iter().map(|m| self.stop_member(&m.name));
+        let (_, members) = self.scan();
+        let stops = members.iter().map(|m| self.stop(&m.name));
         for r in futures::future::join_all(stops).await {
             r?;
         }
@@ -661,5 +584,77 @@ impl Local {
             let _ = fs::remove_dir(root);
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Provider for Local {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        self.layout.claims()
+    }
+
+    fn location(&self) -> String {
+        self.layout.root.display().to_string()
+    }
+
+    fn spec_section(&self) -> &'static str {
+        "spec.provider.local"
+    }
+
+    async fn inventory(&self) -> Inventory {
+        let (dcs, members) = self.scan();
+        Inventory { dcs, members }
+    }
+
+    async fn dcs_location(&self) -> crate::patroni::dcs::Location {
+        self.layout.dcs()
+    }
+
+    async fn dcs_healthy(&self) -> bool {
+        self.etcd_healthy().await
+    }
+
+    async fn access(&self, name: &str) -> Result<Access, ProviderError> {
+        Ok(self.member_layout(name)?.access())
+    }
+
+    async fn preflight(&self, plan: &crate::plan::Plan) -> Result<(), ProviderError> {
+        self.check_plan(plan)
+    }
+
+    async fn create_dcs(&self, lineage: &str, creds: &Credentials) -> Result<(), ProviderError> {
+        self.create_etcd(lineage, creds).await
+    }
+
+    async fn start_dcs(&self) -> Result<(), ProviderError> {
+        self.start_etcd().await
+    }
+
+    async fn create_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
+        self.create(name, creds).await
+    }
+
+    async fn start_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
+        self.start(name, creds).await
+    }
+
+    async fn write_member_config(&self, name: &str) -> Result<(), ProviderError> {
+        self.write_config(name)
+    }
+
+    async fn delete_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
+        self.delete(name, creds).await
+    }
+
+    async fn destroy(&self, lineage: &str) -> Result<(), ProviderError> {
+        self.remove_all(lineage).await
     }
 }
