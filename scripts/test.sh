@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# The Docker provider's tests skip themselves only when Docker is not available here. When it
+# is, install.sh has built the node image; if that image is missing, fail rather than let those
+# tests skip in silence.
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 &&
+  ! docker image inspect pgdba/node:15 >/dev/null 2>&1; then
+  echo "test.sh: Docker works but the image pgdba/node:15 is missing: the Docker provider tests would be skipped; build it with deployments/docker/build.sh 15" >&2
+  exit 1
+fi
 cargo fmt --check
 # Every YAML example passes an external JSON Schema validator, not only our own loader.
 /opt/pgdba-tools/bin/check-jsonschema --schemafile schemas/cluster.schema.json examples/*.yaml

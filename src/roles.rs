@@ -5,12 +5,17 @@
 //! configuration; pgdba checks their passwords on every plan and never lets the spec manage
 //! them (a spec role of the same name is refused).
 
+use crate::spec::model::ClusterSpec;
+
 /// pgdba's superuser, which Patroni and pgdba connect as.
 pub const SUPERUSER: &str = "postgres";
 pub const REPLICATION_USER: &str = "replicator";
 pub const REWIND_USER: &str = "rewind_user";
 /// The user of the members' REST API for everything that changes the cluster.
 pub const RESTAPI_USER: &str = "pgdba";
+/// PgBouncer's auth user: it looks up the password verifier of whoever logs in through the
+/// pooler (`auth_query`), and nothing else.
+pub const POOLER_USER: &str = "pgbouncer";
 /// etcd's user with every right: the one Patroni and pgdba use when etcd authenticates.
 pub const ETCD_USER: &str = "root";
 
@@ -20,6 +25,7 @@ pub enum SecretSlot {
     Superuser,
     Replication,
     Rewind,
+    Pooler,
 }
 
 /// Which connections of a role an HBA rule admits: over the socket (as the OS users of
@@ -42,6 +48,18 @@ pub struct SystemRole {
     pub attributes: &'static [&'static str],
     pub hba: &'static [Admit],
     pub secret: SecretSlot,
+    /// Patroni creates it at bootstrap; else pgdba does, with SQL, once the primary is up.
+    pub by_patroni: bool,
+    /// Whether a cluster of this spec has it.
+    pub needed: fn(&ClusterSpec) -> bool,
+}
+
+fn always(_: &ClusterSpec) -> bool {
+    true
+}
+
+fn with_pooler(spec: &ClusterSpec) -> bool {
+    spec.spec.pooler.is_some()
 }
 
 /// The table. Its order is the order of their HBA rules after the peer and replication ones
@@ -63,6 +81,8 @@ pub const SYSTEM_ROLES: &[SystemRole] = &[
             Admit::Network { database: "all" },
         ],
         secret: SecretSlot::Superuser,
+        by_patroni: true,
+        needed: always,
     },
     SystemRole {
         name: REPLICATION_USER,
@@ -72,6 +92,8 @@ pub const SYSTEM_ROLES: &[SystemRole] = &[
             database: "replication",
         }],
         secret: SecretSlot::Replication,
+        by_patroni: true,
+        needed: always,
     },
     SystemRole {
         name: REWIND_USER,
@@ -79,8 +101,24 @@ pub const SYSTEM_ROLES: &[SystemRole] = &[
         attributes: &["LOGIN"],
         hba: &[Admit::Network { database: "all" }],
         secret: SecretSlot::Rewind,
+        by_patroni: true,
+        needed: always,
+    },
+    SystemRole {
+        name: POOLER_USER,
+        purpose: "PgBouncer's auth user: looks up the verifier of who logs in through the pooler",
+        attributes: &["LOGIN"],
+        hba: &[Admit::Network { database: "all" }],
+        secret: SecretSlot::Pooler,
+        by_patroni: false,
+        needed: with_pooler,
     },
 ];
+
+/// The system roles a cluster of `spec` has.
+pub fn needed(spec: &ClusterSpec) -> impl Iterator<Item = &'static SystemRole> + '_ {
+    SYSTEM_ROLES.iter().filter(move |r| (r.needed)(spec))
+}
 
 /// Is `name` one of pgdba's own roles?
 pub fn is_system(name: &str) -> bool {
@@ -98,13 +136,14 @@ impl SystemRole {
     }
 }
 
-/// The HBA rules of pgdba's own roles, for the networks in `admit`: every peer rule first,
-/// then the replication rules, then the others, each group in the table's order.
-pub fn hba_rules(admit: &[String]) -> Vec<String> {
+/// The HBA rules of pgdba's own roles (those `spec` needs), for the networks in `admit`: every
+/// peer rule first, then the replication rules, then the others, each group in the table's
+/// order.
+pub fn hba_rules(spec: &ClusterSpec, admit: &[String]) -> Vec<String> {
     let mut peer = Vec::new();
     let mut replication = Vec::new();
     let mut net = Vec::new();
-    for r in SYSTEM_ROLES {
+    for r in needed(spec) {
         for a in r.hba {
             match a {
                 Admit::Peer { database } => {
@@ -132,10 +171,22 @@ pub fn hba_rules(admit: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn spec(pooler: bool) -> ClusterSpec {
+        let yaml = format!(
+            "apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {{name: t}}\nspec:\n  replicas: 1\n  provider: {{docker: {{}}}}\n{}",
+            if pooler {
+                "  pooler: {pgbouncer: {}}\n"
+            } else {
+                ""
+            }
+        );
+        crate::spec::load_str("t.yaml", yaml.as_bytes()).unwrap_or_else(|e| unreachable!("{e:?}"))
+    }
+
     #[test]
     fn rules_of_the_table_on_one_machine() {
         assert_eq!(
-            hba_rules(&["127.0.0.1/32".to_owned()]),
+            hba_rules(&spec(false), &["127.0.0.1/32".to_owned()]),
             [
                 "local all postgres peer map=pgdba",
                 "host replication replicator 127.0.0.1/32 scram-sha-256",
@@ -147,8 +198,22 @@ mod tests {
 
     #[test]
     fn every_network_gets_each_rule() {
-        let rules = hba_rules(&["127.0.0.1/32".to_owned(), "samenet".to_owned()]);
+        let rules = hba_rules(
+            &spec(false),
+            &["127.0.0.1/32".to_owned(), "samenet".to_owned()],
+        );
         assert_eq!(rules.len(), 1 + 3 * 2);
         assert!(rules.contains(&"host all rewind_user samenet scram-sha-256".to_owned()));
+    }
+
+    #[test]
+    fn the_pooler_adds_its_auth_user() {
+        let rules = hba_rules(&spec(true), &["samenet".to_owned()]);
+        assert_eq!(
+            rules.last().map(String::as_str),
+            Some("host all pgbouncer samenet scram-sha-256")
+        );
+        assert_eq!(needed(&spec(false)).count(), 3);
+        assert_eq!(needed(&spec(true)).count(), 4);
     }
 }

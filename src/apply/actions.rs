@@ -26,6 +26,30 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             .map(|()| Effect::Changed)
             .map_err(|e| crate::error_chain(&e)),
         ActionKind::CreateMember { bootstrap } => create_member(a, ctx, *bootstrap).await,
+        ActionKind::CreatePooler => {
+            ctx.provider
+                .create_pooler(ctx.creds)
+                .await
+                .map_err(|e| crate::error_chain(&e))?;
+            record_pooler(ctx).await?;
+            Ok(Effect::Changed)
+        }
+        ActionKind::StartPooler => {
+            ctx.provider
+                .start_pooler()
+                .await
+                .map_err(|e| crate::error_chain(&e))?;
+            record_pooler(ctx).await?;
+            Ok(Effect::Changed)
+        }
+        ActionKind::DeletePooler => {
+            ctx.provider
+                .delete_pooler()
+                .await
+                .map_err(|e| crate::error_chain(&e))?;
+            ctx.recorder.update(|s| s.pooler = None)?;
+            Ok(Effect::Changed)
+        }
         ActionKind::StartMember => {
             let name = member(a)?;
             ctx.provider
@@ -40,7 +64,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
         ActionKind::ReconfigureMember => {
             let name = member(a)?;
             ctx.provider
-                .write_member_config(name)
+                .write_member_config(name, ctx.creds)
                 .await
                 .map_err(|e| crate::error_chain(&e))?;
             ctx.patroni
@@ -201,6 +225,23 @@ async fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), String> {
     })
 }
 
+/// Where the pooler is reached, as the provider says now, into the state.
+async fn record_pooler(ctx: &Context<'_>) -> Result<(), String> {
+    let address = ctx
+        .provider
+        .inventory()
+        .await
+        .pooler
+        .and_then(|p| p.address)
+        .ok_or("the pooler was started but the provider does not see it")?;
+    ctx.recorder.update(|s| {
+        s.pooler = Some(state::PoolerState {
+            host: address.0,
+            port: address.1,
+        });
+    })
+}
+
 async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let name = member(a)?;
     if let Ok(l) = leader(ctx).await
@@ -221,8 +262,10 @@ async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
 
 async fn patch_config(ctx: &Context<'_>, patch: &serde_json::Value) -> Outcome {
     let l = leader(ctx).await?;
+    // Where pgdba reaches the leader's REST API is the provider's to say: the address in its
+    // DCS key is where the members reach it.
     ctx.patroni
-        .patch_config(&l.api_url, patch)
+        .patch_config(&api_url(ctx, &l.name).await?, patch)
         .await
         .map_err(|e| crate::error_chain(&e))?;
     // Every member watches the config key and applies it within about a second; a

@@ -64,7 +64,9 @@ fn attributes(r: &RoleSpec) -> String {
 /// The password of a role as a SCRAM verifier: the spec's secret, or pgdba's own for its roles.
 fn verifier(ctx: &Context<'_>, r: &RoleSpec, system: bool) -> Result<Option<String>, String> {
     let secret = if system {
-        crate::roles::system(&r.name).map(|s| ctx.creds.get(s.secret).to_owned())
+        crate::roles::system(&r.name)
+            .and_then(|s| ctx.creds.get(s.secret))
+            .map(str::to_owned)
     } else {
         match &r.password {
             Some(s) => Some(
@@ -171,6 +173,10 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                         sql.push_str(&format!(" LOCALE {}", literal(l)));
                     }
                     on_leader(ctx, &sql, &format!("CREATE DATABASE {name}")).await?;
+                    if ctx.spec.spec.pooler.is_some() {
+                        // From template0 it lacks the pooler's lookup function.
+                        pooler_auth(ctx, &name).await?;
+                    }
                     Effect::Changed
                 };
             ctx.recorder.update(|s| {
@@ -309,9 +315,11 @@ async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
     )
     .await?
     {
-        ctx.recorder.update(|s| {
-            s.managed_roles.insert(role.name.clone());
-        })?;
+        if !crate::roles::is_system(&role.name) {
+            ctx.recorder.update(|s| {
+                s.managed_roles.insert(role.name.clone());
+            })?;
+        }
         return Ok(Effect::AlreadyDone(format!(
             "role {} already exists",
             role.name
@@ -322,7 +330,8 @@ async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
         ident(&role.name),
         attributes(role)
     );
-    if let Some(v) = verifier(ctx, role, false)? {
+    let system = crate::roles::is_system(&role.name);
+    if let Some(v) = verifier(ctx, role, system)? {
         sql.push_str(&format!(" PASSWORD {}", literal(&v)));
     }
     if !role.in_roles.is_empty() {
@@ -330,10 +339,61 @@ async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
         sql.push_str(&format!(" IN ROLE {}", groups.join(", ")));
     }
     on_leader(ctx, &sql, &format!("CREATE ROLE {}", role.name)).await?;
-    ctx.recorder.update(|s| {
-        s.managed_roles.insert(role.name.clone());
-    })?;
+    if role.name == crate::roles::POOLER_USER {
+        // Its lookup function, in every database a client may reach through the pooler
+        // (and template1, which databases made later copy).
+        let client = conn
+            .connect()
+            .await
+            .map_err(sql_err("connect to the leader"))?;
+        let rows = client
+            .query("SELECT datname FROM pg_database WHERE datallowconn", &[])
+            .await
+            .map_err(sql_err("list databases"))?;
+        for r in rows {
+            let db: String = r.get(0);
+            pooler_auth(ctx, &db).await?;
+        }
+        return Ok(Effect::Changed);
+    }
+    if !system {
+        ctx.recorder.update(|s| {
+            s.managed_roles.insert(role.name.clone());
+        })?;
+    }
     Ok(Effect::Changed)
+}
+
+/// The function PgBouncer's `auth_query` calls in `database`: the SCRAM verifier of a role that
+/// may log in through the pooler (not a superuser, not one of pgdba's own), readable only by
+/// the pooler's auth user.
+pub(super) async fn pooler_auth(ctx: &Context<'_>, database: &str) -> Result<(), String> {
+    let user = ident(crate::roles::POOLER_USER);
+    let own: Vec<String> = crate::roles::SYSTEM_ROLES
+        .iter()
+        .map(|r| literal(r.name))
+        .collect();
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS pgbouncer;
+         REVOKE ALL ON SCHEMA pgbouncer FROM PUBLIC;
+         GRANT USAGE ON SCHEMA pgbouncer TO {user};
+         CREATE OR REPLACE FUNCTION pgbouncer.get_auth(p_usename text)
+           RETURNS TABLE(usename name, passwd text)
+           LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
+           $$ SELECT rolname, rolpassword FROM pg_catalog.pg_authid
+              WHERE rolname = p_usename AND rolcanlogin AND NOT rolsuper
+                AND rolname NOT IN ({}) $$;
+         REVOKE ALL ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;
+         GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO {user};",
+        own.join(", ")
+    );
+    in_database_as(
+        ctx,
+        database,
+        &sql,
+        &format!("the pooler's lookup function in database {database}"),
+    )
+    .await
 }
 
 /// One SQL text, in one round trip, in `database` on the leader; `what` names it in errors.

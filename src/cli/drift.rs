@@ -9,10 +9,9 @@ use std::path::Path;
 use serde_json::json;
 
 use super::Global;
-use super::commands::{
-    Cluster, Failure, Outcome, credentials, fleet_error, load_all, managed, observe_with,
-    over_fleet,
-};
+use super::cluster::{Cluster, credentials, managed, observe_with};
+use super::commands::{Failure, Outcome};
+use super::specs::{fleet_error, load_all, over_fleet};
 use crate::drift::{Class, FailOn, Item};
 use crate::spec::LoadedSpec;
 use crate::spec::model::ClusterSpec;

@@ -1,4 +1,6 @@
-//! The command line: parsing (clap) here, resolving and running in `commands`.
+//! The command line: parsing (clap) here, the dispatch in `commands`, each command in its own
+//! file (`specs`, `plan`, `apply`, `destroy`, `drift`, `state`; `cluster` holds what plan and
+//! apply share).
 //!
 //! As in ripgrep, the parsed arguments ("low args": each subcommand with only the flags that
 //! apply to it) are resolved once into what the program runs with ([`Global`], the "high
@@ -6,8 +8,14 @@
 //! `--parallelism`) are also accepted before the subcommand, as earlier versions did; a flag
 //! given after it wins.
 
+mod apply;
+mod cluster;
 pub mod commands;
+mod destroy;
 mod drift;
+mod plan;
+mod specs;
+mod state;
 
 use std::path::PathBuf;
 

@@ -37,6 +37,8 @@ pub enum Address {
     },
     /// The HBA rules (`hba`).
     Hba,
+    /// The connection pooler (`pooler.pgbouncer`).
+    Pooler,
 }
 
 /// The kind of object an address names.
@@ -52,6 +54,7 @@ pub enum Kind {
     Hba,
     /// A member's `ALTER SYSTEM` (postgresql.auto.conf) overriding a managed GUC.
     Override,
+    Pooler,
 }
 
 impl Address {
@@ -66,6 +69,7 @@ impl Address {
             Address::Database(_) => Kind::Database,
             Address::Extension { .. } => Kind::Extension,
             Address::Hba => Kind::Hba,
+            Address::Pooler => Kind::Pooler,
         }
     }
 
@@ -102,6 +106,7 @@ impl fmt::Display for Address {
             Address::Database(d) => format!("database.{d}"),
             Address::Extension { database, name } => format!("extension.{database}.{name}"),
             Address::Hba => "hba".to_owned(),
+            Address::Pooler => "pooler.pgbouncer".to_owned(),
         };
         f.pad(&text)
     }
@@ -110,7 +115,7 @@ impl fmt::Display for Address {
 /// Why a string is not an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{0}` is not an address pgdba knows (member., pg_parameter., patroni., override., role., database., extension., dcs.etcd, hba)"
+    "`{0}` is not an address pgdba knows (member., pg_parameter., patroni., override., role., database., extension., dcs.etcd, hba, pooler.pgbouncer)"
 )]
 pub struct UnknownAddress(pub String);
 
@@ -126,6 +131,7 @@ impl FromStr for Address {
             "dcs.hba" => return Ok(Address::DcsHba),
             "patroni.leader" => return Ok(Address::Leader),
             "hba" => return Ok(Address::Hba),
+            "pooler.pgbouncer" => return Ok(Address::Pooler),
             _ => {}
         }
         let (prefix, rest) = s.split_once('.').ok_or_else(unknown)?;

@@ -17,6 +17,11 @@ pub fn observed_facts(obs: &Observation, address: &Address) -> Value {
         Address::Dcs | Address::DcsConfig | Address::DcsHba => {
             json!({ "exists": obs.dcs.exists, "running": obs.dcs.running })
         }
+        Address::Pooler => json!(
+            obs.pooler
+                .as_ref()
+                .map(|p| json!({ "running": p.running, "settings": p.settings }))
+        ),
         Address::Leader => json!(view.and_then(|v| v.leader()).map(|m| m.name.clone())),
         Address::Patroni(key) => json!(view.and_then(|v| v.dcs_setting(key))),
         Address::Member(member) => {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{ApplyVia, Change, ChangeAction};
+use super::{ApplyVia, Change, ChangeAction, Detail};
 use crate::observe::model::{HbaLine, Observation};
 use crate::spec::model::ClusterSpec;
 
@@ -24,7 +24,7 @@ pub fn desired_ident() -> Vec<String> {
 /// spec's, or when the spec has none, every role with a password over the socket and from
 /// those networks.
 pub fn desired_rules(spec: &ClusterSpec, admit: &[String]) -> Vec<String> {
-    let mut lines = crate::roles::hba_rules(admit);
+    let mut lines = crate::roles::hba_rules(spec, admit);
     if spec.spec.hba.is_empty() {
         lines.push("local all all scram-sha-256".to_owned());
         lines.extend(
@@ -135,6 +135,7 @@ pub fn diff(spec: &ClusterSpec, admit: &[String], obs: &Observation, out: &mut V
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::Hba { rewrite: false },
         });
         return;
     }
@@ -154,6 +155,7 @@ pub fn diff(spec: &ClusterSpec, admit: &[String], obs: &Observation, out: &mut V
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::Hba { rewrite: false },
         });
         return;
     }
@@ -181,6 +183,7 @@ pub fn diff(spec: &ClusterSpec, admit: &[String], obs: &Observation, out: &mut V
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::Hba { rewrite: true },
         });
     }
 }

@@ -75,6 +75,25 @@ pub struct Change {
     /// For a change to an existing member: what is done to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<MemberOp>,
+    /// What the plan needs to know of the change, typed: it never reads meaning back from
+    /// `after`'s keys or from `reason`. Not part of the plan's JSON (which shows it through
+    /// `after` and `reason`); a saved plan carries its actions, built from it.
+    #[serde(skip)]
+    pub detail: Detail,
+}
+
+/// The typed detail of a change, for the plan's graph and drift's classification.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Detail {
+    #[default]
+    None,
+    /// A member to create: the first one bootstraps the cluster, the others clone its primary.
+    CreateMember { bootstrap: bool },
+    /// pgdba's HBA rules: `rewrite` when the DCS holds them already but a member's file differs,
+    /// so the header changes to make Patroni rewrite every member's file.
+    Hba { rewrite: bool },
+    /// A role: whether the change touches its password or its superuser attribute.
+    Role { password: bool, superuser: bool },
 }
 
 /// What a change does to an existing member.
@@ -174,6 +193,64 @@ fn unmanaged_parameters(
         .collect()
 }
 
+/// What the pooler is created with, as the plan shows it and the provider records it.
+pub fn pooler_settings(spec: &ClusterSpec) -> Option<BTreeMap<String, String>> {
+    let p = &spec.spec.pooler.as_ref()?.pgbouncer;
+    Some(BTreeMap::from([
+        ("kind".to_owned(), "pgbouncer".to_owned()),
+        ("pool_mode".to_owned(), p.pool_mode.as_str().to_owned()),
+        (
+            "port".to_owned(),
+            p.port.map_or_else(|| "auto".to_owned(), |p| p.to_string()),
+        ),
+    ]))
+}
+
+/// The pooler: created, started, replaced when its settings changed, removed when the spec
+/// no longer asks for one.
+fn pooler(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
+    let want = pooler_settings(spec);
+    let change = |action, before: Option<Value>, after: Option<Value>, reason: &str| Change {
+        address: Address::Pooler,
+        action,
+        before,
+        after,
+        apply_via: ApplyVia::Provider,
+        reason: reason.to_owned(),
+        data_loss: None,
+        warning: None,
+        operation: None,
+        detail: Detail::None,
+    };
+    match (want, &obs.pooler) {
+        (Some(w), None) => out.push(change(
+            ChangeAction::Create,
+            None,
+            Some(json!(w)),
+            "spec.pooler asks for it",
+        )),
+        (Some(w), Some(o)) if o.settings != w => out.push(change(
+            ChangeAction::Replace,
+            Some(json!(o.settings)),
+            Some(json!(w)),
+            "its settings differ from spec.pooler (clients reconnect)",
+        )),
+        (Some(_), Some(o)) if !o.running => out.push(change(
+            ChangeAction::Update,
+            Some(json!({ "running": false })),
+            Some(json!({ "running": true })),
+            "it is not running",
+        )),
+        (None, Some(o)) => out.push(change(
+            ChangeAction::Delete,
+            Some(json!(o.settings)),
+            None,
+            "the spec has no pooler",
+        )),
+        _ => {}
+    }
+}
+
 /// Does any member of this cluster exist, according to the provider or Patroni?
 pub fn cluster_exists(obs: &Observation) -> bool {
     obs.inventory.iter().any(|m| m.exists)
@@ -202,8 +279,79 @@ pub fn patroni_settings(spec: &ClusterSpec) -> BTreeMap<&'static str, Value> {
         ("loop_wait", json!(p.loop_wait)),
         ("maximum_lag_on_failover", json!(p.maximum_lag_on_failover)),
         ("retry_timeout", json!(p.retry_timeout)),
+        ("synchronous_mode", json!(p.synchronous_mode)),
+        ("synchronous_mode_strict", json!(p.synchronous_mode_strict)),
+        ("synchronous_node_count", json!(p.synchronous_node_count)),
         ("ttl", json!(p.ttl)),
     ])
+}
+
+/// What Patroni does when its DCS configuration has no `key`, for the settings a cluster's
+/// DCS may well lack (pgdba writes them at bootstrap only when they are not Patroni's
+/// default, and clusters bootstrapped before pgdba managed them have none): an absent
+/// `synchronous_mode` is off. `None` for the settings pgdba always writes: there an absent
+/// key is a change to make.
+pub fn patroni_absent_value(key: &str) -> Option<Value> {
+    match key {
+        "synchronous_mode" | "synchronous_mode_strict" => Some(json!(false)),
+        "synchronous_node_count" => Some(json!(1)),
+        _ => None,
+    }
+}
+
+/// The Patroni settings a new cluster's DCS is bootstrapped with: all the spec manages, but
+/// those whose value is what their absence means.
+pub fn patroni_bootstrap_settings(spec: &ClusterSpec) -> BTreeMap<&'static str, Value> {
+    patroni_settings(spec)
+        .into_iter()
+        .filter(|(k, v)| {
+            patroni_absent_value(k).is_none_or(|absent| !same_patroni_value(&absent, v))
+        })
+        .collect()
+}
+
+/// Does a DCS value mean `want` to Patroni? Booleans as Patroni parses them (`true`, `"on"`,
+/// `"yes"`, `1`, ... case-insensitive), everything else as written.
+pub fn same_patroni_value(observed: &Value, want: &Value) -> bool {
+    match want {
+        Value::Bool(want) => patroni_bool(observed) == Some(*want),
+        _ => {
+            crate::observe::model::json_scalar_string(observed)
+                == crate::observe::model::json_scalar_string(want)
+        }
+    }
+}
+
+/// What changing a synchronous replication setting of a running cluster does to its writes.
+fn synchronous_warning(key: &str, value: &Value) -> Option<String> {
+    match (key, value.as_bool()?) {
+        ("synchronous_mode", false) => Some(
+            "commits stop waiting for a standby: a failover may lose commits acknowledged to clients"
+                .to_owned(),
+        ),
+        ("synchronous_mode_strict", true) => {
+            Some("writes wait while no synchronous standby is streaming".to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Patroni's `parse_bool`.
+fn patroni_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_i64()? {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        },
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" | "1" => Some(true),
+            "off" | "false" | "no" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The context of a GUC for this spec's PostgreSQL version; an unknown one counts as
@@ -270,6 +418,7 @@ fn live_mismatch(spec: &ClusterSpec, obs: &Observation, name: &str, want: &str) 
         data_loss: None,
         warning: None,
         operation: None,
+        detail: Detail::None,
         reason: format!(
             "the DCS holds the spec's value, but {} (context: {})",
             off.join(", "),
@@ -324,6 +473,7 @@ fn overrides(spec: &ClusterSpec, member: &str, m: &crate::observe::model::Member
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::None,
         });
     }
     out
@@ -353,6 +503,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::None,
             reason: "the cluster's etcd does not exist".to_owned(),
         });
     } else if !obs.dcs.running {
@@ -365,6 +516,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::None,
             reason: "etcd is not running".to_owned(),
         });
     }
@@ -391,6 +543,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     data_loss: None,
                     warning: None,
                     operation: Some(MemberOp::Reconfigure),
+                    detail: Detail::None,
                     reason: "its Patroni configuration file differs from what the spec renders (spec.patroni.watchdog, or a newer pgdba's settings)".to_owned(),
                 });
             }
@@ -404,6 +557,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     data_loss: None,
                     warning: None,
                     operation: Some(MemberOp::Start),
+                    detail: Detail::None,
                     reason: "its Patroni is not running".to_owned(),
                 });
             }
@@ -428,6 +582,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     )),
                     warning: None,
                     operation: Some(MemberOp::Reinit),
+                    detail: Detail::None,
                     reason: format!(
                         "Patroni reports its PostgreSQL {state} and will not start it again by itself"
                     ),
@@ -455,6 +610,9 @@ pub fn diff(input: &Input<'_>) -> Diff {
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::CreateMember {
+                bootstrap: role == "primary",
+            },
             reason: if role == "primary" {
                 "the cluster's first member: it bootstraps the cluster as its primary".to_owned()
             } else {
@@ -477,6 +635,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::None,
             reason: if is_leader {
                 format!(
                     "{}; it leads, so the leader moves first",
@@ -491,7 +650,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
     // Patroni's dynamic settings and the GUCs, both kept in the DCS.
     let config = obs.patroni.as_ref().filter(|p| p.config.is_some());
     if !exists {
-        for (key, value) in patroni_settings(spec) {
+        for (key, value) in patroni_bootstrap_settings(spec) {
             changes.push(Change {
                 address: patroni_address(key),
                 action: ChangeAction::Create,
@@ -501,6 +660,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 data_loss: None,
                 warning: None,
                 operation: None,
+                detail: Detail::None,
                 reason: "bootstrap configuration of the new cluster".to_owned(),
             });
         }
@@ -514,6 +674,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 data_loss: None,
                 warning: None,
                 operation: None,
+                detail: Detail::None,
                 reason: "bootstrap configuration of the new cluster".to_owned(),
             });
         }
@@ -524,25 +685,40 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 .as_ref()
                 .and_then(|c| c.get(key))
                 .filter(|v| !v.is_null());
-            let same = observed.and_then(crate::observe::model::json_scalar_string)
-                == crate::observe::model::json_scalar_string(&value);
-            if !same {
-                changes.push(Change {
-                    address: patroni_address(key),
-                    action: if observed.is_some() {
-                        ChangeAction::Update
-                    } else {
-                        ChangeAction::Create
-                    },
-                    before: observed.cloned(),
-                    after: Some(value),
-                    apply_via: ApplyVia::Reload,
-                    data_loss: None,
-                    warning: None,
-                    operation: None,
-                    reason: "differs from the DCS configuration".to_owned(),
-                });
+            // An absent key means Patroni's default where pgdba may have left it out.
+            let absent = observed
+                .is_none()
+                .then(|| patroni_absent_value(key))
+                .flatten();
+            let effective = observed.cloned().or(absent.clone());
+            if effective
+                .as_ref()
+                .is_some_and(|e| same_patroni_value(e, &value))
+            {
+                continue;
             }
+            let reason = match &absent {
+                Some(default) => format!(
+                    "differs from the DCS configuration (not set there: Patroni's default, {default})"
+                ),
+                None => "differs from the DCS configuration".to_owned(),
+            };
+            changes.push(Change {
+                address: patroni_address(key),
+                action: if effective.is_some() {
+                    ChangeAction::Update
+                } else {
+                    ChangeAction::Create
+                },
+                warning: synchronous_warning(key, &value),
+                before: effective,
+                after: Some(value),
+                apply_via: ApplyVia::Reload,
+                data_loss: None,
+                operation: None,
+                detail: Detail::None,
+                reason,
+            });
         }
         for (name, value) in &spec.spec.postgres.parameters {
             let want = value.to_conf_string();
@@ -569,6 +745,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     data_loss: None,
                     warning: None,
                     operation: None,
+                    detail: Detail::None,
                     reason: format!(
                         "differs from the DCS configuration (context: {})",
                         context.as_str()
@@ -591,6 +768,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     data_loss: None,
                     warning: None,
                     operation: None,
+                    detail: Detail::None,
                     reason: "removed from the spec; PostgreSQL's default applies".to_owned(),
                 });
             }
@@ -649,6 +827,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 data_loss: None,
                 warning: None,
                 operation: Some(MemberOp::Restart),
+                detail: Detail::None,
                 reason: if reasons.is_empty() {
                     "PostgreSQL waits for a restart".to_owned()
                 } else {
@@ -657,6 +836,8 @@ pub fn diff(input: &Input<'_>) -> Diff {
             });
         }
     }
+    pooler(spec, obs, &mut changes);
+
     // Roles, databases, extensions and HBA rules: on a new cluster all are created (HBA with
     // the bootstrap configuration); otherwise against the leader's catalogs, when read.
     let mut forgotten = Vec::new();
@@ -685,6 +866,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
             data_loss: None,
             warning: None,
             operation: None,
+            detail: Detail::Hba { rewrite: false },
         });
     }
     let unmanaged = match &obs.patroni {

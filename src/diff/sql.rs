@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::{ApplyVia, Change, ChangeAction, Managed};
+use super::{ApplyVia, Change, ChangeAction, Detail, Managed};
 use crate::observe::model::{ObservedDatabase, ObservedRole, SqlObjects};
 use crate::spec::model::{ClusterSpec, DatabaseSpec, RoleSpec, SecretRef};
 
@@ -28,9 +28,8 @@ pub fn extension_address(db: &str, name: &str) -> super::Address {
 }
 
 /// pgdba's own roles and the attributes they need.
-pub fn system_roles() -> Vec<RoleSpec> {
-    crate::roles::SYSTEM_ROLES
-        .iter()
+pub fn system_roles(spec: &ClusterSpec) -> Vec<RoleSpec> {
+    crate::roles::needed(spec)
         .map(|r| RoleSpec {
             login: r.has("LOGIN"),
             superuser: r.has("SUPERUSER"),
@@ -144,7 +143,7 @@ pub fn roles(
     out: &mut Vec<Change>,
     forgotten: &mut Vec<super::Address>,
 ) {
-    let system = system_roles();
+    let system = system_roles(spec);
     let desired = system
         .iter()
         .map(|r| (r, true))
@@ -153,7 +152,8 @@ pub fn roles(
         let address = role_address(&r.name);
         let suffix = if is_system { " (managed by pgdba)" } else { "" };
         match sql.roles.get(&r.name) {
-            None if is_system => {} // Patroni creates them at bootstrap
+            // Patroni creates its own at bootstrap.
+            None if is_system && crate::roles::system(&r.name).is_some_and(|s| s.by_patroni) => {}
             None => {
                 let mut after = attributes(r);
                 if r.password.is_some() {
@@ -169,6 +169,10 @@ pub fn roles(
                     data_loss: None,
                     warning: None,
                     operation: None,
+                    detail: Detail::Role {
+                        password: r.password.is_some(),
+                        superuser: r.superuser,
+                    },
                 });
             }
             Some(o) => {
@@ -191,6 +195,10 @@ pub fn roles(
                     ));
                 }
                 if !after.is_empty() {
+                    let detail = Detail::Role {
+                        password: after.contains_key("password"),
+                        superuser: after.contains_key("superuser"),
+                    };
                     out.push(Change {
                         address,
                         action: ChangeAction::Update,
@@ -201,6 +209,7 @@ pub fn roles(
                         data_loss: None,
                         warning: None,
                         operation: None,
+                        detail,
                     });
                 }
             }
@@ -226,6 +235,7 @@ pub fn roles(
                 data_loss: None,
                 warning: role_drop_blocker(name, o),
                 operation: None,
+                detail: Detail::None,
             });
         } else {
             forgotten.push(role_address(name));
@@ -298,6 +308,7 @@ pub fn databases(
                 data_loss: None,
                 warning: None,
                 operation: None,
+                detail: Detail::None,
             }),
             Some(o) => {
                 let encoding_differs =
@@ -332,6 +343,7 @@ pub fn databases(
                         data_loss: Some(loss(&d.name, o)),
                         warning: None,
                         operation: None,
+                        detail: Detail::None,
                     });
                 } else if !after.is_empty() {
                     out.push(Change {
@@ -344,6 +356,7 @@ pub fn databases(
                         data_loss: None,
                         warning: None,
                         operation: None,
+                        detail: Detail::None,
                     });
                 }
             }
@@ -381,6 +394,7 @@ pub fn databases(
                 data_loss: Some(loss(name, o)),
                 warning: None,
                 operation: None,
+                detail: Detail::None,
             });
         } else {
             forgotten.push(database_address(name));
@@ -467,6 +481,7 @@ fn extensions(
                 data_loss: None,
                 warning: None,
                 operation: None,
+                detail: Detail::None,
             }),
             Some(i) => {
                 let mut before = Map::new();
@@ -490,6 +505,7 @@ fn extensions(
                         data_loss: None,
                         warning: None,
                         operation: None,
+                        detail: Detail::None,
                     });
                 }
             }
@@ -526,6 +542,7 @@ fn extensions(
                 }),
                 warning: None,
                 operation: None,
+                detail: Detail::None,
             });
         }
     }

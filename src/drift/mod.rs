@@ -6,8 +6,8 @@
 //! - `benign`: a difference that does not endanger the cluster (a Patroni timing setting, an
 //!   extension version, a role attribute other than superuser or password, a member added).
 //! - `dangerous`: a member down or gone, replication broken, the DCS down, a managed value
-//!   overridden (DCS or ALTER SYSTEM), a password, superuser flag or HBA rule changed, a
-//!   database dropped.
+//!   overridden (DCS or ALTER SYSTEM), synchronous replication weaker than the spec asks, a
+//!   password, superuser flag or HBA rule changed, a database dropped.
 
 use std::collections::BTreeSet;
 
@@ -72,6 +72,30 @@ fn item(c: &Change, class: Class, source: &str, member: Option<String>, message:
     }
 }
 
+/// Does the DCS hold a weaker synchronous replication than the spec (the diff's `after`) asks:
+/// synchronous or strict mode off, or fewer synchronous standbys? An acknowledged commit may
+/// then be lost in a failover, which the spec promised it would not.
+fn weakens_synchronous(c: &Change) -> bool {
+    let (Some(wanted), found) = (c.after.as_ref(), c.before.as_ref()) else {
+        return false;
+    };
+    match c.name().as_str() {
+        "synchronous_mode" | "synchronous_mode_strict" => {
+            wanted == &Value::Bool(true)
+                && !found.is_some_and(|f| crate::diff::same_patroni_value(f, wanted))
+        }
+        "synchronous_node_count" => {
+            let found = found.and_then(|f| match f {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            });
+            wanted.as_u64().is_some_and(|w| found.is_none_or(|f| f < w))
+        }
+        _ => false,
+    }
+}
+
 fn classify(c: &Change) -> Item {
     let name = c.name().to_owned();
     match c.kind() {
@@ -81,6 +105,18 @@ fn classify(c: &Change) -> Item {
             "provider",
             None,
             "the cluster's etcd is down or gone".to_owned(),
+        ),
+        // Clients of the pooler cannot connect: dangerous, as a member down is.
+        Kind::Pooler => item(
+            c,
+            Class::Dangerous,
+            "provider",
+            None,
+            match c.action {
+                ChangeAction::Create => "the pooler is gone".to_owned(),
+                ChangeAction::Delete => "a pooler runs that the spec does not ask for".to_owned(),
+                _ => format!("the pooler: {}", c.reason),
+            },
         ),
         Kind::Member => match c.action {
             ChangeAction::Create => item(
@@ -128,6 +164,16 @@ fn classify(c: &Change) -> Item {
                 ),
             },
         },
+        Kind::Patroni if weakens_synchronous(c) => item(
+            c,
+            Class::Dangerous,
+            "Patroni DCS",
+            None,
+            format!(
+                "Patroni setting {name} was changed in the DCS: commits acknowledged to clients \
+                 wait for fewer standbys than the spec asks"
+            ),
+        ),
         Kind::Patroni => item(
             c,
             Class::Benign,
@@ -153,11 +199,14 @@ fn classify(c: &Change) -> Item {
             )
         }
         Kind::Role => {
-            let after = c.after.as_ref();
-            let risky = after
-                .is_some_and(|a| a.get("password").is_some() || a.get("superuser").is_some())
-                || c.action == ChangeAction::Create;
-            let password = after.is_some_and(|a| a.get("password").is_some());
+            let (password, superuser) = match c.detail {
+                crate::diff::Detail::Role {
+                    password,
+                    superuser,
+                } => (password, superuser),
+                _ => (false, false),
+            };
+            let risky = password || superuser || c.action == ChangeAction::Create;
             let what = match c.action {
                 ChangeAction::Create => format!("role {name} was dropped"),
                 _ if password => format!("role {name}: {}", c.reason),

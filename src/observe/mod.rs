@@ -145,6 +145,7 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
     let Inventory {
         mut dcs,
         members: inventory,
+        pooler,
     } = ctx.provider.inventory().await;
     let mut notes = Vec::new();
     let mut unreachable = Vec::new();
@@ -333,5 +334,6 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
         sql: sql_objects,
         notes,
         unreachable,
+        pooler,
     }
 }

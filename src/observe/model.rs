@@ -26,6 +26,20 @@ pub struct Observation {
     /// concluded from what is missing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreachable: Vec<Unreachable>,
+    /// The connection pooler the provider runs for the cluster, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<Pooler>,
+}
+
+/// The connection pooler, as the provider finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pooler {
+    pub running: bool,
+    /// What it was created with (`pool_mode`, `port`), as the provider recorded it.
+    pub settings: BTreeMap<String, String>,
+    /// Where clients reach it from this machine (host, port), when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<(String, u16)>,
 }
 
 /// A part of the cluster that runs but did not answer.

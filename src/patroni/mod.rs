@@ -252,3 +252,40 @@ pub fn pending_restart(status: &Value) -> (bool, Vec<String>) {
         .unwrap_or_default();
     (pending, reasons)
 }
+
+/// Patroni's dynamic configuration at bootstrap: the spec's Patroni settings and GUCs, and the
+/// HBA rules admitting `admit`.
+pub fn bootstrap_dcs(spec: &crate::spec::model::ClusterSpec, admit: &[String]) -> Value {
+    let p = &spec.spec.patroni;
+    let params: serde_json::Map<String, Value> = spec
+        .spec
+        .postgres
+        .parameters
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
+        .collect();
+    let mut dcs = json!({
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        "maximum_lag_on_failover": p.maximum_lag_on_failover,
+        "failsafe_mode": p.failsafe_mode,
+        "postgresql": {
+            "use_pg_rewind": true,
+            "use_slots": true,
+            "parameters": params,
+            // In the DCS, not in each member's file (which would take precedence): one list
+            // for every member, changed by `PATCH /config`.
+            "pg_hba": crate::diff::hba::dcs_lines(spec, admit, 0),
+            "pg_ident": crate::diff::hba::desired_ident(),
+        },
+    });
+    // Synchronous replication, where the spec asks for other than Patroni's default (what
+    // the plan lists as the bootstrap configuration).
+    if let Some(o) = dcs.as_object_mut() {
+        for (key, value) in crate::diff::patroni_bootstrap_settings(spec) {
+            o.entry(key).or_insert(value);
+        }
+    }
+    dcs
+}

@@ -14,7 +14,7 @@ pub mod scram;
 mod tests;
 
 pub(crate) use catalog::edit_distance;
-pub use catalog::{Catalog, CatalogError, catalog, supported_majors};
+pub use catalog::{Catalog, CatalogError, SUPPORTED_MAJORS, catalog, supported_majors_list};
 pub use guc::{GucContext, GucDef, GucValueError, Normalized, Unit, VarType};
 
 /// GUCs a hot standby must hold at least as high as its primary, or it refuses to start

@@ -263,7 +263,7 @@ pub fn actions(
     let creates = members(ChangeAction::Create);
     let bootstrap = creates
         .iter()
-        .find(|c| c.after.as_ref().and_then(|a| a.get("role")) == Some(&json!("primary")));
+        .find(|c| c.detail == diff::Detail::CreateMember { bootstrap: true });
     let mut primary_ready = ready.clone();
     if let Some(c) = bootstrap {
         let mut realized = vec![c.address.clone()];
@@ -563,7 +563,40 @@ pub fn actions(
         }
     }
     sql_objects(&mut b, spec, admit, changes, obs, &primary_ready);
+    pooler(&mut b, changes, &primary_ready);
     b.actions
+}
+
+/// R13: the pooler, once the primary is up and its auth user exists (it looks up every
+/// client's verifier as that user).
+fn pooler(b: &mut Builder, changes: &[Change], primary_ready: &[String]) {
+    let Some(c) = changes.iter().find(|c| c.kind() == Kind::Pooler) else {
+        return;
+    };
+    let auth_user = diff::sql::role_address(crate::roles::POOLER_USER);
+    let mut deps = primary_ready.to_vec();
+    deps.extend(
+        b.actions
+            .iter()
+            .filter(|a| a.target == auth_user)
+            .map(|a| a.id.clone()),
+    );
+    let realized = vec![c.address.clone()];
+    match c.action {
+        ChangeAction::Create => {
+            b.add(ActionKind::CreatePooler, &c.address, &deps, realized);
+        }
+        ChangeAction::Update => {
+            b.add(ActionKind::StartPooler, &c.address, &deps, realized);
+        }
+        ChangeAction::Delete => {
+            b.add(ActionKind::DeletePooler, &c.address, &[], realized);
+        }
+        ChangeAction::Replace => {
+            let gone = b.add(ActionKind::DeletePooler, &c.address, &deps, Vec::new());
+            b.add(ActionKind::CreatePooler, &c.address, &[gone], realized);
+        }
+    }
 }
 
 /// R8-R12: roles, databases, extensions and HBA rules, all on the primary once it is up.
@@ -580,7 +613,7 @@ fn sql_objects(
         spec.spec
             .roles
             .iter()
-            .chain(diff::sql::system_roles().iter())
+            .chain(diff::sql::system_roles(spec).iter())
             .find(|r| r.name == name)
             .cloned()
             .unwrap_or_else(|| RoleSpec::named(name))
@@ -689,6 +722,10 @@ fn sql_objects(
         let mut deps = primary_ready.to_vec();
         deps.extend(role_dep(&owner, &role_creates));
         deps.extend(db_ready.get(&c.name()).cloned());
+        if spec.spec.pooler.is_some() {
+            // A new database gets the pooler's lookup function, granted to its auth user.
+            deps.extend(role_dep(crate::roles::POOLER_USER, &role_creates));
+        }
         let id = if c.action == ChangeAction::Update {
             b.add(
                 ActionKind::AlterDatabase { owner },
@@ -775,7 +812,7 @@ fn sql_objects(
         let mut deps = primary_ready.to_vec();
         deps.extend(role_creates.values().filter(|id| !id.is_empty()).cloned());
         // A member whose file was edited by hand gets a rewritten header (see diff::hba).
-        let generation = u64::from(c.reason.contains("on member"));
+        let generation = u64::from(c.detail == diff::Detail::Hba { rewrite: true });
         let lines = diff::hba::dcs_lines(spec, admit, generation);
         let patch =
             json!({ "postgresql": { "pg_hba": lines, "pg_ident": diff::hba::desired_ident() } });

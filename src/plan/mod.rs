@@ -24,6 +24,12 @@ pub enum ActionKind {
     CreateDcs,
     /// Start the cluster's existing etcd.
     StartDcs,
+    /// Create and start the connection pooler.
+    CreatePooler,
+    /// Start the existing, stopped pooler.
+    StartPooler,
+    /// Stop and remove the pooler.
+    DeletePooler,
     /// Create a member; `bootstrap` makes it initialize the cluster (the first primary).
     CreateMember {
         bootstrap: bool,
@@ -121,6 +127,9 @@ impl ActionKind {
         match self {
             ActionKind::CreateDcs => "create_dcs",
             ActionKind::StartDcs => "start_dcs",
+            ActionKind::CreatePooler => "create_pooler",
+            ActionKind::StartPooler => "start_pooler",
+            ActionKind::DeletePooler => "delete_pooler",
             ActionKind::CreateMember { .. } => "create_member",
             ActionKind::StartMember => "start_member",
             ActionKind::DeleteMember => "delete_member",

@@ -11,7 +11,10 @@
 //! [`for_spec`] is the one place that matches on the spec's provider kind. Adding a provider
 //! is a folder here (its layout, its rendered configuration, its IO) and one arm there.
 
+pub mod docker;
+pub mod etcd;
 pub mod local;
+pub mod pgbouncer;
 
 use std::path::PathBuf;
 
@@ -38,7 +41,11 @@ pub enum ProviderError {
     User { user: String, message: String },
     #[error("{0}")]
     Config(String),
-    /// Something the plan's actions need is held by something else (a port, a network).
+    /// A port the plan's actions listen on is held by something else.
+    #[error("{0}")]
+    PortInUse(String),
+    /// Something else the plan's actions need is held by something else (a network, a subnet,
+    /// a container's name).
     #[error("{0}")]
     InUse(String),
     #[error("process {pid} did not stop")]
@@ -60,6 +67,8 @@ pub enum ProviderError {
     UnknownMember(String),
     #[error("etcd at {endpoint}: {message}")]
     Etcd { endpoint: String, message: String },
+    #[error("Docker: {0}")]
+    Docker(String),
 }
 
 impl ProviderError {
@@ -84,16 +93,20 @@ pub struct Credentials {
     /// The password of etcd's `root` user; `None` for a cluster whose etcd has no
     /// authentication.
     pub etcd: Option<String>,
+    /// The password of PgBouncer's auth user; `None` for a cluster made before pgdba ran a
+    /// pooler.
+    pub pooler: Option<String>,
 }
 
 impl Credentials {
-    /// The secret kept in `slot`.
-    pub fn get(&self, slot: crate::roles::SecretSlot) -> &str {
+    /// The secret kept in `slot`, when there is one.
+    pub fn get(&self, slot: crate::roles::SecretSlot) -> Option<&str> {
         use crate::roles::SecretSlot;
         match slot {
-            SecretSlot::Superuser => &self.superuser,
-            SecretSlot::Replication => &self.replication,
-            SecretSlot::Rewind => &self.rewind,
+            SecretSlot::Superuser => Some(&self.superuser),
+            SecretSlot::Replication => Some(&self.replication),
+            SecretSlot::Rewind => Some(&self.rewind),
+            SecretSlot::Pooler => self.pooler.as_deref(),
         }
     }
 
@@ -107,6 +120,16 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Credentials(sensitive)")
     }
+}
+
+/// The name of member `index` of cluster `cluster`, on every provider.
+pub fn member_name(cluster: &str, index: u32) -> String {
+    format!("{cluster}-{index}")
+}
+
+/// The index of a member name of this cluster (`demo-2` → 2).
+pub fn member_index(cluster: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok()
 }
 
 /// One member slot of the spec, as the plan shows it.
@@ -157,6 +180,7 @@ pub struct Access {
 pub struct Inventory {
     pub dcs: Dcs,
     pub members: Vec<InventoryMember>,
+    pub pooler: Option<crate::observe::model::Pooler>,
 }
 
 /// Something on the machine a cluster holds alone; two clusters claiming the same conflict.
@@ -166,6 +190,10 @@ pub enum Claim {
     Dir(PathBuf),
     /// A TCP port on this machine, with what it is for.
     Port(u16, String),
+    /// A Docker network, by name.
+    Network(String),
+    /// An IPv4 subnet (CIDR) of a Docker network.
+    Subnet(String),
 }
 
 /// What cluster `a` (with `mine`) would share with cluster `other` (with `theirs`). Empty
@@ -196,9 +224,31 @@ pub fn conflicts(mine: &[Claim], other: &str, theirs: &[Claim]) -> Vec<String> {
                     }
                 }
             }
+            Claim::Network(n) => {
+                if theirs.contains(c) {
+                    out.push(format!("Docker network {n} is cluster {other}'s"));
+                }
+            }
+            Claim::Subnet(s) => {
+                for t in theirs {
+                    if let Claim::Subnet(o) = t
+                        && subnets_overlap(s, o)
+                    {
+                        out.push(format!("subnet {s} overlaps cluster {other}'s {o}"));
+                    }
+                }
+            }
         }
     }
     out
+}
+
+/// Do two IPv4 CIDRs share an address? Unreadable ones share nothing (validation refuses them).
+pub fn subnets_overlap(a: &str, b: &str) -> bool {
+    match (a.parse::<ipnet::Ipv4Net>(), b.parse::<ipnet::Ipv4Net>()) {
+        (Ok(a), Ok(b)) => a.contains(&b.network()) || b.contains(&a.network()),
+        _ => false,
+    }
 }
 
 /// A provider: the read side observation uses, the write side `apply` and `destroy` use.
@@ -216,6 +266,10 @@ pub trait Provider: Send + Sync {
 
     /// Where the provider keeps this cluster (a directory), as the state records it.
     fn location(&self) -> String;
+
+    /// What a DBA removes by hand to clear the remains of a first apply that failed (its
+    /// `data_dir`; the containers, volumes and network with its label).
+    fn remains(&self) -> String;
 
     /// The section of the spec to change when something the provider holds clashes
     /// (`spec.provider.local`).
@@ -257,10 +311,24 @@ pub trait Provider: Send + Sync {
 
     /// Write a member's Patroni configuration as the spec renders it now (its Patroni reads
     /// it on a reload).
-    async fn write_member_config(&self, name: &str) -> Result<(), ProviderError>;
+    async fn write_member_config(
+        &self,
+        name: &str,
+        creds: &Credentials,
+    ) -> Result<(), ProviderError>;
 
     /// Stop a member, forget it in the DCS and remove it with its data.
     async fn delete_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError>;
+
+    /// Create and start the connection pooler the spec asks for (`spec.pooler`), routed to the
+    /// current leader and following it.
+    async fn create_pooler(&self, creds: &Credentials) -> Result<(), ProviderError>;
+
+    /// Start the existing, stopped pooler.
+    async fn start_pooler(&self) -> Result<(), ProviderError>;
+
+    /// Stop and remove the pooler.
+    async fn delete_pooler(&self) -> Result<(), ProviderError>;
 
     /// Remove everything this cluster's `lineage` created; refused for anything it cannot
     /// prove it created.
@@ -271,5 +339,6 @@ pub trait Provider: Send + Sync {
 pub fn for_spec(spec: &ClusterSpec) -> Box<dyn Provider> {
     match &spec.spec.provider {
         ProviderSpec::Local(local) => Box::new(local::Local::new(spec, local)),
+        ProviderSpec::Docker(docker) => Box::new(docker::Docker::new(spec, docker)),
     }
 }

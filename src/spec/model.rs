@@ -66,6 +66,50 @@ pub struct Spec {
     /// leaves the spec is left in place and no longer managed.
     #[serde(default, skip_serializing_if = "Prune::is_off")]
     pub prune: Prune,
+    /// A connection pooler in front of the cluster, routed to the current leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<Pooler>,
+}
+
+/// The cluster's connection pooler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pooler {
+    /// PgBouncer, with pgdba's auth user (`auth_query`) so that the spec's roles log in
+    /// through it with their own passwords, and its `[databases]` following the leader.
+    pub pgbouncer: PgBouncer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgBouncer {
+    /// The port clients connect to, on the host (`docker`: published on its loopback;
+    /// `local`: PgBouncer listens there). Default: `docker` picks a free one, `local` 16432.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024))]
+    pub port: Option<u16>,
+    /// When a server connection returns to the pool. Default `transaction`.
+    #[serde(default)]
+    pub pool_mode: PoolMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    Session,
+    #[default]
+    Transaction,
+    Statement,
+}
+
+impl PoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -286,6 +330,26 @@ impl HbaRule {
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Local(LocalProvider),
+    Docker(DockerProvider),
+}
+
+/// The `docker` provider: a 3-member etcd and each member (Patroni running PostgreSQL) as
+/// containers of pgdba's node image on a bridge network of the cluster's own, data in named
+/// volumes, ports published on the host's loopback.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerProvider {
+    /// The cluster's bridge network. Default `pgdba-<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The network's IPv4 subnet (a CIDR such as `10.201.0.0/24`). Default: one Docker picks.
+    /// pgdba refuses a subnet that overlaps another Docker network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// The node image. Default `pgdba/node:<postgres.version>`, which
+    /// `deployments/docker/build.sh <version>` builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// The `local` provider: etcd, Patroni and PostgreSQL as processes on this machine.
@@ -324,9 +388,11 @@ pub struct LocalProvider {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Postgres {
-    /// PostgreSQL major version.
+    /// PostgreSQL major version: 15 or 17, the majors pgdba has a GUC catalog for and its node
+    /// image installs (15 from Debian 12, 17 from Debian 13).
     #[serde(default = "default_pg_version")]
-    #[schemars(range(min = 13, max = 17))]
+    // The one list of supported majors, shared with `validate` and the GUC catalogs.
+    #[schemars(extend("enum" = crate::pg::SUPPORTED_MAJORS))]
     pub version: u32,
     /// GUCs, values as a DBA writes them: `128MB`, `5min`, `on`.
     #[serde(default)]
@@ -397,6 +463,23 @@ pub struct PatroniSettings {
     /// when only etcd fails). On by default.
     #[serde(default = "default_true")]
     pub failsafe_mode: bool,
+    /// Patroni's synchronous mode: Patroni names `synchronous_node_count` healthy replicas in
+    /// `synchronous_standby_names` and keeps the list current as members come and go, so a
+    /// commit acknowledged to a client is on that many standbys' disks, and a failover
+    /// promotes only a synchronous standby (no acknowledged commit is lost). A commit waits
+    /// for a standby's flush. Off by default. Changed in the DCS, without a restart.
+    #[serde(default)]
+    pub synchronous_mode: bool,
+    /// How many synchronous standbys Patroni keeps with `synchronous_mode` (at least 1, at
+    /// most `spec.replicas`). Default 1.
+    #[serde(default = "default_synchronous_node_count")]
+    #[schemars(range(min = 1))]
+    pub synchronous_node_count: u32,
+    /// With `synchronous_mode`: when no synchronous standby is left, writes wait instead of
+    /// the primary going on alone (asynchronously). No acknowledged commit is ever on the
+    /// primary only, at the price of writes stopping while every replica is down. Default off.
+    #[serde(default)]
+    pub synchronous_mode_strict: bool,
     /// Patroni's watchdog: a kernel watchdog (`/dev/watchdog`, Linux's softdog) resets the
     /// machine if Patroni hangs while its PostgreSQL leads, so a frozen primary cannot keep
     /// accepting writes after another member took over. `automatic` uses it where the device
@@ -432,6 +515,9 @@ impl Default for PatroniSettings {
             retry_timeout: default_retry_timeout(),
             maximum_lag_on_failover: default_max_lag(),
             failsafe_mode: true,
+            synchronous_mode: false,
+            synchronous_node_count: default_synchronous_node_count(),
+            synchronous_mode_strict: false,
             watchdog: WatchdogMode::default(),
         }
     }
@@ -448,4 +534,7 @@ fn default_retry_timeout() -> u32 {
 }
 fn default_max_lag() -> u64 {
     1_048_576
+}
+fn default_synchronous_node_count() -> u32 {
+    1
 }

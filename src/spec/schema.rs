@@ -139,6 +139,16 @@ impl Explainer<'_> {
                 at_value,
                 format!("{name}: {instance} must be less than {limit}"),
             )),
+            // One message for an unsupported major, whichever check finds it first; a version
+            // that is not an integer has its type error already.
+            ValidationErrorKind::Enum { .. } if path == "/spec/postgres/version" => {
+                if instance.is_u64() {
+                    out.push((
+                        at_value,
+                        super::semantic::unsupported_version(plain(instance)),
+                    ));
+                }
+            }
             ValidationErrorKind::Enum { options } => {
                 let allowed = options
                     .as_array()

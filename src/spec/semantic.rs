@@ -17,6 +17,7 @@ pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
     let mut out = Vec::new();
     check_data_dir(doc, positions, &mut out);
     check_ports(doc, positions, &mut out);
+    check_docker(doc, positions, &mut out);
     check_postgres(doc, positions, &mut out);
     check_patroni(doc, positions, &mut out);
     check_resources(doc, positions, &mut out);
@@ -95,6 +96,65 @@ fn check_ports(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>)
                 format!(
                     "spec.provider.local.{field} {port} leaves no room: the cluster also needs port {port} + {extra}, above 65535"
                 ),
+            ));
+        }
+    }
+}
+
+/// The docker provider's names and subnet: what Docker accepts, with room for the cluster.
+/// A pooler only where the provider runs one.
+fn check_docker(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    if doc.pointer("/spec/provider/local").is_some() && doc.pointer("/spec/pooler").is_some() {
+        out.push((
+            positions.key_or_value("/spec/pooler"),
+            "spec.pooler: the local provider does not run PgBouncer yet; use the docker provider, or remove spec.pooler".to_owned(),
+        ));
+    }
+    let replicas = doc
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if let Some(net) = doc
+        .pointer("/spec/provider/docker/network")
+        .and_then(Value::as_str)
+    {
+        let ok = net.len() <= 64
+            && net
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && net
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            out.push((
+                positions.value_or_key("/spec/provider/docker/network"),
+                format!("spec.provider.docker.network `{net}` is not a Docker network name (letters, digits, `_`, `.`, `-`, starting with a letter or digit)"),
+            ));
+        }
+    }
+    let pointer = "/spec/provider/docker/subnet";
+    if let Some(subnet) = doc.pointer(pointer).and_then(Value::as_str) {
+        let problem = match crate::spec::parse_cidr(subnet) {
+            Some((addr, _)) if addr.contains(':') => Some("must be an IPv4 subnet".to_owned()),
+            Some(_) => {
+                let bits: u32 = subnet
+                    .rsplit_once('/')
+                    .and_then(|(_, b)| b.parse().ok())
+                    .unwrap_or(32);
+                // The gateway, 3 etcd members, the members and PgBouncer.
+                let needed = 1 + 3 + (replicas + 1) + 1;
+                let room = 2u64.pow(32 - bits.min(32)).saturating_sub(2);
+                (room < needed).then(|| {
+                    format!("has room for {room} addresses; the cluster needs {needed} (use /28 or larger)")
+                })
+            }
+            None => Some("is not a CIDR such as 10.201.0.0/24".to_owned()),
+        };
+        if let Some(p) = problem {
+            out.push((
+                positions.value_or_key(pointer),
+                format!("spec.provider.docker.subnet `{subnet}` {p}"),
             ));
         }
     }
@@ -276,6 +336,15 @@ fn check_resources(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, Strin
     }
 }
 
+/// The message for a `spec.postgres.version` pgdba does not offer (also the schema's message
+/// for it, so that both checks say the same).
+pub(crate) fn unsupported_version(version: impl std::fmt::Display) -> String {
+    format!(
+        "PostgreSQL {version} is not supported (supported: {})",
+        pg::supported_majors_list()
+    )
+}
+
 fn check_postgres(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
     // A version of the wrong type (the schema reports it) still lets the parameters be
     // checked, against the default version's catalog.
@@ -285,13 +354,9 @@ fn check_postgres(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String
         .and_then(|v| u32::try_from(v).ok())
         .unwrap_or(Postgres::default().version);
     let Some(catalog) = pg::catalog(version) else {
-        let supported: Vec<String> = pg::supported_majors().iter().map(u32::to_string).collect();
         out.push((
             positions.value_or_key("/spec/postgres/version"),
-            format!(
-                "PostgreSQL {version} is not supported yet (supported: {})",
-                supported.join(", ")
-            ),
+            unsupported_version(version),
         ));
         return;
     };
@@ -407,6 +472,12 @@ fn replication_needs(doc: &Value, name: &str, value: &pg::Normalized) -> Option<
 }
 
 fn check_patroni(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    check_patroni_timing(doc, positions, out);
+    check_patroni_synchronous(doc, positions, out);
+}
+
+/// Patroni's rule for its timers: `ttl >= loop_wait + 2 × retry_timeout`.
+fn check_patroni_timing(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
     // Field by field, so that a bad unrelated field (the schema reports it) does not hide
     // this rule; a bad field of the three does, since the rule cannot be computed.
     let defaults = PatroniSettings::default();
@@ -441,4 +512,54 @@ fn check_patroni(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)
              = {loop_wait} + 2 × {retry} = {needed}"
         ),
     ));
+}
+
+/// Synchronous replication: the standbys it waits for must exist, and strict mode means
+/// nothing without it. A field of the wrong type is the schema's to report.
+fn check_patroni_synchronous(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let flag = |name: &str| doc.pointer(&format!("/spec/patroni/{name}"))?.as_bool();
+    let sync = flag("synchronous_mode").unwrap_or(false);
+    if flag("synchronous_mode_strict") == Some(true) && !sync {
+        out.push((
+            positions.value_or_key("/spec/patroni/synchronous_mode_strict"),
+            "spec.patroni.synchronous_mode_strict needs spec.patroni.synchronous_mode: true \
+             (strict mode only changes what synchronous mode does when no standby is left)"
+                .to_owned(),
+        ));
+    }
+    if !sync {
+        return;
+    }
+    let count_pointer = "/spec/patroni/synchronous_node_count";
+    let count = match doc.pointer(count_pointer) {
+        None => u64::from(PatroniSettings::default().synchronous_node_count),
+        Some(v) => match v.as_u64() {
+            Some(n) => n,
+            None => return, // the schema reports it
+        },
+    };
+    // `replicas` is required: without it the schema reports the spec, and this waits.
+    let Some(replicas) = doc.pointer("/spec/replicas").and_then(Value::as_u64) else {
+        return;
+    };
+    if count <= replicas {
+        return;
+    }
+    let (at, message) = match positions.value(count_pointer) {
+        Some(at) => (
+            at,
+            format!(
+                "spec.patroni.synchronous_node_count {count} is more than spec.replicas \
+                 {replicas}: only replicas can be synchronous standbys"
+            ),
+        ),
+        None => (
+            positions.value_or_key("/spec/patroni/synchronous_mode"),
+            format!(
+                "spec.patroni.synchronous_mode needs at least {count} replica as its synchronous \
+                 standby (synchronous_node_count, default {count}), and spec.replicas is {replicas}"
+            ),
+        ),
+    };
+    out.push((at, message));
 }

@@ -80,6 +80,16 @@ pub struct ClusterState {
     /// apply clears them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partial_applies: Vec<PartialApply>,
+    /// Where clients reach the connection pooler from this machine, when one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerState>,
+}
+
+/// The pooler pgdba runs for a cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PoolerState {
+    pub host: String,
+    pub port: u16,
 }
 
 /// How many partial applies the state keeps.
@@ -133,6 +143,7 @@ impl ClusterState {
             applied_spec: None,
             leader: None,
             partial_applies: Vec::new(),
+            pooler: None,
         }
     }
 }

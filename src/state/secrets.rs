@@ -32,6 +32,9 @@ pub struct Secrets {
     /// made before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_password: Option<String>,
+    /// The password of PgBouncer's auth user (`pgbouncer`). Absent in clusters made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler_password: Option<String>,
 }
 
 impl Secrets {
@@ -43,6 +46,7 @@ impl Secrets {
             rewind_password: random_password(),
             restapi_password: Some(random_password()),
             etcd_password: Some(random_password()),
+            pooler_password: Some(random_password()),
         }
     }
 }

@@ -101,6 +101,37 @@ fn malformed_specs_exit_1_with_file_line_column() {
     }
 }
 
+/// Issue 9: a PostgreSQL major pgdba does not offer is refused by `validate` with the list of
+/// the supported ones, at the version's position; a supported one (17) validates.
+#[test]
+fn an_unsupported_major_is_refused_with_the_supported_list() {
+    let d = Dir::new();
+    let spec16 = SPEC.replace("  postgres:\n", "  postgres:\n    version: 16\n");
+    let path = d.write("pg16.yaml", spec16.as_bytes());
+    let o = d.run(&["validate", "-f", &path, "--format", "table"]);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr
+            .contains("pg16.yaml:9:14: error: PostgreSQL 16 is not supported (supported: 15, 17)"),
+        "{}",
+        o.stderr
+    );
+    let o = d.run(&["validate", "-f", &path, "--format", "json"]);
+    assert_eq!(o.code, 1);
+    let env = o.json();
+    assert_eq!(env["error"]["code"], "INVALID_SPEC");
+    let diags = env["data"]["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 1, "{}", o.stdout);
+    assert_eq!(
+        (diags[0]["line"].as_u64(), diags[0]["column"].as_u64()),
+        (Some(9), Some(14))
+    );
+    let spec17 = SPEC.replace("  postgres:\n", "  postgres:\n    version: 17\n");
+    let path = d.write("pg17.yaml", spec17.as_bytes());
+    let o = d.run(&["validate", "-f", &path, "--format", "json"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+}
+
 #[test]
 fn every_problem_is_reported_at_once() {
     let d = Dir::new();

@@ -356,7 +356,7 @@ fn local_cluster_lifecycle() {
         .map(str::to_owned)
         .filter(|s| s.len() >= 16)
         .collect();
-    assert_eq!(passwords.len(), 5, "{secrets}");
+    assert_eq!(passwords.len(), 6, "{secrets}");
     let mut texts = vec![("transcript".to_owned(), t.transcript.borrow().clone())];
     for f in all_files(t.dir.path()) {
         let name = f.display().to_string();

@@ -460,7 +460,8 @@ fn faults_are_reported_as_they_are_and_converge_once_removed() {
     );
     assert!(!state.exists(), "no new state was started");
     std::fs::write(&state, &kept).unwrap();
-    assert_eq!(plan(&t).0, 0);
+    let (code, p) = plan(&t);
+    assert_eq!(code, 0, "{p}");
 }
 
 /// Issue 8, item 7: the `postgres` user owns the member directories and can plant symbolic

@@ -3,12 +3,14 @@
 //! need no server.
 
 mod cli;
+mod docker_cluster;
 mod local_cluster;
 mod local_dba;
 mod local_drift;
 mod local_faults;
 mod local_resources;
 mod local_stale;
+mod local_sync;
 mod plan_golden;
 mod spec_fuzz;
 mod spec_kdl;

@@ -141,6 +141,7 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
         sql: Some(catalogs(&[])),
         notes: Vec::new(),
         unreachable: Vec::new(),
+        pooler: None,
     }
 }
 
@@ -545,6 +546,76 @@ fn patroni_settings_change_through_the_dcs() {
     assert_eq!(plan.changes.len(), 1);
     assert_eq!(plan.changes[0].address, "patroni.ttl");
     assert_eq!(ids(&plan), vec!["patch_config:config"]);
+}
+
+/// Turning synchronous replication on in a running cluster whose DCS has never held the key
+/// (Patroni reads its absence as off): one DCS patch, no restart, no switchover.
+#[test]
+fn synchronous_mode_on() {
+    let s = spec(&BASE.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  patroni: {synchronous_mode: true}\n",
+    ));
+    let plan = build(&s, &running(THREE, "demo-0", PARAMS), &managed_all());
+    assert_eq!(plan.changes.len(), 1, "{}", table(&plan));
+    assert_eq!(plan.changes[0].address, "patroni.synchronous_mode");
+    assert_eq!(ids(&plan), vec!["patch_config:config"]);
+    assert_eq!(plan.summary.restarts, 0);
+    check("synchronous_mode_on", &plan);
+}
+
+/// The synchronous settings as Patroni reads them from the DCS: an absent key is its default
+/// (no change for a spec that leaves them alone), booleans in any of Patroni's spellings.
+#[test]
+fn synchronous_settings_compare_as_patroni_reads_them() {
+    let with_config = |extra: serde_json::Value| {
+        let mut obs = running(THREE, "demo-0", PARAMS);
+        let config = obs.patroni.as_mut().unwrap().config.as_mut().unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        obs
+    };
+    let on = spec(&BASE.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  patroni: {synchronous_mode: true, synchronous_node_count: 2}\n",
+    ));
+    // Already on, spelled as patronictl edit-config may leave it.
+    let obs =
+        with_config(serde_json::json!({"synchronous_mode": "on", "synchronous_node_count": "2"}));
+    let plan = build(&on, &obs, &managed_all());
+    assert!(plan.is_empty(), "{}", table(&plan));
+    // Turned off in the DCS: back on, via the DCS.
+    let obs =
+        with_config(serde_json::json!({"synchronous_mode": false, "synchronous_node_count": 2}));
+    let plan = build(&on, &obs, &managed_all());
+    assert_eq!(plan.changes.len(), 1, "{}", table(&plan));
+    assert_eq!(plan.changes[0].address, "patroni.synchronous_mode");
+    assert_eq!(plan.changes[0].before, Some(serde_json::json!(false)));
+    // A spec that leaves it off, a DCS that has it on: off, with the risk said.
+    let obs = with_config(serde_json::json!({"synchronous_mode": true}));
+    let plan = build(&spec(BASE), &obs, &managed_all());
+    assert_eq!(plan.changes.len(), 1, "{}", table(&plan));
+    assert_eq!(plan.changes[0].after, Some(serde_json::json!(false)));
+    assert!(plan.changes[0].warning.is_some());
+    assert_eq!(ids(&plan), vec!["patch_config:config"]);
+    // Explicit defaults in the DCS are no change either.
+    let obs = with_config(serde_json::json!({
+        "synchronous_mode": false, "synchronous_mode_strict": "off", "synchronous_node_count": 1
+    }));
+    assert!(build(&spec(BASE), &obs, &managed_all()).is_empty());
+    // A new cluster bootstraps with what is not Patroni's default, and says so.
+    let plan = build(&on, &Observation::default(), &[]);
+    let bootstrap: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|c| c.address.to_string())
+        .filter(|a| a.starts_with("patroni.synchronous"))
+        .collect();
+    assert_eq!(
+        bootstrap,
+        vec!["patroni.synchronous_mode", "patroni.synchronous_node_count"]
+    );
 }
 
 #[test]
@@ -968,6 +1039,60 @@ fn drift_of(
         observation: obs,
     });
     pgdba::drift::detect(&d, obs, leader)
+}
+
+/// Synchronous replication turned off (or fewer standbys) behind the spec's back weakens what
+/// an acknowledged commit means: dangerous. A timing setting changed is benign.
+#[test]
+fn drift_of_synchronous_replication_is_dangerous_when_it_weakens() {
+    use pgdba::drift::Class;
+    let s = spec(&BASE.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  patroni: {synchronous_mode: true, synchronous_node_count: 2}\n",
+    ));
+    let managed = Managed {
+        parameters: managed_all().iter().map(|s| s.to_string()).collect(),
+        ..Managed::default()
+    };
+    let with_config = |extra: serde_json::Value| {
+        let mut obs = running(THREE, "demo-0", PARAMS);
+        let config = obs.patroni.as_mut().unwrap().config.as_mut().unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        obs
+    };
+    let on = serde_json::json!({"synchronous_mode": true, "synchronous_node_count": 2});
+    assert!(drift_of(&s, &with_config(on), &managed, Some("demo-0")).is_empty());
+    for (config, address) in [
+        (
+            serde_json::json!({"synchronous_mode": false, "synchronous_node_count": 2}),
+            "patroni.synchronous_mode",
+        ),
+        (
+            serde_json::json!({"synchronous_node_count": 2}),
+            "patroni.synchronous_mode",
+        ),
+        (
+            serde_json::json!({"synchronous_mode": true, "synchronous_node_count": 1}),
+            "patroni.synchronous_node_count",
+        ),
+    ] {
+        let items = drift_of(&s, &with_config(config), &managed, Some("demo-0"));
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0].address, address);
+        assert_eq!(items[0].class, Class::Dangerous, "{items:?}");
+    }
+    let items = drift_of(
+        &s,
+        &with_config(
+            serde_json::json!({"synchronous_mode": true, "synchronous_node_count": 2, "loop_wait": 5}),
+        ),
+        &managed,
+        Some("demo-0"),
+    );
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].class, Class::Benign);
 }
 
 #[test]

@@ -111,9 +111,22 @@ fn unknown_fields_in_kdl_point_at_the_node_or_property_name() {
             (
                 17,
                 20,
-                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover, failsafe_mode, watchdog (did you mean `loop_wait`?)",
+                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover, failsafe_mode, synchronous_mode, synchronous_node_count, synchronous_mode_strict, watchdog (did you mean `loop_wait`?)",
             ),
         ],
+    );
+}
+
+#[test]
+fn semantic_rules_in_kdl_point_at_the_value() {
+    // Synchronous mode on (node count left at 1) with no replica to be its standby.
+    assert_diags(
+        "bad/sync-no-replicas.kdl",
+        &[(
+            12,
+            26,
+            "spec.patroni.synchronous_mode needs at least 1 replica as its synchronous standby (synchronous_node_count, default 1), and spec.replicas is 0",
+        )],
     );
 }
 

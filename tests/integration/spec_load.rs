@@ -67,7 +67,9 @@ fn every_good_fixture_loads() {
 #[test]
 fn the_full_spec_keeps_every_field() {
     let s = spec::load_file(&fixture("good/full.yaml")).unwrap().spec;
-    let Provider::Local(local) = &s.spec.provider;
+    let Provider::Local(local) = &s.spec.provider else {
+        panic!("full.yaml uses the local provider")
+    };
     assert_eq!(local.pg_port, Some(25432));
     assert_eq!(local.run_as.as_deref(), Some("postgres"));
     let p = &s.spec.postgres.parameters;
@@ -79,6 +81,9 @@ fn the_full_spec_keeps_every_field() {
     assert_eq!(p["pg_stat_statements.max"], GucValue::Int(10000));
     assert_eq!(s.metadata.labels["team"], "42");
     assert_eq!(s.spec.patroni.maximum_lag_on_failover, 33554432);
+    assert!(s.spec.patroni.synchronous_mode);
+    assert_eq!(s.spec.patroni.synchronous_node_count, 2);
+    assert!(s.spec.patroni.synchronous_mode_strict);
 }
 
 #[test]
@@ -87,6 +92,9 @@ fn defaults_fill_what_a_minimal_spec_leaves_out() {
     assert_eq!(s.spec.postgres.version, 15);
     assert!(s.spec.postgres.parameters.is_empty());
     assert_eq!(s.spec.patroni.ttl, 30);
+    assert!(!s.spec.patroni.synchronous_mode);
+    assert_eq!(s.spec.patroni.synchronous_node_count, 1);
+    assert!(!s.spec.patroni.synchronous_mode_strict);
     assert!(s.metadata.labels.is_empty());
 }
 
@@ -165,7 +173,7 @@ fn unknown_fields_point_at_the_key_at_every_depth() {
             (
                 17,
                 5,
-                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover, failsafe_mode, watchdog (did you mean `loop_wait`?)",
+                "unknown field `loop_waits` in spec.patroni, expected one of: ttl, loop_wait, retry_timeout, maximum_lag_on_failover, failsafe_mode, synchronous_mode, synchronous_node_count, synchronous_mode_strict, watchdog (did you mean `loop_wait`?)",
             ),
         ],
     );
@@ -247,13 +255,25 @@ fn single_problem_fixtures() {
             "bad/unsupported-version.yaml",
             9,
             14,
-            "PostgreSQL 16 is not supported yet (supported: 15)",
+            "PostgreSQL 16 is not supported (supported: 15, 17)",
         ),
         (
             "bad/ttl-rule.yaml",
             10,
             10,
             "spec.patroni.ttl 30 is too short: Patroni needs ttl >= loop_wait + 2 × retry_timeout = 10 + 2 × 15 = 40",
+        ),
+        (
+            "bad/sync-node-count.yaml",
+            11,
+            29,
+            "spec.patroni.synchronous_node_count 3 is more than spec.replicas 2: only replicas can be synchronous standbys",
+        ),
+        (
+            "bad/sync-strict-alone.yaml",
+            9,
+            38,
+            "spec.patroni.synchronous_mode_strict needs spec.patroni.synchronous_mode: true",
         ),
         // ttl left at its default: point at the patroni block that breaks the rule.
         (
@@ -279,7 +299,7 @@ fn single_problem_fixtures() {
             "bad/unknown-provider.yaml",
             7,
             5,
-            "unknown field `docker` in spec.provider, expected one of: local",
+            "unknown field `nomad` in spec.provider, expected one of: local, docker",
         ),
         (
             "bad/not-a-mapping.yaml",
@@ -643,4 +663,90 @@ fn paths_and_numbers_that_add_up_are_checked() {
     assert!(spec::load_str("t.yaml", text.as_bytes()).is_err());
     let text = spec_with("", "  patroni: {ttl: 4000000000, loop_wait: 4000000000}\n");
     assert!(spec::load_str("t.yaml", text.as_bytes()).is_err());
+}
+
+/// Issue 9: `spec.postgres.version` is one of the supported majors (15, 17), the same list in
+/// the schema and in `validate`; any other is one error at the version, naming the list.
+#[test]
+fn only_the_supported_majors_are_accepted() {
+    let spec_for = |version: &str| {
+        format!(
+            "apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {{name: a}}\nspec:\n  provider: {{local: {{}}}}\n  replicas: 1\n  postgres:\n    version: {version}\n"
+        )
+    };
+    for version in ["15", "17"] {
+        let s = spec::load_str("t.yaml", spec_for(version).as_bytes()).unwrap();
+        assert_eq!(s.spec.postgres.version.to_string(), version);
+    }
+    for version in ["13", "14", "16", "18", "0", "4294967295"] {
+        let err = spec::load_str("t.yaml", spec_for(version).as_bytes()).unwrap_err();
+        let shown: Vec<String> = err.iter().map(ToString::to_string).collect();
+        assert_eq!(err.len(), 1, "{version}: {shown:#?}");
+        assert_eq!(
+            err[0].message,
+            format!("PostgreSQL {version} is not supported (supported: 15, 17)")
+        );
+        assert_eq!((err[0].line, err[0].column), (8, 14), "{}", err[0]);
+    }
+    // As `validate` prints it: file:line:column, then the line.
+    let d = diagnostics("bad/unsupported-version.yaml");
+    let file = fixture("bad/unsupported-version.yaml")
+        .display()
+        .to_string();
+    assert_eq!(
+        d[0].to_string(),
+        format!(
+            "{file}:9:14: error: PostgreSQL 16 is not supported (supported: 15, 17)\n 9 |     version: 16\n   |              ^"
+        )
+    );
+}
+
+/// Issue 9: parameters are checked against the chosen major's GUC catalog: a GUC PostgreSQL 17
+/// added is valid with 17 and unknown to 15, and one 17 removed is unknown to 17.
+#[test]
+fn parameters_are_checked_against_the_chosen_majors_catalog() {
+    let spec_for = |version: u32, parameters: &str| {
+        format!(
+            "apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {{name: a}}\nspec:\n  provider: {{local: {{}}}}\n  replicas: 1\n  postgres:\n    version: {version}\n    parameters:\n      {parameters}\n"
+        )
+    };
+    for (guc, value) in [
+        ("summarize_wal", "on"),
+        ("io_combine_limit", "128kB"),
+        ("transaction_timeout", "5min"),
+        ("allow_alter_system", "off"),
+    ] {
+        let param = format!("{guc}: {value}");
+        let s = spec::load_str("t.yaml", spec_for(17, &param).as_bytes())
+            .unwrap_or_else(|e| panic!("{guc} with 17: {e:?}"));
+        assert!(s.spec.postgres.parameters.contains_key(guc));
+        let err = spec::load_str("t.yaml", spec_for(15, &param).as_bytes()).unwrap_err();
+        assert_eq!(err.len(), 1, "{guc} with 15: {err:?}");
+        assert!(
+            err[0]
+                .message
+                .starts_with(&format!("unknown parameter `{guc}` for PostgreSQL 15")),
+            "{}",
+            err[0]
+        );
+        assert_eq!((err[0].line, err[0].column), (10, 7), "{}", err[0]);
+    }
+    // Ranges are 17's: io_combine_limit is at most 32 × 8kB = 256kB.
+    let err =
+        spec::load_str("t.yaml", spec_for(17, "io_combine_limit: 1MB").as_bytes()).unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(err[0].message.contains("io_combine_limit"), "{}", err[0]);
+    assert_eq!((err[0].line, err[0].column), (10, 25), "{}", err[0]);
+    // Removed in 17: valid with 15 only.
+    let param = "old_snapshot_threshold: 1h";
+    assert!(spec::load_str("t.yaml", spec_for(15, param).as_bytes()).is_ok());
+    let err = spec::load_str("t.yaml", spec_for(17, param).as_bytes()).unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0]
+            .message
+            .starts_with("unknown parameter `old_snapshot_threshold` for PostgreSQL 17"),
+        "{}",
+        err[0]
+    );
 }

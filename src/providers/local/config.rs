@@ -9,35 +9,6 @@ use crate::spec::model::ClusterSpec;
 
 use crate::roles::{REPLICATION_USER, REWIND_USER, SUPERUSER};
 
-/// Patroni's dynamic configuration at bootstrap: the spec's Patroni settings and GUCs, and the
-/// HBA rules admitting `admit`.
-pub fn bootstrap_dcs(spec: &ClusterSpec, admit: &[String]) -> Value {
-    let p = &spec.spec.patroni;
-    let params: serde_json::Map<String, Value> = spec
-        .spec
-        .postgres
-        .parameters
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
-        .collect();
-    json!({
-        "ttl": p.ttl,
-        "loop_wait": p.loop_wait,
-        "retry_timeout": p.retry_timeout,
-        "maximum_lag_on_failover": p.maximum_lag_on_failover,
-        "failsafe_mode": p.failsafe_mode,
-        "postgresql": {
-            "use_pg_rewind": true,
-            "use_slots": true,
-            "parameters": params,
-            // In the DCS, not in each member's file (which would take precedence): one list
-            // for every member, changed by `PATCH /config`.
-            "pg_hba": crate::diff::hba::dcs_lines(spec, admit, 0),
-            "pg_ident": crate::diff::hba::desired_ident(),
-        },
-    })
-}
-
 /// One member's `patroni.yml` as a JSON value (rendered to YAML by the caller).
 pub fn patroni_config(
     spec: &ClusterSpec,
@@ -56,7 +27,7 @@ pub fn patroni_config(
         },
         "etcd3": { "hosts": format!("{HOST}:{}", layout.etcd.client_port) },
         "bootstrap": {
-            "dcs": bootstrap_dcs(spec, admit),
+            "dcs": crate::patroni::bootstrap_dcs(spec, admit),
             "initdb": [ { "encoding": "UTF8" }, { "locale": "C.UTF-8" }, "data-checksums" ],
         },
         "postgresql": {

@@ -78,15 +78,7 @@ impl MemberLayout {
     }
 }
 
-/// The name of member `index` of cluster `cluster`.
-pub fn member_name(cluster: &str, index: u32) -> String {
-    format!("{cluster}-{index}")
-}
-
-/// The index of a member name of this cluster (`demo-2` → 2).
-pub fn member_index(cluster: &str, name: &str) -> Option<u32> {
-    name.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok()
-}
+pub use crate::providers::{member_index, member_name};
 
 impl Layout {
     pub fn new(spec: &ClusterSpec, local: &LocalProvider) -> Layout {

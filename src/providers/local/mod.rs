@@ -11,9 +11,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::json;
-
 use super::{Access, Claim, Credentials, Inventory, ProviderError, Topology};
 use crate::observe::model::{Dcs, InventoryMember};
 use crate::poll::{Gave, Probe, poll_until};
@@ -21,6 +18,10 @@ use crate::roles::{ETCD_USER, RESTAPI_USER};
 use crate::spec::model::{ClusterSpec, LocalProvider};
 use layout::{Layout, MemberLayout};
 use process::{RunAs, Spawn};
+
+fn no_pooler() -> ProviderError {
+    ProviderError::Config("the local provider does not run PgBouncer yet".to_owned())
+}
 
 /// The file that marks a directory as a pgdba cluster's root.
 pub const MARKER: &str = ".pgdba-cluster.json";
@@ -173,18 +174,16 @@ impl Local {
         Ok(())
     }
 
+    fn etcd(&self) -> super::etcd::Etcd<'_> {
+        super::etcd::Etcd {
+            http: &self.http,
+            endpoint: self.layout.etcd.endpoint(),
+        }
+    }
+
     /// Does etcd answer its health check?
     async fn etcd_healthy(&self) -> bool {
-        let url = format!("{}/health", self.layout.etcd.endpoint());
-        match self.http.get(&url).send().await {
-            Ok(r) => r
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-                .and_then(|v| v.get("health").cloned())
-                .is_some_and(|h| h == json!("true") || h == json!(true)),
-            Err(_) => false,
-        }
+        self.etcd().healthy().await
     }
 
     fn check_ports(&self, ports: &[(u16, String)]) -> Result<(), ProviderError> {
@@ -192,7 +191,7 @@ impl Local {
         if busy.is_empty() {
             return Ok(());
         }
-        Err(ProviderError::Config(format!(
+        Err(ProviderError::PortInUse(format!(
             "{} on {}; choose other ports in spec.provider.local",
             busy.join("; "),
             layout::HOST
@@ -205,6 +204,7 @@ impl Local {
     fn check_plan(&self, plan: &crate::plan::Plan) -> Result<(), ProviderError> {
         use crate::plan::ActionKind;
         let mut needed = Vec::new();
+        let mut runs_postgres = false;
         for a in &plan.actions {
             match &a.kind {
                 ActionKind::CreateDcs | ActionKind::StartDcs => {
@@ -213,6 +213,7 @@ impl Local {
                     needed.push((e.peer_port, "etcd peer".to_owned()));
                 }
                 ActionKind::CreateMember { .. } | ActionKind::StartMember => {
+                    runs_postgres = true;
                     if let Some(m) = a.member().and_then(|n| self.layout.member(n)) {
                         needed.push((m.pg_port, format!("member {} PostgreSQL", m.name)));
                         needed.push((m.api_port, format!("member {} Patroni REST API", m.name)));
@@ -221,8 +222,31 @@ impl Local {
                 _ => {}
             }
         }
+        if runs_postgres {
+            self.check_postgres_installed()?;
+        }
         self.check_watchdog()?;
         self.check_ports(&needed)
+    }
+
+    /// The chosen major's `postgres` is on this machine: refused before anything is created,
+    /// rather than Patroni failing to start a member later.
+    fn check_postgres_installed(&self) -> Result<(), ProviderError> {
+        let version = self.spec.spec.postgres.version;
+        let postgres = self.layout.bin_dir.join("postgres");
+        if postgres.is_file() {
+            return Ok(());
+        }
+        let default_dir = format!("/usr/lib/postgresql/{version}/bin");
+        let hint = if self.layout.bin_dir == Path::new(&default_dir) {
+            "spec.postgres.version; or set spec.provider.local.bin_dir"
+        } else {
+            "spec.provider.local.bin_dir"
+        };
+        Err(ProviderError::Config(format!(
+            "PostgreSQL {version} is not installed here: {} does not exist ({hint})",
+            postgres.display()
+        )))
     }
 
     /// Create the cluster's root and its etcd, start etcd and wait until it is healthy.
@@ -270,81 +294,8 @@ impl Local {
         run_as.make_dir(dir, 0o700)?;
         self.start_etcd().await?;
         if let Some(password) = &creds.etcd {
-            self.enable_etcd_auth(password).await?;
+            self.etcd().enable_auth(password).await?;
         }
-        Ok(())
-    }
-
-    /// One request to this cluster's etcd (its JSON gateway), with a token when given.
-    async fn etcd_call(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-        token: Option<&str>,
-    ) -> Result<serde_json::Value, ProviderError> {
-        let endpoint = self.layout.etcd.endpoint();
-        let url = format!("{endpoint}/v3/{path}");
-        let mut req = self.http.post(&url).json(body);
-        if let Some(t) = token {
-            req = req.header("Authorization", t);
-        }
-        let etcd = |message: String| ProviderError::Etcd {
-            endpoint: endpoint.clone(),
-            message,
-        };
-        let resp = req.send().await.map_err(|e| etcd(e.to_string()))?;
-        let ok = resp.status().is_success();
-        let v: serde_json::Value = resp.json().await.map_err(|e| etcd(e.to_string()))?;
-        if ok && v.get("error").is_none() {
-            Ok(v)
-        } else {
-            Err(etcd(format!(
-                "{path}: {}",
-                v.get("message")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or("refused")
-            )))
-        }
-    }
-
-    /// A token of etcd's root user, when etcd authenticates.
-    async fn etcd_token(&self, creds: &Credentials) -> Result<Option<String>, ProviderError> {
-        let Some(password) = &creds.etcd else {
-            return Ok(None);
-        };
-        crate::patroni::dcs::etcd_token(
-            &self.http,
-            &self.layout.etcd.endpoint(),
-            ETCD_USER,
-            password,
-        )
-        .await
-        .map(Some)
-        .map_err(|e| ProviderError::Etcd {
-            endpoint: self.layout.etcd.endpoint(),
-            message: crate::error_chain(&e),
-        })
-    }
-
-    /// Turn etcd's authentication on: its `root` user with `password`, the only one. Other
-    /// local users can reach etcd's port, but not read or write Patroni's keys without it.
-    async fn enable_etcd_auth(&self, password: &str) -> Result<(), ProviderError> {
-        let login = json!({ "name": ETCD_USER, "password": password });
-        if self
-            .etcd_call("auth/authenticate", &login, None)
-            .await
-            .is_ok()
-        {
-            return Ok(()); // already on
-        }
-        self.etcd_call("auth/user/add", &login, None).await?;
-        self.etcd_call(
-            "auth/user/grant",
-            &json!({ "user": ETCD_USER, "role": "root" }),
-            None,
-        )
-        .await?;
-        self.etcd_call("auth/enable", &json!({}), None).await?;
         Ok(())
     }
 
@@ -522,20 +473,10 @@ impl Local {
     async fn delete(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let m = self.member_layout(name)?;
         self.stop(name).await?;
-        self.forget_member(name, creds).await?;
+        self.etcd()
+            .forget_member(&self.layout.dcs().prefix, name, creds)
+            .await?;
         process::remove_dir(&m.dir)
-    }
-
-    /// Delete a member's key from the DCS, so Patroni no longer lists it (and the leader drops
-    /// its replication slot) instead of waiting for the key's TTL.
-    async fn forget_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
-        let key = format!("{}members/{name}", self.layout.dcs().prefix);
-        let body =
-            json!({ "key": base64::engine::general_purpose::STANDARD.encode(key.as_bytes()) });
-        let token = self.etcd_token(creds).await?;
-        self.etcd_call("kv/deleterange", &body, token.as_deref())
-            .await
-            .map(|_| ())
     }
 
     /// Stop every member and etcd, and remove what pgdba created in the cluster's root: its
@@ -609,9 +550,17 @@ impl super::Provider for Local {
         "spec.provider.local"
     }
 
+    fn remains(&self) -> String {
+        "its data_dir".to_owned()
+    }
+
     async fn inventory(&self) -> Inventory {
         let (dcs, members) = self.scan();
-        Inventory { dcs, members }
+        Inventory {
+            dcs,
+            members,
+            pooler: None,
+        }
     }
 
     async fn dcs_location(&self) -> crate::patroni::dcs::Location {
@@ -646,12 +595,31 @@ impl super::Provider for Local {
         self.start(name, creds).await
     }
 
-    async fn write_member_config(&self, name: &str) -> Result<(), ProviderError> {
+    async fn write_member_config(
+        &self,
+        name: &str,
+        _creds: &Credentials,
+    ) -> Result<(), ProviderError> {
+        // Patroni gets the passwords through its environment, not its file.
         self.write_config(name)
     }
 
     async fn delete_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         self.delete(name, creds).await
+    }
+
+    // `spec.pooler` with the local provider is refused by validation (it does not run
+    // PgBouncer yet), so a plan never holds these actions for it.
+    async fn create_pooler(&self, _creds: &Credentials) -> Result<(), ProviderError> {
+        Err(no_pooler())
+    }
+
+    async fn start_pooler(&self) -> Result<(), ProviderError> {
+        Err(no_pooler())
+    }
+
+    async fn delete_pooler(&self) -> Result<(), ProviderError> {
+        Err(no_pooler())
     }
 
     async fn destroy(&self, lineage: &str) -> Result<(), ProviderError> {

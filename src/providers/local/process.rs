@@ -19,7 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid, Uid, User};
@@ -357,23 +357,26 @@ pub async fn stop(id: &ProcessId, grace: Duration) -> Result<(), ProviderError> 
     if !id.is_running() {
         return Ok(());
     }
-    let _ = kill(target, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if !id.is_running() {
-            return Ok(());
+    let gone = || async {
+        if id.is_running() {
+            crate::poll::Probe::NotYet(String::new())
+        } else {
+            crate::poll::Probe::Done(())
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let every = Duration::from_millis(50);
+    let _ = kill(target, Signal::SIGTERM);
+    if crate::poll::poll_until(grace, every, gone).await.is_ok() {
+        return Ok(());
     }
     if id.is_running() {
         let _ = kill(target, Signal::SIGKILL);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if !id.is_running() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if crate::poll::poll_until(Duration::from_secs(5), every, gone)
+        .await
+        .is_ok()
+    {
+        return Ok(());
     }
     Err(ProviderError::Stuck { pid: id.pid })
 }
