@@ -125,9 +125,12 @@ async fn observe_member(
 /// The cluster-wide view (members, leader, dynamic configuration) from Patroni's keys in the
 /// DCS, read linearizably: never older than a write that finished before it was asked (see
 /// `patroni::dcs`).
-async fn dcs_view(ctx: &Context<'_>) -> Result<PatroniView, String> {
+async fn dcs_view(
+    ctx: &Context<'_>,
+    location: crate::patroni::dcs::Location,
+) -> Result<PatroniView, String> {
     bounded(ctx.timeout, async {
-        let location = ctx.provider.dcs_location().await.with_auth(ctx.etcd);
+        let location = location.with_auth(ctx.etcd);
         ctx.patroni
             .dcs_view(&location)
             .await
@@ -146,6 +149,7 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
         mut dcs,
         members: inventory,
         pooler,
+        dcs_location,
     } = ctx.provider.inventory().await;
     let mut notes = Vec::new();
     let mut unreachable = Vec::new();
@@ -159,7 +163,7 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
     // address is not.
     let view = async {
         if dcs.running {
-            Some(dcs_view(ctx).await)
+            Some(dcs_view(ctx, dcs_location).await)
         } else {
             None
         }

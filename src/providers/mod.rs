@@ -181,6 +181,8 @@ pub struct Inventory {
     pub dcs: Dcs,
     pub members: Vec<InventoryMember>,
     pub pooler: Option<crate::observe::model::Pooler>,
+    /// Where Patroni's keys are, as read with the rest (as [`Provider::dcs_location`] says).
+    pub dcs_location: crate::patroni::dcs::Location,
 }
 
 /// Something on the machine a cluster holds alone; two clusters claiming the same conflict.

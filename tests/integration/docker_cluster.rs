@@ -869,6 +869,16 @@ fn docker_adopts_by_label_and_refuses_without_state() {
         lines(&docker_ok(&args))
     };
     let before_ids = ids(&before);
+    // A member whose Patroni was starting when the apply was killed does not answer for a
+    // moment: plan refuses then (UNREACHABLE, "plan again once it does"), as a DBA would see.
+    wait_for(
+        "a plan that can see every member",
+        Duration::from_secs(90),
+        || {
+            let r = t.run(&["plan", "-f", t.spec_str(), "--format", "json"]);
+            (r.code == 0 || r.json()["error"]["code"] != "UNREACHABLE").then_some(())
+        },
+    );
     // The next apply converges from what exists: the same containers, plus the missing member.
     let v = t.apply();
     let done = v["data"]["result"]["done"].to_string();

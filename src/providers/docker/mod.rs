@@ -120,16 +120,25 @@ impl Docker {
         }
     }
 
-    /// The Docker engine, connected on first use (its API version negotiated: the engines
-    /// here speak older versions than bollard's default).
+    /// The Docker engine, connected on first use (`DOCKER_HOST` when it names a Unix socket,
+    /// else Docker's default one), speaking API 1.41 (Docker 20.10), which later engines also
+    /// accept: no version negotiation, one round trip less on every plan.
     async fn engine(&self) -> Result<&bollard::Docker, ProviderError> {
         self.engine
             .get_or_try_init(|| async {
-                let d = bollard::Docker::connect_with_local_defaults()
-                    .map_err(|e| docker_error("cannot reach the Docker engine", &e))?;
-                d.negotiate_version()
-                    .await
-                    .map_err(|e| docker_error("cannot reach the Docker engine", &e))
+                let host = std::env::var("DOCKER_HOST")
+                    .ok()
+                    .filter(|h| h.starts_with("unix://"))
+                    .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+                bollard::Docker::connect_with_local(
+                    &host,
+                    120,
+                    &bollard::ClientVersion {
+                        major_version: 1,
+                        minor_version: 41,
+                    },
+                )
+                .map_err(|e| docker_error("cannot reach the Docker engine", &e))
             })
             .await
     }
@@ -469,9 +478,11 @@ impl Docker {
 
     /// The etcd endpoints published on the host, node 0 first; `None` for a node not running.
     async fn etcd_endpoints(&self) -> Result<Vec<Option<String>>, ProviderError> {
-        let seen = self.containers().await?;
-        Ok(self
-            .layout
+        Ok(self.endpoints_of(&self.containers().await?))
+    }
+
+    fn endpoints_of(&self, seen: &[Seen]) -> Vec<Option<String>> {
+        self.layout
             .etcd_nodes()
             .iter()
             .map(|n| {
@@ -479,7 +490,15 @@ impl Docker {
                     .find(|s| s.role == "etcd" && s.name == n.name && s.running)
                     .and_then(|s| s.url(ETCD_CLIENT_PORT))
             })
-            .collect())
+            .collect()
+    }
+
+    fn location_of(&self, seen: &[Seen]) -> crate::patroni::dcs::Location {
+        crate::patroni::dcs::Location::etcd3(
+            self.endpoints_of(seen).into_iter().flatten().collect(),
+            crate::patroni::dcs::NAMESPACE,
+            &self.layout.cluster,
+        )
     }
 
     async fn all_etcd_healthy(&self) -> bool {
@@ -748,22 +767,12 @@ impl super::Provider for Docker {
             dcs,
             members,
             pooler,
+            dcs_location: self.location_of(&seen),
         }
     }
 
     async fn dcs_location(&self) -> crate::patroni::dcs::Location {
-        let endpoints = self
-            .etcd_endpoints()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .flatten()
-            .collect();
-        crate::patroni::dcs::Location::etcd3(
-            endpoints,
-            crate::patroni::dcs::NAMESPACE,
-            &self.layout.cluster,
-        )
+        self.location_of(&self.containers().await.unwrap_or_default())
     }
 
     async fn dcs_healthy(&self) -> bool {

@@ -560,6 +560,7 @@ impl super::Provider for Local {
             dcs,
             members,
             pooler: None,
+            dcs_location: self.layout.dcs(),
         }
     }
 
