@@ -12,6 +12,7 @@ command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need_apt+=(etcd-serve
 dpkg -s python3-venv >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client-15)
+[ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -20,6 +21,9 @@ fi
 # Debian starts etcd as a service on install; pgdba runs its own etcd per cluster.
 if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 pkill -x etcd -u etcd >/dev/null 2>&1 || true
+# Likewise PgBouncer: pgdba runs one per cluster that asks for a pooler.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now pgbouncer >/dev/null 2>&1 || true; fi
+pkill -u postgres -f '/etc/pgbouncer/pgbouncer.ini$' >/dev/null 2>&1 || true
 
 PATRONI_VENV="${PGDBA_PATRONI_VENV:-/opt/patroni}"
 if ! "$PATRONI_VENV/bin/patroni" --version >/dev/null 2>&1; then

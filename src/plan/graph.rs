@@ -567,18 +567,19 @@ pub fn actions(
     b.actions
 }
 
-/// R13: the pooler, once the primary is up and its auth user exists (it looks up every
-/// client's verifier as that user).
+/// R13: the pooler, once the primary is up, its auth user exists (it looks up every client's
+/// verifier as that user) and the HBA rules admit that user on every member.
 fn pooler(b: &mut Builder, changes: &[Change], primary_ready: &[String]) {
     let Some(c) = changes.iter().find(|c| c.kind() == Kind::Pooler) else {
         return;
     };
     let auth_user = diff::sql::role_address(crate::roles::POOLER_USER);
     let mut deps = primary_ready.to_vec();
+    // ... and the HBA rules admit it on every member.
     deps.extend(
         b.actions
             .iter()
-            .filter(|a| a.target == auth_user)
+            .filter(|a| a.target == auth_user || matches!(a.kind, ActionKind::AwaitHba { .. }))
             .map(|a| a.id.clone()),
     );
     let realized = vec![c.address.clone()];

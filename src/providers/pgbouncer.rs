@@ -34,6 +34,26 @@ pub fn userlist(password: &str) -> String {
     )
 }
 
+/// Does PgBouncer itself answer at `host:port`? It answers PostgreSQL's SSLRequest with one
+/// byte (`N`, or `S`). A TCP connection alone proves nothing: Docker's port forwarding accepts
+/// one before anything listens in the container.
+pub async fn answers(host: &str, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        s.write_all(&SSL_REQUEST).await.ok()?;
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.ok()?;
+        Some(matches!(b[0], b'N' | b'S'))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

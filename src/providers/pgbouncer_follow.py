@@ -9,7 +9,8 @@ CONFIG_DIR/pgbouncer.ini (the base, then `* = host=LEADER port=PORT`) and starts
 Every second it asks again; when the leader moves (a switchover, a failover) it rewrites the file
 and reloads PgBouncer (SIGHUP): clients stay connected, new server connections go to the new
 leader. It learns the REST APIs of members added later from the answers. It exits with
-PgBouncer's exit status, and stops PgBouncer on SIGTERM or SIGINT.
+PgBouncer's exit status, and stops PgBouncer on SIGTERM or SIGINT. $PGBOUNCER names PgBouncer's
+executable when it is not on $PATH.
 """
 import json
 import os
@@ -81,7 +82,7 @@ while current is None:
         time.sleep(1)
 write(current)
 log("leader %s:%d" % current)
-child = subprocess.Popen(["pgbouncer", ini])
+child = subprocess.Popen([os.environ.get("PGBOUNCER", "pgbouncer"), ini])
 while child.poll() is None:
     time.sleep(1)
     now = leader()

@@ -102,14 +102,7 @@ fn check_ports(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>)
 }
 
 /// The docker provider's names and subnet: what Docker accepts, with room for the cluster.
-/// A pooler only where the provider runs one.
 fn check_docker(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
-    if doc.pointer("/spec/provider/local").is_some() && doc.pointer("/spec/pooler").is_some() {
-        out.push((
-            positions.key_or_value("/spec/pooler"),
-            "spec.pooler: the local provider does not run PgBouncer yet; use the docker provider, or remove spec.pooler".to_owned(),
-        ));
-    }
     let replicas = doc
         .pointer("/spec/replicas")
         .and_then(Value::as_u64)

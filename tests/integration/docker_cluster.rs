@@ -401,7 +401,16 @@ impl DockerCluster {
     /// psql over TCP to a published port as `user`; `Err` with psql's stderr.
     fn sql_as(&self, port: u16, user: &str, password: &str, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
             .args([
                 "-p",
                 &port.to_string(),
@@ -672,9 +681,79 @@ fn docker_cluster_lifecycle() {
         "{plan:#}"
     );
     t.apply();
-    t.settled(3);
+    let (leader, _) = t.settled(3);
     assert_eq!(t.plan_json().0, 0);
     assert_eq!(t.drift().0, 0);
+
+    // PgBouncer: the role logs in through it and writes on the leader; after a switchover it
+    // points at the new leader by itself.
+    let pooled = format!("{roles}  pooler:\n    pgbouncer:\n      pool_mode: transaction\n");
+    t.write_spec(2, &params, &pooled);
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2);
+    assert!(
+        action_ids(&plan).contains(&"create_pooler:pgbouncer".to_owned()),
+        "{plan:#}"
+    );
+    t.apply();
+    assert!(
+        t.running().iter().any(|(role, _)| role == "pgbouncer"),
+        "{:?}",
+        t.running()
+    );
+    let r = t.run(&["state", "show", &t.name, "--format", "json"]);
+    let pooler_port = r.json()["data"]["pooler"]["port"].as_u64().unwrap() as u16;
+    let ip_of = |member: &str| {
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &format!("pgdba-{member}"),
+        ])
+        .trim()
+        .to_owned()
+    };
+    let write = "CREATE TEMP TABLE w (x int); INSERT INTO w VALUES (1); SELECT host(inet_server_addr()) || ',' || count(*) FROM w";
+    assert_eq!(
+        t.sql_as(pooler_port, "app", APP_SECRET, write),
+        Ok(format!("{},1", ip_of(&leader)))
+    );
+    assert!(
+        t.sql_as(pooler_port, "app", "not-the-password", "SELECT 1")
+            .is_err()
+    );
+    let candidate = t
+        .running()
+        .into_iter()
+        .filter(|(role, _)| role == "member")
+        .map(|(_, c)| c.trim_start_matches("pgdba-").to_owned())
+        .find(|m| *m != leader)
+        .unwrap();
+    docker_ok(&[
+        "exec",
+        &format!("pgdba-{leader}"),
+        "patronictl",
+        "-c",
+        "/etc/pgdba/patroni.yml",
+        "switchover",
+        &t.name,
+        "--leader",
+        &leader,
+        "--candidate",
+        &candidate,
+        "--force",
+    ]);
+    let want = format!("{},1", ip_of(&candidate));
+    wait_for(
+        "PgBouncer on the new leader",
+        Duration::from_secs(60),
+        || {
+            (t.sql_as(pooler_port, "app", APP_SECRET, write).ok() == Some(want.clone()))
+                .then_some(())
+        },
+    );
+    t.settled(3);
+    assert_eq!(t.plan_json().0, 0);
 
     // No secret in clear: not in any output, file of the state dir (but the 0600 secrets file),
     // saved plan or container's configuration as `docker inspect` shows it.
@@ -688,6 +767,7 @@ fn docker_cluster_lifecycle() {
         "rewind_password",
         "restapi_password",
         "etcd_password",
+        "pooler_password",
     ]
     .iter()
     .map(|f| t.secret(f))

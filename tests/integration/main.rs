@@ -8,6 +8,7 @@ mod local_cluster;
 mod local_dba;
 mod local_drift;
 mod local_faults;
+mod local_pooler;
 mod local_resources;
 mod local_stale;
 mod local_sync;

@@ -643,15 +643,15 @@ impl Docker {
         }
     }
 
-    /// Wait until PgBouncer accepts connections on its published port (it listens once its
-    /// supervisor found the leader).
+    /// Wait until PgBouncer answers on its published port (it listens once its supervisor
+    /// found the leader).
     async fn wait_pooler(&self) -> Result<(), ProviderError> {
         let n = self.layout.pooler();
         self.wait_started("PgBouncer", &n.container, || async {
-            let Some(address) = self.pooler_address().await else {
+            let Some((host, port)) = self.pooler_address().await else {
                 return false;
             };
-            tokio::net::TcpStream::connect(address).await.is_ok()
+            pgbouncer::answers(&host, port).await
         })
         .await
     }

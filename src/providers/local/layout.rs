@@ -12,6 +12,8 @@ pub const DEFAULT_ROOT: &str = "/var/lib/pgdba";
 pub const DEFAULT_PG_PORT: u16 = 15432;
 pub const DEFAULT_API_PORT: u16 = 18008;
 pub const DEFAULT_ETCD_PORT: u16 = 12379;
+pub const DEFAULT_POOLER_PORT: u16 = 16432;
+pub const DEFAULT_PGBOUNCER_BIN: &str = "/usr/sbin/pgbouncer";
 pub const DEFAULT_RUN_AS: &str = "postgres";
 pub const DEFAULT_PATRONI_BIN: &str = "/opt/patroni/bin/patroni";
 pub const DEFAULT_ETCD_BIN: &str = "/usr/bin/etcd";
@@ -29,6 +31,19 @@ pub struct Layout {
     pub etcd: EtcdLayout,
     /// Every member slot the spec asks for, index 0 first.
     pub members: Vec<MemberLayout>,
+    /// PgBouncer and its supervisor, when the spec asks for a pooler.
+    pub pooler: Option<PoolerLayout>,
+}
+
+/// Where the pooler lives: its directory (configuration, pidfile, log) and port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolerLayout {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub pidfile: PathBuf,
+    pub log: PathBuf,
+    /// What it was created with (`diff::pooler_settings`), for the inventory.
+    pub settings: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,7 +116,18 @@ impl Layout {
         let members = (0..=spec.spec.replicas)
             .map(|i| Self::member_at(&cluster, &root, pg_port, api_port, i))
             .collect();
+        let pooler = spec.spec.pooler.as_ref().map(|p| {
+            let dir = root.join("pgbouncer");
+            PoolerLayout {
+                port: p.pgbouncer.port.unwrap_or(DEFAULT_POOLER_PORT),
+                pidfile: dir.join("pgbouncer.pid"),
+                log: dir.join("pgbouncer.log"),
+                settings: dir.join("settings.json"),
+                dir,
+            }
+        });
         Layout {
+            pooler,
             run_as: local
                 .run_as
                 .clone()
@@ -182,6 +208,9 @@ impl Layout {
         for m in &self.members {
             out.push((m.pg_port, format!("member {} PostgreSQL", m.name)));
             out.push((m.api_port, format!("member {} Patroni REST API", m.name)));
+        }
+        if let Some(p) = &self.pooler {
+            out.push((p.port, "PgBouncer".to_owned()));
         }
         out
     }

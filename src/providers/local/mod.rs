@@ -19,10 +19,6 @@ use crate::spec::model::{ClusterSpec, LocalProvider};
 use layout::{Layout, MemberLayout};
 use process::{RunAs, Spawn};
 
-fn no_pooler() -> ProviderError {
-    ProviderError::Config("the local provider does not run PgBouncer yet".to_owned())
-}
-
 /// The file that marks a directory as a pgdba cluster's root.
 pub const MARKER: &str = ".pgdba-cluster.json";
 
@@ -219,6 +215,11 @@ impl Local {
                         needed.push((m.api_port, format!("member {} Patroni REST API", m.name)));
                     }
                 }
+                ActionKind::CreatePooler | ActionKind::StartPooler => {
+                    if let Some(p) = &self.layout.pooler {
+                        needed.push((p.port, "PgBouncer".to_owned()));
+                    }
+                }
                 _ => {}
             }
         }
@@ -369,6 +370,123 @@ impl Local {
         })
     }
 
+    fn pooler_layout(&self) -> Result<&layout::PoolerLayout, ProviderError> {
+        self.layout
+            .pooler
+            .as_ref()
+            .ok_or_else(|| ProviderError::Config("the spec has no pooler".to_owned()))
+    }
+
+    /// The pooler as it is on this machine: its directory, its supervisor's pidfile, the
+    /// settings it was created with.
+    fn pgbouncer_seen(&self) -> Option<crate::observe::model::Pooler> {
+        let dir = self.layout.root.join("pgbouncer");
+        let settings_file = dir.join("settings.json");
+        if !dir.exists() {
+            return None;
+        }
+        let settings = fs::read(&settings_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let running = process::running(&dir.join("pgbouncer.pid")).is_some();
+        let port = self.layout.pooler.as_ref().map(|p| p.port);
+        Some(crate::observe::model::Pooler {
+            running,
+            settings,
+            address: port
+                .filter(|_| running)
+                .map(|p| (layout::HOST.to_owned(), p)),
+        })
+    }
+
+    /// Write PgBouncer's files (the supervisor, its configuration, the auth user's password in
+    /// a 0600 file of the run-as user: PgBouncer reads it from nowhere else) and start it.
+    async fn create_pgbouncer(&self, creds: &Credentials) -> Result<(), ProviderError> {
+        let p = self.pooler_layout()?;
+        let Some(spec) = &self.spec.spec.pooler else {
+            return Err(ProviderError::Config("the spec has no pooler".to_owned()));
+        };
+        let password = creds.pooler.as_deref().ok_or_else(|| {
+            ProviderError::Config(
+                "the cluster's secrets hold no password for PgBouncer's auth user".to_owned(),
+            )
+        })?;
+        let run_as = self.run_as()?;
+        self.check_ports(&[(p.port, "PgBouncer".to_owned())])?;
+        run_as.make_dir(&p.dir, 0o750)?;
+        let dir = p.dir.display().to_string();
+        let base = super::pgbouncer::base_ini(&spec.pgbouncer, layout::HOST, p.port, &dir);
+        let settings = serde_json::to_vec(&crate::diff::pooler_settings(&self.spec))
+            .map_err(|e| ProviderError::Config(e.to_string()))?;
+        for (name, content, mode) in [
+            (
+                super::pgbouncer::FOLLOW_FILE,
+                super::pgbouncer::FOLLOW_SCRIPT.as_bytes(),
+                0o755,
+            ),
+            (super::pgbouncer::BASE_FILE, base.as_bytes(), 0o600),
+            (
+                super::pgbouncer::USERLIST_FILE,
+                super::pgbouncer::userlist(password).as_bytes(),
+                0o600,
+            ),
+            ("settings.json", settings.as_slice(), 0o644),
+        ] {
+            run_as.write_file(&p.dir.join(name), content, mode)?;
+        }
+        self.start_pgbouncer().await
+    }
+
+    /// Start the pooler's supervisor (which starts PgBouncer once it knows the leader) and wait
+    /// until PgBouncer accepts connections.
+    async fn start_pgbouncer(&self) -> Result<(), ProviderError> {
+        let p = self.pooler_layout()?;
+        if process::running(&p.pidfile).is_none() {
+            let run_as = self.run_as()?;
+            self.check_ports(&[(p.port, "PgBouncer".to_owned())])?;
+            let mut args = vec![
+                p.dir
+                    .join(super::pgbouncer::FOLLOW_FILE)
+                    .display()
+                    .to_string(),
+                p.dir.display().to_string(),
+            ];
+            args.extend(self.layout.members.iter().map(MemberLayout::api_url));
+            process::spawn(
+                run_as,
+                Spawn {
+                    program: Path::new("/usr/bin/python3"),
+                    args,
+                    envs: vec![(
+                        "PGBOUNCER".to_owned(),
+                        layout::DEFAULT_PGBOUNCER_BIN.to_owned(),
+                    )],
+                    cwd: &p.dir,
+                    log: &p.log,
+                    pidfile: &p.pidfile,
+                },
+            )?;
+        }
+        let port = p.port;
+        self.wait_started("PgBouncer", &p.pidfile, &p.log, || {
+            super::pgbouncer::answers(layout::HOST, port)
+        })
+        .await
+    }
+
+    /// Stop the pooler and remove its directory.
+    async fn delete_pgbouncer(&self) -> Result<(), ProviderError> {
+        let dir = self.layout.root.join("pgbouncer");
+        if let Some(id) = process::running(&dir.join("pgbouncer.pid")) {
+            process::stop(&id, Duration::from_secs(30)).await?;
+        }
+        if dir.exists() {
+            process::remove_dir(&dir)?;
+        }
+        Ok(())
+    }
+
     fn member_layout(&self, name: &str) -> Result<MemberLayout, ProviderError> {
         self.layout
             .member(name)
@@ -502,6 +620,7 @@ impl Local {
                 marker.lineage
             )));
         }
+        self.delete_pgbouncer().await?;
         let (_, members) = self.scan();
         let stops = members.iter().map(|m| self.stop(&m.name));
         for r in futures::future::join_all(stops).await {
@@ -559,7 +678,7 @@ impl super::Provider for Local {
         Inventory {
             dcs,
             members,
-            pooler: None,
+            pooler: self.pgbouncer_seen(),
             dcs_location: self.layout.dcs(),
         }
     }
@@ -609,18 +728,16 @@ impl super::Provider for Local {
         self.delete(name, creds).await
     }
 
-    // `spec.pooler` with the local provider is refused by validation (it does not run
-    // PgBouncer yet), so a plan never holds these actions for it.
-    async fn create_pooler(&self, _creds: &Credentials) -> Result<(), ProviderError> {
-        Err(no_pooler())
+    async fn create_pooler(&self, creds: &Credentials) -> Result<(), ProviderError> {
+        self.create_pgbouncer(creds).await
     }
 
     async fn start_pooler(&self) -> Result<(), ProviderError> {
-        Err(no_pooler())
+        self.start_pgbouncer().await
     }
 
     async fn delete_pooler(&self) -> Result<(), ProviderError> {
-        Err(no_pooler())
+        self.delete_pgbouncer().await
     }
 
     async fn destroy(&self, lineage: &str) -> Result<(), ProviderError> {
