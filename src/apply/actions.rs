@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{Context, Effect};
+use super::{ActionError, Context, Effect};
 use crate::diff;
 use crate::observe::model::{PatroniMember, Role};
 use crate::observe::pg;
@@ -12,7 +12,7 @@ use crate::poll::{Gave, Probe, poll_until};
 use crate::roles::SUPERUSER;
 use crate::state;
 
-pub(super) type Outcome = Result<Effect, String>;
+pub(super) type Outcome = Result<Effect, ActionError>;
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -24,13 +24,13 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             .start_dcs()
             .await
             .map(|()| Effect::Changed)
-            .map_err(|e| crate::error_chain(&e)),
+            .map_err(ActionError::from),
         ActionKind::CreateMember { bootstrap } => create_member(a, ctx, *bootstrap).await,
         ActionKind::CreatePooler => {
             ctx.provider
                 .create_pooler(ctx.creds)
                 .await
-                .map_err(|e| crate::error_chain(&e))?;
+                .map_err(ActionError::from)?;
             record_pooler(ctx).await?;
             Ok(Effect::Changed)
         }
@@ -38,7 +38,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             ctx.provider
                 .start_pooler()
                 .await
-                .map_err(|e| crate::error_chain(&e))?;
+                .map_err(ActionError::from)?;
             record_pooler(ctx).await?;
             Ok(Effect::Changed)
         }
@@ -46,7 +46,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             ctx.provider
                 .delete_pooler()
                 .await
-                .map_err(|e| crate::error_chain(&e))?;
+                .map_err(ActionError::from)?;
             ctx.recorder.update(|s| s.pooler = None)?;
             Ok(Effect::Changed)
         }
@@ -55,7 +55,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             ctx.provider
                 .start_member(name, ctx.creds)
                 .await
-                .map_err(|e| crate::error_chain(&e))?;
+                .map_err(ActionError::from)?;
             record_member(ctx, name).await?;
             Ok(Effect::Changed)
         }
@@ -66,11 +66,11 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             ctx.provider
                 .write_member_config(name, ctx.creds)
                 .await
-                .map_err(|e| crate::error_chain(&e))?;
+                .map_err(ActionError::from)?;
             ctx.patroni
                 .reload(&api_url(ctx, name).await?)
                 .await
-                .map_err(|e| crate::error_chain(&e))?;
+                .map_err(ActionError::from)?;
             Ok(Effect::Changed)
         }
         ActionKind::PatchConfig { patch } => patch_config(ctx, patch).await,
@@ -83,12 +83,12 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
     }
 }
 
-pub(super) fn member(a: &Action) -> Result<&str, String> {
+pub(super) fn member(a: &Action) -> Result<&str, ActionError> {
     a.member()
-        .ok_or_else(|| format!("{} does not name a member", a.target))
+        .ok_or_else(|| ActionError::from(format!("{} does not name a member", a.target)))
 }
 
-async fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, String> {
+async fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, ActionError> {
     access(ctx, name).await.map(|a| a.api_url)
 }
 
@@ -96,15 +96,12 @@ async fn api_url(ctx: &Context<'_>, name: &str) -> Result<String, String> {
 pub(super) async fn access(
     ctx: &Context<'_>,
     name: &str,
-) -> Result<crate::providers::Access, String> {
-    ctx.provider
-        .access(name)
-        .await
-        .map_err(|e| crate::error_chain(&e))
+) -> Result<crate::providers::Access, ActionError> {
+    ctx.provider.access(name).await.map_err(ActionError::from)
 }
 
 /// Patroni's member list, from its keys in the DCS (read linearizably: see `patroni::dcs`).
-async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
+async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, ActionError> {
     let location = ctx
         .provider
         .dcs_location()
@@ -115,25 +112,25 @@ async fn cluster_view(ctx: &Context<'_>) -> Result<Vec<PatroniMember>, String> {
         .await
         .map(|v| v.members)
         .map_err(|e| {
-            format!(
+            ActionError::Refused(format!(
                 "Patroni's keys in the DCS could not be read: {}",
                 crate::error_chain(&e)
-            )
+            ))
         })
 }
 
 /// A connection to the leader's PostgreSQL, as pgdba's superuser.
-pub(super) async fn leader_conn<'a>(ctx: &'a Context<'_>) -> Result<pg::Conn<'a>, String> {
+pub(super) async fn leader_conn<'a>(ctx: &'a Context<'_>) -> Result<pg::Conn<'a>, ActionError> {
     let l = leader(ctx).await?;
     pg_conn(ctx, &l.name).await
 }
 
-async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, String> {
+async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, ActionError> {
     cluster_view(ctx)
         .await?
         .into_iter()
         .find(|m| m.role == Role::Leader)
-        .ok_or_else(|| "the cluster has no leader".to_owned())
+        .ok_or_else(|| ActionError::from("the cluster has no leader"))
 }
 
 async fn create_dcs(ctx: &Context<'_>) -> Outcome {
@@ -147,7 +144,7 @@ async fn create_dcs(ctx: &Context<'_>) -> Outcome {
         ctx.provider
             .create_dcs(&lineage, ctx.creds)
             .await
-            .map_err(|e| crate::error_chain(&e))?;
+            .map_err(ActionError::from)?;
     }
     let location = ctx.provider.location();
     let endpoints = ctx.provider.dcs_location().await.endpoints;
@@ -186,7 +183,7 @@ async fn create_member(a: &Action, ctx: &Context<'_>, bootstrap: bool) -> Outcom
     ctx.provider
         .create_member(name, ctx.creds)
         .await
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(ActionError::from)?;
     record_member(ctx, name).await?;
     Ok(Effect::Changed)
 }
@@ -206,7 +203,7 @@ fn slot_name(member: &str) -> String {
         .collect()
 }
 
-async fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), String> {
+async fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), ActionError> {
     let a = access(ctx, name).await?;
     ctx.recorder.update(|s| {
         s.members.retain(|x| x.name != name);
@@ -226,7 +223,7 @@ async fn record_member(ctx: &Context<'_>, name: &str) -> Result<(), String> {
 }
 
 /// Where the pooler is reached, as the provider says now, into the state.
-async fn record_pooler(ctx: &Context<'_>) -> Result<(), String> {
+async fn record_pooler(ctx: &Context<'_>) -> Result<(), ActionError> {
     let address = ctx
         .provider
         .inventory()
@@ -249,12 +246,13 @@ async fn delete_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     {
         return Err(format!(
             "member {name} is the leader; refusing to remove it (switch over first)"
-        ));
+        )
+        .into());
     }
     ctx.provider
         .delete_member(name, ctx.creds)
         .await
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(ActionError::from)?;
     ctx.recorder
         .update(|s| s.members.retain(|m| m.name != name))?;
     Ok(Effect::Changed)
@@ -267,7 +265,7 @@ async fn patch_config(ctx: &Context<'_>, patch: &serde_json::Value) -> Outcome {
     ctx.patroni
         .patch_config(&api_url(ctx, &l.name).await?, patch)
         .await
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(ActionError::from)?;
     // Every member watches the config key and applies it within about a second; a
     // `POST /reload` would only delay that (it is scheduled for the next loop).
     let params = patch
@@ -349,14 +347,17 @@ fn time_used(ctx: &Context<'_>, deadline: Instant) -> String {
 
 /// A wait that ended without its condition, said: `what` (what did not happen within how
 /// long), then what the last look saw, or why it stopped.
-fn gave_up(g: Gave, what: &str) -> String {
-    match g {
+fn gave_up(g: Gave, what: &str) -> ActionError {
+    ActionError::GaveUp(match g {
         Gave::Up { last } => format!("{what} ({last})"),
         Gave::Failed(why) => format!("{what}: {why}"),
-    }
+    })
 }
 
-pub(super) async fn pg_conn<'a>(ctx: &'a Context<'_>, name: &str) -> Result<pg::Conn<'a>, String> {
+pub(super) async fn pg_conn<'a>(
+    ctx: &'a Context<'_>,
+    name: &str,
+) -> Result<pg::Conn<'a>, ActionError> {
     let a = access(ctx, name).await?;
     Ok(pg::Conn {
         host: a.host,
@@ -377,11 +378,7 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let conn = pg_conn(ctx, name).await?;
     // Precondition: a restart is pending, as PostgreSQL says (`pg_settings`) or Patroni does.
     // A demoted primary has already restarted with the new configuration.
-    let status = ctx
-        .patroni
-        .status(&url)
-        .await
-        .map_err(|e| crate::error_chain(&e))?;
+    let status = ctx.patroni.status(&url).await.map_err(ActionError::from)?;
     let by_patroni = crate::patroni::pending_restart(&status).0;
     let by_pg = pg::pending_restarts(&conn)
         .await
@@ -422,7 +419,8 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
             "restart of {name} answered {}: {}{why}",
             answer.status,
             answer.body.trim()
-        ));
+        )
+        .into());
     }
     // Postcondition: it runs again, and neither PostgreSQL nor Patroni has a restart pending.
     let left = deadline.saturating_duration_since(Instant::now());
@@ -446,12 +444,14 @@ async fn restart_member(a: &Action, ctx: &Context<'_>) -> Outcome {
         }
     })
     .await
-    .map_err(|g| match g {
-        Gave::Failed(why) => format!("member {name}: {why}"),
-        Gave::Up { last } => format!(
-            "member {name} still waits for a restart after {}s ({last})",
-            ctx.gate_timeout.as_secs()
-        ),
+    .map_err(|g| {
+        ActionError::GaveUp(match g {
+            Gave::Failed(why) => format!("member {name}: {why}"),
+            Gave::Up { last } => format!(
+                "member {name} still waits for a restart after {}s ({last})",
+                ctx.gate_timeout.as_secs()
+            ),
+        })
     })
 }
 
@@ -467,13 +467,12 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
         return Err(format!(
             "the plan switches over from {from}, but the leader is now {}",
             current.as_deref().unwrap_or("nobody")
-        ));
+        )
+        .into());
     }
     let cand = view.iter().find(|m| m.name == candidate);
     if !cand.is_some_and(|m| m.role == Role::Replica && m.state == "streaming") {
-        return Err(format!(
-            "switchover candidate {candidate} is not a streaming replica"
-        ));
+        return Err(format!("switchover candidate {candidate} is not a streaming replica").into());
     }
     let url = api_url(ctx, from).await?;
     let deadline = Instant::now() + ctx.gate_timeout;
@@ -493,7 +492,7 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
         match leader(ctx).await {
             Ok(l) if l.name == candidate => Probe::Done(Effect::Note(format!("{candidate} leads"))),
             Ok(l) => Probe::NotYet(format!("{} leads", l.name)),
-            Err(e) => Probe::NotYet(e),
+            Err(e) => Probe::NotYet(crate::error_chain(&e)),
         }
     })
     .await
@@ -516,6 +515,12 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
 enum Health {
     NotYet(String),
     Terminal(String),
+}
+
+impl From<ActionError> for Health {
+    fn from(e: ActionError) -> Health {
+        Health::NotYet(crate::error_chain(&e))
+    }
 }
 
 impl From<String> for Health {
@@ -569,7 +574,7 @@ async fn member_health(ctx: &Context<'_>, name: &str, max_lag: u64) -> Result<()
                 .pointer("/xlog/received_location")
                 .and_then(|v| v.as_u64())
                 .ok_or_else(|| Health::from("replica without a received WAL location"))?;
-            let leader = leader(ctx).await.map_err(Health::NotYet)?;
+            let leader = leader(ctx).await.map_err(Health::from)?;
             let lstatus = ctx
                 .patroni
                 .status(&api_url(ctx, &leader.name).await?)
@@ -600,12 +605,14 @@ async fn await_healthy(a: &Action, ctx: &Context<'_>, max_lag: u64) -> Outcome {
         }
     })
     .await
-    .map_err(|g| match g {
-        Gave::Failed(why) => format!("member {name}: {why}"),
-        Gave::Up { last } => format!(
-            "member {name} not healthy within {}s: {last}",
-            ctx.gate_timeout.as_secs()
-        ),
+    .map_err(|g| {
+        ActionError::GaveUp(match g {
+            Gave::Failed(why) => format!("member {name}: {why}"),
+            Gave::Up { last } => format!(
+                "member {name} not healthy within {}s: {last}",
+                ctx.gate_timeout.as_secs()
+            ),
+        })
     })
 }
 
@@ -614,7 +621,7 @@ async fn await_replay(a: &Action, ctx: &Context<'_>) -> Outcome {
     let name = member(a)?;
     let l = leader(ctx).await?;
     if l.name == name {
-        return Err(format!("member {name} leads; the plan expected a replica"));
+        return Err(format!("member {name} leads; the plan expected a replica").into());
     }
     let target = pg::wal_position(&pg_conn(ctx, &l.name).await?, pg::WalPosition::Current)
         .await
@@ -650,11 +657,7 @@ async fn await_replay(a: &Action, ctx: &Context<'_>) -> Outcome {
 async fn reinit_member(a: &Action, ctx: &Context<'_>) -> Outcome {
     let name = member(a)?;
     let url = api_url(ctx, name).await?;
-    let status = ctx
-        .patroni
-        .status(&url)
-        .await
-        .map_err(|e| crate::error_chain(&e))?;
+    let status = ctx.patroni.status(&url).await.map_err(ActionError::from)?;
     let state = status
         .get("state")
         .and_then(|v| v.as_str())
@@ -665,13 +668,11 @@ async fn reinit_member(a: &Action, ctx: &Context<'_>) -> Outcome {
         )));
     }
     if leader(ctx).await.is_ok_and(|l| l.name == name) {
-        return Err(format!(
-            "member {name} leads; pgdba does not rebuild a leader"
-        ));
+        return Err(format!("member {name} leads; pgdba does not rebuild a leader").into());
     }
     ctx.patroni
         .reinitialize(&url)
         .await
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(ActionError::from)?;
     Ok(Effect::Changed)
 }

@@ -94,6 +94,41 @@ pub trait Reporter: Send + Sync {
     fn finished(&self, result: &ActionResult);
 }
 
+/// Why an action failed. Shown with its sources (`error_chain`) in the apply's result.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// What the action found stands against it (the member to remove leads, no leader to clone,
+    /// the leader is not who the plan expected): it changed nothing.
+    #[error("{0}")]
+    Refused(String),
+    /// A wait ended without its condition: what did not happen, and what was seen last.
+    #[error("{0}")]
+    GaveUp(String),
+    #[error(transparent)]
+    Provider(#[from] crate::providers::ProviderError),
+    #[error(transparent)]
+    Patroni(#[from] crate::patroni::PatroniError),
+    /// A SQL statement, or the session it needed.
+    #[error("{what}: {detail}")]
+    Sql { what: String, detail: String },
+    /// The state could not be written (the lock lost, a write failed).
+    #[error("the state: {0}")]
+    State(String),
+}
+
+/// The engine's own refusals are written as text where they are found.
+impl From<String> for ActionError {
+    fn from(s: String) -> ActionError {
+        ActionError::Refused(s)
+    }
+}
+
+impl From<&str> for ActionError {
+    fn from(s: &str) -> ActionError {
+        ActionError::Refused(s.to_owned())
+    }
+}
+
 /// Records what apply did in the state, atomically after each step that changes what exists,
 /// and only while this run still holds the cluster's lock.
 pub struct Recorder<'a> {
@@ -103,16 +138,18 @@ pub struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
-    pub fn update(&self, f: impl FnOnce(&mut ClusterState)) -> Result<(), String> {
-        self.lock.check().map_err(|e| crate::error_chain(&e))?;
+    pub fn update(&self, f: impl FnOnce(&mut ClusterState)) -> Result<(), ActionError> {
+        self.lock
+            .check()
+            .map_err(|e| ActionError::State(crate::error_chain(&e)))?;
         let mut guard = self
             .state
             .lock()
-            .map_err(|_| "state lock poisoned".to_owned())?;
+            .map_err(|_| ActionError::State("its lock is poisoned".to_owned()))?;
         f(&mut guard);
         self.store
             .save(&mut guard)
-            .map_err(|e| crate::error_chain(&e))
+            .map_err(|e| ActionError::State(crate::error_chain(&e)))
     }
     pub fn snapshot(&self) -> Option<ClusterState> {
         self.state.lock().ok().map(|s| s.clone())
@@ -125,6 +162,8 @@ pub struct Context<'a> {
     pub provider: &'a dyn Provider,
     pub patroni: &'a patroni::Client,
     pub creds: &'a Credentials,
+    /// The spec's role passwords, read once at the CLI's edge (as observation got them).
+    pub role_secrets: &'a crate::secret::RoleSecrets,
     pub recorder: &'a Recorder<'a>,
     /// How long a gate waits.
     pub gate_timeout: Duration,
@@ -248,6 +287,7 @@ pub async fn execute(
             Ok(Effect::Note(n)) => (Status::Done, true, Some(n)),
             Ok(Effect::AlreadyDone(n)) => (Status::Done, false, Some(n)),
             Err(e) => {
+                let e = crate::error_chain(&e);
                 tracing::error!(id = %a.id, "{e}");
                 (Status::Failed, false, Some(e))
             }

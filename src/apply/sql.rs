@@ -5,23 +5,26 @@
 use postgres_protocol::escape::{escape_identifier as ident, escape_literal as literal};
 
 use super::actions::{Outcome, leader_conn, member};
-use super::{Context, Effect};
+use super::{ActionError, Context, Effect};
 use crate::diff::hba;
 use crate::observe::pg::Conn;
 use crate::pg::scram;
 use crate::plan::{Action, ActionKind};
 use crate::spec::model::RoleSpec;
 
-fn name_of(a: &Action, prefix: &str) -> Result<String, String> {
+fn name_of(a: &Action, prefix: &str) -> Result<String, ActionError> {
     a.target
         .to_string()
         .strip_prefix(prefix)
         .map(str::to_owned)
-        .ok_or_else(|| format!("{} is not a {prefix} address", a.target))
+        .ok_or_else(|| ActionError::from(format!("{} is not a {prefix} address", a.target)))
 }
 
-fn sql_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> String + '_ {
-    move |e| format!("{what}: {}", crate::error_chain(&e))
+fn sql_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> ActionError + '_ {
+    move |e| ActionError::Sql {
+        what: what.to_owned(),
+        detail: crate::error_chain(&e),
+    }
 }
 
 fn flag(on: bool, word: &str) -> String {
@@ -62,24 +65,23 @@ fn attributes(r: &RoleSpec) -> String {
 }
 
 /// The password of a role as a SCRAM verifier: the spec's secret, or pgdba's own for its roles.
-fn verifier(ctx: &Context<'_>, r: &RoleSpec, system: bool) -> Result<Option<String>, String> {
+fn verifier(ctx: &Context<'_>, r: &RoleSpec, system: bool) -> Result<Option<String>, ActionError> {
     let secret = if system {
         crate::roles::system(&r.name)
             .and_then(|s| ctx.creds.get(s.secret))
             .map(str::to_owned)
+    } else if r.password.is_some() {
+        ctx.role_secrets
+            .get(&r.name)
+            .map_err(|e| format!("password of role {}: {e}", r.name))?
+            .map(str::to_owned)
     } else {
-        match &r.password {
-            Some(s) => Some(
-                crate::secret::resolve(s)
-                    .map_err(|e| format!("password of role {}: {e}", r.name))?,
-            ),
-            None => None,
-        }
+        None
     };
     Ok(secret.map(|s| scram::make_verifier(&s)))
 }
 
-async fn exists(conn: &Conn<'_>, query: &str, name: &str) -> Result<bool, String> {
+async fn exists(conn: &Conn<'_>, query: &str, name: &str) -> Result<bool, ActionError> {
     let client = conn.connect().await.map_err(sql_err("connect"))?;
     let rows = client
         .query(query, &[&name])
@@ -301,7 +303,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                 .map_err(sql_err("pg_reload_conf()"))?;
             Ok(Effect::Changed)
         }
-        other => Err(format!("{} is not a SQL action", other.name())),
+        other => Err(format!("{} is not a SQL action", other.name()).into()),
     }
 }
 
@@ -367,7 +369,7 @@ async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
 /// The function PgBouncer's `auth_query` calls in `database`: the SCRAM verifier of a role that
 /// may log in through the pooler (not a superuser, not one of pgdba's own), readable only by
 /// the pooler's auth user.
-pub(super) async fn pooler_auth(ctx: &Context<'_>, database: &str) -> Result<(), String> {
+pub(super) async fn pooler_auth(ctx: &Context<'_>, database: &str) -> Result<(), ActionError> {
     let user = ident(crate::roles::POOLER_USER);
     let own: Vec<String> = crate::roles::SYSTEM_ROLES
         .iter()
@@ -402,7 +404,7 @@ async fn in_database_as(
     database: &str,
     sql: &str,
     what: &str,
-) -> Result<(), String> {
+) -> Result<(), ActionError> {
     let conn = leader_conn(ctx).await?;
     let client = conn
         .connect_to(database)
@@ -411,12 +413,12 @@ async fn in_database_as(
     client.batch_execute(sql).await.map_err(sql_err(what))
 }
 
-async fn in_database(ctx: &Context<'_>, database: &str, sql: &str) -> Result<(), String> {
+async fn in_database(ctx: &Context<'_>, database: &str, sql: &str) -> Result<(), ActionError> {
     in_database_as(ctx, database, sql, &format!("in database {database}")).await
 }
 
 /// As `in_database`, in the `postgres` database (roles and databases are cluster-wide).
-async fn on_leader(ctx: &Context<'_>, sql: &str, what: &str) -> Result<(), String> {
+async fn on_leader(ctx: &Context<'_>, sql: &str, what: &str) -> Result<(), ActionError> {
     in_database_as(ctx, "postgres", sql, what).await
 }
 
@@ -437,9 +439,11 @@ async fn await_hba(a: &Action, ctx: &Context<'_>, rules: &[String]) -> Outcome {
     })
     .await
     .map_err(|g| match g {
-        crate::poll::Gave::Up { last } | crate::poll::Gave::Failed(last) => format!(
-            "member {name}: {last} after {}s",
-            ctx.gate_timeout.as_secs()
-        ),
+        crate::poll::Gave::Up { last } | crate::poll::Gave::Failed(last) => {
+            ActionError::GaveUp(format!(
+                "member {name}: {last} after {}s",
+                ctx.gate_timeout.as_secs()
+            ))
+        }
     })
 }

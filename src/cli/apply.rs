@@ -97,6 +97,7 @@ async fn execute(
         provider: cluster.provider.as_ref(),
         patroni: &client,
         creds,
+        role_secrets: cluster.role_secrets(),
         recorder: &recorder,
         gate_timeout: gate_timeout(&cluster.spec),
     };
@@ -141,7 +142,7 @@ async fn execute(
                 s.partial_applies.clear();
                 manage_what_the_spec_names(s, &cluster.spec);
             })
-            .map_err(|e| Failure::new("STATE_ERROR", e))?;
+            .map_err(|e| Failure::new("STATE_ERROR", crate::error_chain(&e)))?;
     } else {
         // What the completed actions changed: drift compares those addresses with this
         // spec, since pgdba itself made them so.
@@ -155,7 +156,7 @@ async fn execute(
             let spec = serde_json::to_value(&cluster.spec).unwrap_or(Value::Null);
             recorder
                 .update(|s| s.record_partial(spec, done))
-                .map_err(|e| Failure::new("STATE_ERROR", e))?;
+                .map_err(|e| Failure::new("STATE_ERROR", crate::error_chain(&e)))?;
         }
     }
     let serial = recorder.snapshot().map(|s| s.serial);

@@ -24,6 +24,7 @@ use crate::state::{ClusterState, StateError, StateStore};
 pub(super) struct Cluster {
     pub(super) spec: ClusterSpec,
     pub(super) provider: Box<dyn Provider>,
+    role_secrets: std::sync::OnceLock<crate::secret::RoleSecrets>,
 }
 
 impl Cluster {
@@ -31,7 +32,14 @@ impl Cluster {
         Cluster {
             spec: spec.clone(),
             provider: providers::for_spec(spec),
+            role_secrets: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The spec's role passwords, read once for the whole run.
+    pub(super) fn role_secrets(&self) -> &crate::secret::RoleSecrets {
+        self.role_secrets
+            .get_or_init(|| crate::secret::RoleSecrets::resolve(&self.spec))
     }
 
     pub(super) fn name(&self) -> &str {
@@ -73,6 +81,7 @@ pub(super) fn managed(state: Option<&ClusterState>) -> Managed {
 /// those the spec names), and the databases whose extensions matter. Secrets stay in memory.
 fn needs(
     spec: &ClusterSpec,
+    role_secrets: &crate::secret::RoleSecrets,
     creds: Option<&Credentials>,
     managed: &Managed,
     memo: crate::pg::scram::Memo,
@@ -89,23 +98,19 @@ fn needs(
             }
         }
     }
-    for r in &spec.spec.roles {
-        if let Some(source) = &r.password {
-            match crate::secret::resolve(source) {
-                Ok(value) => {
-                    needs.secrets.insert(r.name.clone(), value);
-                }
-                // Drift goes on without it (that password is not checked); plan and apply
-                // cannot.
-                Err(e) => match notes.as_deref_mut() {
-                    Some(n) => n.push(format!("password of role {} not checked: {e}", r.name)),
-                    None => {
-                        return Err(Failure::new(
-                            "SECRET_UNAVAILABLE",
-                            format!("password of role {}: {e}", r.name),
-                        ));
-                    }
-                },
+    for (name, value) in role_secrets.values() {
+        needs.secrets.insert(name.to_owned(), value.to_owned());
+    }
+    // Drift goes on without a password it cannot read (that one is not checked); plan and
+    // apply cannot.
+    for (name, e) in role_secrets.errors() {
+        match notes.as_deref_mut() {
+            Some(n) => n.push(format!("password of role {name} not checked: {e}")),
+            None => {
+                return Err(Failure::new(
+                    "SECRET_UNAVAILABLE",
+                    format!("password of role {name}: {e}"),
+                ));
             }
         }
     }
@@ -177,6 +182,7 @@ pub(super) async fn observe_with(
     let params: Vec<String> = params.into_iter().collect();
     let needs = needs(
         &c.spec,
+        c.role_secrets(),
         creds,
         managed,
         memo,
