@@ -71,6 +71,25 @@ pub fn patroni_config(
     })
 }
 
+/// A member's configuration without what may differ while it is current: the bootstrap
+/// settings (only a new cluster reads them; the DCS holds the live ones) and the passwords.
+pub fn comparable(mut cfg: Value) -> Value {
+    if let Some(o) = cfg.as_object_mut() {
+        o.remove("bootstrap");
+    }
+    if let Some(r) = cfg.get_mut("restapi").and_then(Value::as_object_mut) {
+        r.remove("authentication");
+    }
+    if let Some(e) = cfg.get_mut("etcd3").and_then(Value::as_object_mut) {
+        e.remove("username");
+        e.remove("password");
+    }
+    if let Some(p) = cfg.get_mut("postgresql").and_then(Value::as_object_mut) {
+        p.remove("authentication");
+    }
+    cfg
+}
+
 /// etcd's command line for node `n` of the cluster's three.
 pub fn etcd_cmd(layout: &Layout, n: &Node, token: &str) -> Vec<String> {
     let client = format!("http://{}:{ETCD_CLIENT_PORT}", n.name);
@@ -99,4 +118,52 @@ pub fn etcd_cmd(layout: &Layout, n: &Node, token: &str) -> Vec<String> {
         "--bcrypt-cost".into(),
         "4".into(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(watchdog: &str) -> ClusterSpec {
+        let yaml = format!(
+            "apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {{name: d}}\nspec:\n  replicas: 1\n  provider: {{docker: {{}}}}\n  patroni: {{watchdog: {watchdog}}}\n"
+        );
+        crate::spec::load_str("d.yaml", yaml.as_bytes()).unwrap_or_else(|e| unreachable!("{e:?}"))
+    }
+
+    fn creds(p: &str) -> Credentials {
+        Credentials {
+            superuser: p.to_owned(),
+            replication: p.to_owned(),
+            rewind: p.to_owned(),
+            restapi: Some(p.to_owned()),
+            etcd: Some(p.to_owned()),
+            pooler: None,
+        }
+    }
+
+    fn rendered(watchdog: &str, password: &str) -> Value {
+        let s = spec(watchdog);
+        let crate::spec::model::Provider::Docker(d) = &s.spec.provider else {
+            unreachable!("a docker spec")
+        };
+        let layout = Layout::new(&s, d);
+        patroni_config(
+            &s,
+            &layout,
+            &["samenet".to_owned()],
+            "d-0",
+            &creds(password),
+        )
+    }
+
+    #[test]
+    fn passwords_do_not_make_a_configuration_differ_and_settings_do() {
+        let a = rendered("automatic", "one-password");
+        assert!(a.to_string().contains("one-password"));
+        let kept = comparable(a.clone());
+        assert!(!kept.to_string().contains("one-password"), "{kept}");
+        assert_eq!(kept, comparable(rendered("automatic", "another")));
+        assert_ne!(kept, comparable(rendered("off", "one-password")));
+    }
 }

@@ -542,9 +542,10 @@ impl Docker {
     }
 
     /// The numeric owner of the image's `postgres` user, from the container's `/etc/passwd`.
-    async fn postgres_ids(&self, container: &str) -> Result<(u64, u64), ProviderError> {
+    /// A file of a container, as text.
+    async fn read_file(&self, container: &str, path: &str) -> Result<String, ProviderError> {
         let opts = DownloadFromContainerOptionsBuilder::new()
-            .path("/etc/passwd")
+            .path(path)
             .build();
         let mut bytes = Vec::new();
         let mut stream = self
@@ -552,7 +553,9 @@ impl Docker {
             .await?
             .download_from_container(container, Some(opts));
         while let Some(chunk) = stream.next().await {
-            bytes.extend_from_slice(&chunk.map_err(|e| docker_error("reading /etc/passwd", &e))?);
+            bytes.extend_from_slice(
+                &chunk.map_err(|e| docker_error(&format!("reading {path} of {container}"), &e))?,
+            );
         }
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut text = String::new();
@@ -564,6 +567,36 @@ impl Docker {
             std::io::Read::read_to_string(&mut entry, &mut text)
                 .map_err(|e| ProviderError::Docker(e.to_string()))?;
         }
+        Ok(text)
+    }
+
+    /// Is member `name`'s `patroni.yml` what the spec renders now (bootstrap settings and
+    /// passwords aside)? `None` when it cannot be read.
+    async fn config_current(&self, name: &str) -> Option<bool> {
+        let container = self.layout.member(name).container;
+        let path = format!("{CONFIG_DIR}/{CONFIG_FILE}");
+        let text = self.read_file(&container, &path).await.ok()?;
+        let on_disk: serde_json::Value = serde_yaml::from_str(&text).ok()?;
+        let wanted = config::patroni_config(
+            &self.spec,
+            &self.layout,
+            &self.topology.admit,
+            name,
+            &Credentials {
+                superuser: String::new(),
+                replication: String::new(),
+                rewind: String::new(),
+                restapi: Some(String::new()),
+                etcd: Some(String::new()),
+                pooler: None,
+            },
+        );
+        Some(config::comparable(on_disk) == config::comparable(wanted))
+    }
+
+    /// The numeric owner of the image's `postgres` user, from the container's `/etc/passwd`.
+    async fn postgres_ids(&self, container: &str) -> Result<(u64, u64), ProviderError> {
+        let text = self.read_file(container, "/etc/passwd").await?;
         text.lines()
             .find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
@@ -744,17 +777,26 @@ impl super::Provider for Docker {
             running: !etcd.is_empty() && etcd.iter().all(|s| s.running),
             healthy: false,
         };
-        let mut members: Vec<InventoryMember> = seen
+        let member_seen: Vec<&Seen> = seen.iter().filter(|s| s.role == "member").collect();
+        let current = futures::future::join_all(member_seen.iter().map(|s| async move {
+            if s.running {
+                self.config_current(&s.name).await
+            } else {
+                None
+            }
+        }))
+        .await;
+        let mut members: Vec<InventoryMember> = member_seen
             .iter()
-            .filter(|s| s.role == "member")
-            .map(|s| InventoryMember {
+            .zip(current)
+            .map(|(s, config_current)| InventoryMember {
                 name: s.name.clone(),
                 exists: true,
                 // Patroni is the container's process: the container runs while it does, and
                 // PostgreSQL does not outlive it.
                 running: s.running,
                 postgres_running: s.running,
-                config_current: None,
+                config_current,
                 access: self.access_of(s),
             })
             .collect();
