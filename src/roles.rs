@@ -59,7 +59,7 @@ fn always(_: &ClusterSpec) -> bool {
 }
 
 fn with_pooler(spec: &ClusterSpec) -> bool {
-    spec.spec.pooler.is_some()
+    spec.pgbouncer().is_some()
 }
 
 /// The table. Its order is the order of their HBA rules after the peer and replication ones
@@ -177,7 +177,7 @@ mod tests {
             if pooler {
                 "  pooler: {pgbouncer: {}}\n"
             } else {
-                ""
+                "  pooler: {}\n"
             }
         );
         crate::spec::load_str("t.yaml", yaml.as_bytes()).unwrap_or_else(|e| unreachable!("{e:?}"))

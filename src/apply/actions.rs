@@ -470,9 +470,29 @@ async fn switchover(a: &Action, ctx: &Context<'_>, candidate: &str) -> Outcome {
         )
         .into());
     }
-    let cand = view.iter().find(|m| m.name == candidate);
-    if !cand.is_some_and(|m| m.role == Role::Replica && m.state == "streaming") {
-        return Err(format!("switchover candidate {candidate} is not a streaming replica").into());
+    // The candidate's key in the DCS follows its live state by up to `loop_wait` (a replica
+    // just restarted reports `streaming` there at its next loop); Patroni checks the key, so
+    // wait for it.
+    let streams = |view: &[PatroniMember]| {
+        view.iter()
+            .find(|m| m.name == candidate)
+            .is_some_and(|m| m.role == Role::Replica && m.state == "streaming")
+    };
+    if !streams(&view) {
+        poll_until(ctx.gate_timeout, POLL, || async {
+            match cluster_view(ctx).await {
+                Ok(v) if streams(&v) => Probe::Done(()),
+                Ok(_) => Probe::NotYet(format!("{candidate} does not stream yet")),
+                Err(e) => Probe::NotYet(crate::error_chain(&e)),
+            }
+        })
+        .await
+        .map_err(|g| {
+            gave_up(
+                g,
+                &format!("switchover candidate {candidate} is not a streaming replica"),
+            )
+        })?;
     }
     let url = api_url(ctx, from).await?;
     let deadline = Instant::now() + ctx.gate_timeout;

@@ -175,7 +175,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
                         sql.push_str(&format!(" LOCALE {}", literal(l)));
                     }
                     on_leader(ctx, &sql, &format!("CREATE DATABASE {name}")).await?;
-                    if ctx.spec.spec.pooler.is_some() {
+                    if ctx.spec.pgbouncer().is_some() {
                         // From template0 it lacks the pooler's lookup function.
                         pooler_auth(ctx, &name).await?;
                     }

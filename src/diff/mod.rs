@@ -195,7 +195,7 @@ fn unmanaged_parameters(
 
 /// What the pooler is created with, as the plan shows it and the provider records it.
 pub fn pooler_settings(spec: &ClusterSpec) -> Option<BTreeMap<String, String>> {
-    let p = &spec.spec.pooler.as_ref()?.pgbouncer;
+    let p = spec.pgbouncer()?;
     Some(BTreeMap::from([
         ("kind".to_owned(), "pgbouncer".to_owned()),
         ("pool_mode".to_owned(), p.pool_mode.as_str().to_owned()),
@@ -227,7 +227,11 @@ fn pooler(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
             ChangeAction::Create,
             None,
             Some(json!(w)),
-            "spec.pooler asks for it",
+            if spec.spec.pooler.is_some() {
+                "spec.pooler asks for it"
+            } else {
+                "the docker provider runs PgBouncer unless spec.pooler says otherwise"
+            },
         )),
         (Some(w), Some(o)) if o.settings != w => out.push(change(
             ChangeAction::Replace,

@@ -329,6 +329,11 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
     if sql_objects.is_none() && leader.is_some() && ctx.superuser.is_some() {
         notes.push("the primary's catalogs could not be read".to_owned());
     }
+    if leader.is_none() && view.as_ref().is_some_and(|v| !v.members.is_empty()) {
+        notes.push(
+            "the cluster has no leader yet: its roles, databases and extensions are not compared; plan again once it has one".to_owned(),
+        );
+    }
     Observation {
         cluster: ctx.provider.topology().cluster.clone(),
         dcs,

@@ -723,7 +723,7 @@ fn sql_objects(
         let mut deps = primary_ready.to_vec();
         deps.extend(role_dep(&owner, &role_creates));
         deps.extend(db_ready.get(&c.name()).cloned());
-        if spec.spec.pooler.is_some() {
+        if spec.pgbouncer().is_some() {
             // A new database gets the pooler's lookup function, granted to its auth user.
             deps.extend(role_dep(crate::roles::POOLER_USER, &role_creates));
         }

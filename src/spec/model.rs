@@ -66,7 +66,9 @@ pub struct Spec {
     /// leaves the spec is left in place and no longer managed.
     #[serde(default, skip_serializing_if = "Prune::is_off")]
     pub prune: Prune,
-    /// A connection pooler in front of the cluster, routed to the current leader.
+    /// A connection pooler in front of the cluster, routed to the current leader. When absent:
+    /// PgBouncer with its defaults on the `docker` provider, none on `local`. `pooler: {}`
+    /// asks for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<Pooler>,
 }
@@ -77,7 +79,27 @@ pub struct Spec {
 pub struct Pooler {
     /// PgBouncer, with pgdba's auth user (`auth_query`) so that the spec's roles log in
     /// through it with their own passwords, and its `[databases]` following the leader.
-    pub pgbouncer: PgBouncer,
+    /// Absent: no pooler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer: Option<PgBouncer>,
+}
+
+/// PgBouncer with its defaults: what the `docker` provider runs when the spec says nothing.
+pub const DEFAULT_PGBOUNCER: PgBouncer = PgBouncer {
+    port: None,
+    pool_mode: PoolMode::Transaction,
+};
+
+impl ClusterSpec {
+    /// The PgBouncer this cluster runs, if any: the spec's, or on the `docker` provider, when
+    /// the spec has no `pooler` section, PgBouncer with its defaults.
+    pub fn pgbouncer(&self) -> Option<&PgBouncer> {
+        match (&self.spec.pooler, &self.spec.provider) {
+            (Some(p), _) => p.pgbouncer.as_ref(),
+            (None, Provider::Docker(_)) => Some(&DEFAULT_PGBOUNCER),
+            (None, _) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

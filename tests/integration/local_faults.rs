@@ -351,6 +351,23 @@ fn faults_are_reported_as_they_are_and_converge_once_removed() {
             .unwrap();
         left.stdout.is_empty().then_some(())
     });
+    // Connections the killed processes had open linger in the kernel (FIN_WAIT) for up to
+    // tcp_fin_timeout, and while they do their ports cannot be bound: plan says PORT_IN_USE
+    // then, which is true. A reboot would have cleared them; here, wait until they are gone.
+    let ports: Vec<u16> = (0..3)
+        .flat_map(|i| [t.pg_port + i, t.api_port + i])
+        .chain([t.etcd_port, t.etcd_port + 1])
+        .collect();
+    wait_for(
+        "the killed processes' ports free",
+        Duration::from_secs(90),
+        || {
+            ports
+                .iter()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+                .then_some(())
+        },
+    );
     let (code, v) = plan(&t);
     assert_eq!(code, 2, "{v:#}");
     let (code, v) = drift(&t);

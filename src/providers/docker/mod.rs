@@ -970,7 +970,7 @@ impl super::Provider for Docker {
     }
 
     async fn create_pooler(&self, creds: &Credentials) -> Result<(), ProviderError> {
-        let Some(pooler) = &self.spec.spec.pooler else {
+        let Some(pgbouncer) = self.spec.pgbouncer() else {
             return Err(ProviderError::Config("the spec has no pooler".to_owned()));
         };
         let password = creds.pooler.as_deref().ok_or_else(|| {
@@ -1009,18 +1009,13 @@ impl super::Provider for Docker {
                 &lineage,
                 "postgres",
                 cmd,
-                &[(layout::POOLER_PORT, pooler.pgbouncer.port)],
+                &[(layout::POOLER_PORT, pgbouncer.port)],
                 None,
                 labels,
             )
             .await?;
         if created {
-            let base = pgbouncer::base_ini(
-                &pooler.pgbouncer,
-                "0.0.0.0",
-                layout::POOLER_PORT,
-                CONFIG_DIR,
-            );
+            let base = pgbouncer::base_ini(pgbouncer, "0.0.0.0", layout::POOLER_PORT, CONFIG_DIR);
             let users = pgbouncer::userlist(password);
             self.upload(
                 &n.container,

@@ -116,10 +116,10 @@ impl Layout {
         let members = (0..=spec.spec.replicas)
             .map(|i| Self::member_at(&cluster, &root, pg_port, api_port, i))
             .collect();
-        let pooler = spec.spec.pooler.as_ref().map(|p| {
+        let pooler = spec.pgbouncer().map(|p| {
             let dir = root.join("pgbouncer");
             PoolerLayout {
-                port: p.pgbouncer.port.unwrap_or(DEFAULT_POOLER_PORT),
+                port: p.port.unwrap_or(DEFAULT_POOLER_PORT),
                 pidfile: dir.join("pgbouncer.pid"),
                 log: dir.join("pgbouncer.log"),
                 settings: dir.join("settings.json"),

@@ -404,7 +404,7 @@ impl Local {
     /// a 0600 file of the run-as user: PgBouncer reads it from nowhere else) and start it.
     async fn create_pgbouncer(&self, creds: &Credentials) -> Result<(), ProviderError> {
         let p = self.pooler_layout()?;
-        let Some(spec) = &self.spec.spec.pooler else {
+        let Some(pgbouncer) = self.spec.pgbouncer() else {
             return Err(ProviderError::Config("the spec has no pooler".to_owned()));
         };
         let password = creds.pooler.as_deref().ok_or_else(|| {
@@ -416,7 +416,7 @@ impl Local {
         self.check_ports(&[(p.port, "PgBouncer".to_owned())])?;
         run_as.make_dir(&p.dir, 0o750)?;
         let dir = p.dir.display().to_string();
-        let base = super::pgbouncer::base_ini(&spec.pgbouncer, layout::HOST, p.port, &dir);
+        let base = super::pgbouncer::base_ini(pgbouncer, layout::HOST, p.port, &dir);
         let settings = serde_json::to_vec(&crate::diff::pooler_settings(&self.spec))
             .map_err(|e| ProviderError::Config(e.to_string()))?;
         for (name, content, mode) in [
