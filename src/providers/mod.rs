@@ -110,6 +110,15 @@ impl Credentials {
         }
     }
 
+    /// The password of PgBouncer's auth user, which every provider's pooler needs.
+    pub fn pooler_password(&self) -> Result<&str, ProviderError> {
+        self.pooler.as_deref().ok_or_else(|| {
+            ProviderError::Config(
+                "the cluster's secrets hold no password for PgBouncer's auth user".to_owned(),
+            )
+        })
+    }
+
     /// etcd's user and password, when etcd authenticates.
     pub fn etcd_auth(&self) -> Option<(&str, &str)> {
         self.etcd.as_deref().map(|p| (crate::roles::ETCD_USER, p))
@@ -130,6 +139,16 @@ pub fn member_name(cluster: &str, index: u32) -> String {
 /// The index of a member name of this cluster (`demo-2` → 2).
 pub fn member_index(cluster: &str, name: &str) -> Option<u32> {
     name.strip_prefix(cluster)?.strip_prefix('-')?.parse().ok()
+}
+
+/// The HTTP client a provider talks to its own services with (etcd, Patroni): no proxy, and
+/// each request bounded.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
 }
 
 /// One member slot of the spec, as the plan shows it.

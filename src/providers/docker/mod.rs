@@ -111,11 +111,7 @@ impl Docker {
             spec: spec.clone(),
             topology: layout.topology(),
             layout,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .no_proxy()
-                .build()
-                .unwrap_or_default(),
+            http: super::http_client(),
             engine: OnceCell::new(),
         }
     }
@@ -206,6 +202,17 @@ impl Docker {
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(docker_error("inspecting the network", &e)),
         }
+    }
+
+    /// The lineage of the cluster's network, which must exist: it is created with the DCS,
+    /// before members and the pooler.
+    async fn required_lineage(&self) -> Result<String, ProviderError> {
+        self.network_lineage().await?.ok_or_else(|| {
+            ProviderError::Config(format!(
+                "Docker network {} does not exist: the DCS is created first",
+                self.layout.network
+            ))
+        })
     }
 
     /// The Docker networks whose subnet overlaps the spec's.
@@ -900,12 +907,7 @@ impl super::Provider for Docker {
     }
 
     async fn create_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
-        let lineage = self.network_lineage().await?.ok_or_else(|| {
-            ProviderError::Config(format!(
-                "Docker network {} does not exist: the DCS is created first",
-                self.layout.network
-            ))
-        })?;
+        let lineage = self.required_lineage().await?;
         let n = self.layout.member(name);
         let cmd = vec!["patroni".to_owned(), format!("{CONFIG_DIR}/{CONFIG_FILE}")];
         self.ensure_container(
@@ -973,17 +975,8 @@ impl super::Provider for Docker {
         let Some(pgbouncer) = self.spec.pgbouncer() else {
             return Err(ProviderError::Config("the spec has no pooler".to_owned()));
         };
-        let password = creds.pooler.as_deref().ok_or_else(|| {
-            ProviderError::Config(
-                "the cluster's secrets hold no password for PgBouncer's auth user".to_owned(),
-            )
-        })?;
-        let lineage = self.network_lineage().await?.ok_or_else(|| {
-            ProviderError::Config(format!(
-                "Docker network {} does not exist: the DCS is created first",
-                self.layout.network
-            ))
-        })?;
+        let password = creds.pooler_password()?;
+        let lineage = self.required_lineage().await?;
         let n = self.layout.pooler();
         let apis = self
             .layout

@@ -83,11 +83,7 @@ impl Local {
             spec: spec.clone(),
             topology: layout.topology(),
             layout,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .no_proxy()
-                .build()
-                .unwrap_or_default(),
+            http: super::http_client(),
         }
     }
 
@@ -407,11 +403,7 @@ impl Local {
         let Some(pgbouncer) = self.spec.pgbouncer() else {
             return Err(ProviderError::Config("the spec has no pooler".to_owned()));
         };
-        let password = creds.pooler.as_deref().ok_or_else(|| {
-            ProviderError::Config(
-                "the cluster's secrets hold no password for PgBouncer's auth user".to_owned(),
-            )
-        })?;
+        let password = creds.pooler_password()?;
         let run_as = self.run_as()?;
         self.check_ports(&[(p.port, "PgBouncer".to_owned())])?;
         run_as.make_dir(&p.dir, 0o750)?;
