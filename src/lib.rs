@@ -8,6 +8,7 @@ pub mod cli;
 pub mod diff;
 pub mod drift;
 pub mod observe;
+pub mod ops;
 pub mod output;
 pub mod patroni;
 pub mod pg;

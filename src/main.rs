@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let name = commands::command_name(&cli.command);
     let outcome = if !commands::supports(&cli.command, format) {
         commands::Failure {
-            code: "USAGE",
+            code: commands::codes::USAGE,
             message: format!("{name} does not print --format {}", format.as_str()),
             hint: None,
             data: serde_json::Value::Null,
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         {
             Ok(rt) => rt.block_on(commands::run(cli.command, &global, format)),
             Err(e) => commands::Failure {
-                code: "INTERNAL",
+                code: commands::codes::INTERNAL,
                 message: format!("cannot start the runtime: {e}"),
                 hint: None,
                 data: serde_json::Value::Null,
@@ -100,28 +100,30 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::from(1);
     }
-    // The subcommand, when the words before the error name one.
-    let name = match args
+    // The subcommand (and its subcommand), when the words before the error name them.
+    let words: Vec<&str> = args
         .iter()
-        .find(|a| !a.starts_with('-'))
+        .filter(|a| !a.starts_with('-'))
         .map(String::as_str)
+        .collect();
+    let root = <Cli as clap::CommandFactory>::command();
+    let name = match words
+        .first()
+        .and_then(|w| root.get_subcommands().find(|c| c.get_name() == *w))
     {
-        Some(c @ ("validate" | "plan" | "apply" | "drift" | "destroy")) => c.to_owned(),
-        Some("state") => match args
-            .iter()
-            .filter(|a| !a.starts_with('-'))
-            .nth(1)
-            .map(String::as_str)
+        Some(c) => match words
+            .get(1)
+            .and_then(|w| c.get_subcommands().find(|s| s.get_name() == *w))
         {
-            Some(s @ ("list" | "show" | "unlock")) => format!("state {s}"),
-            _ => "state".to_owned(),
+            Some(s) => format!("{} {}", c.get_name(), s.get_name()),
+            None => c.get_name().to_owned(),
         },
-        _ => "pgdba".to_owned(),
+        None => "pgdba".to_owned(),
     };
     let message = e.render().to_string();
     let message = message.trim().trim_start_matches("error: ").to_owned();
     let outcome = commands::Failure {
-        code: "USAGE",
+        code: commands::codes::USAGE,
         message,
         hint: Some("see `pgdba --help` and `pgdba <command> --help`".to_owned()),
         data: serde_json::Value::Null,

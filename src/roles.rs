@@ -117,7 +117,10 @@ pub const SYSTEM_ROLES: &[SystemRole] = &[
 
 /// The system roles a cluster of `spec` has.
 pub fn needed(spec: &ClusterSpec) -> impl Iterator<Item = &'static SystemRole> + '_ {
-    SYSTEM_ROLES.iter().filter(move |r| (r.needed)(spec))
+    // An adopted cluster has its owner's roles; pgdba adds none.
+    SYSTEM_ROLES
+        .iter()
+        .filter(move |r| !spec.is_adopted() && (r.needed)(spec))
 }
 
 /// Is `name` one of pgdba's own roles?

@@ -17,6 +17,7 @@ use super::cluster::{
     Cluster, credentials, managed, new_credentials, observe_cluster, plan_one, refuse_split_brain,
     refuse_unmanaged, require_complete,
 };
+use super::commands::codes;
 use super::commands::{Failure, Outcome};
 use super::destroy::guard_production;
 use super::specs::{diagnostics_failure, load_one};
@@ -34,21 +35,30 @@ use crate::state::{ClusterState, StateStore};
 
 fn confirm(plan: &Plan) -> Result<(), Failure> {
     if !std::io::stdin().is_terminal() {
-        return Err(Failure::new("APPROVAL_REQUIRED", "apply asks for approval, and stdin is not a terminal")
+        return Err(Failure::new(codes::APPROVAL_REQUIRED, "apply asks for approval, and stdin is not a terminal")
             .hint("review the plan, then run with --auto-approve, or save it with `plan --out` and apply that file"));
     }
-    eprint!(
-        "{}\nDo you want to perform these actions on cluster {}? Only 'yes' will be accepted: ",
-        plan_view::table(plan),
-        plan.name
-    );
+    ask_yes(
+        &format!(
+            "{}\nDo you want to perform these actions on cluster {}? Only 'yes' will be accepted: ",
+            plan_view::table(plan),
+            plan.name
+        ),
+        "apply cancelled",
+    )
+}
+
+/// `question` on the terminal (stderr); a `yes` goes on, anything else is `CANCELLED` with
+/// `cancelled` as the message.
+pub(super) fn ask_yes(question: &str, cancelled: &str) -> Result<(), Failure> {
+    eprint!("{question}");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     if answer.trim() == "yes" {
         Ok(())
     } else {
-        Err(Failure::new("CANCELLED", "apply cancelled"))
+        Err(Failure::new(codes::CANCELLED, cancelled))
     }
 }
 
@@ -91,7 +101,7 @@ async fn execute(
         .as_ref()
         .map(|p| (crate::roles::RESTAPI_USER.to_owned(), p.clone()));
     let client = patroni::Client::new(Duration::from_secs(10), auth)
-        .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
+        .map_err(|e| Failure::new(codes::INTERNAL, crate::error_chain(&e)))?;
     let ctx = apply::Context {
         spec: &cluster.spec,
         provider: cluster.provider.as_ref(),
@@ -142,7 +152,7 @@ async fn execute(
                 s.partial_applies.clear();
                 manage_what_the_spec_names(s, &cluster.spec);
             })
-            .map_err(|e| Failure::new("STATE_ERROR", crate::error_chain(&e)))?;
+            .map_err(|e| Failure::new(codes::STATE_ERROR, crate::error_chain(&e)))?;
     } else {
         // What the completed actions changed: drift compares those addresses with this
         // spec, since pgdba itself made them so.
@@ -156,7 +166,7 @@ async fn execute(
             let spec = serde_json::to_value(&cluster.spec).unwrap_or(Value::Null);
             recorder
                 .update(|s| s.record_partial(spec, done))
-                .map_err(|e| Failure::new("STATE_ERROR", crate::error_chain(&e)))?;
+                .map_err(|e| Failure::new(codes::STATE_ERROR, crate::error_chain(&e)))?;
         }
     }
     let serial = recorder.snapshot().map(|s| s.serial);
@@ -208,7 +218,7 @@ async fn execute(
         Ok(Outcome::ok(data, human))
     } else {
         Err(Failure::new(
-            "APPLY_FAILED",
+            codes::APPLY_FAILED,
             format!(
                 "apply of cluster {} failed: {} done, {} failed, {} skipped; it did: {}{already}\n{}",
                 plan.name,
@@ -242,7 +252,7 @@ async fn current_leader(
 /// After a successful apply, pgdba manages exactly what the spec names: objects that
 /// already existed are adopted, those that left it (dropped or forgotten) are no longer
 /// managed.
-fn manage_what_the_spec_names(state: &mut ClusterState, spec: &ClusterSpec) {
+pub(super) fn manage_what_the_spec_names(state: &mut ClusterState, spec: &ClusterSpec) {
     let s = &spec.spec;
     state.managed_parameters = s.postgres.parameters.keys().cloned().collect();
     state.managed_roles = s.roles.iter().map(|r| r.name.clone()).collect();
@@ -274,7 +284,7 @@ fn check_data_loss(plan: &Plan, extra: &[String], allowed: bool) -> Result<(), F
         return Ok(());
     }
     Err(Failure::new(
-        "DATA_LOSS",
+        codes::DATA_LOSS,
         format!(
             "the plan for cluster {} destroys data: {}",
             plan.name,
@@ -339,10 +349,10 @@ fn load_saved(
     spec_file: Option<&Path>,
 ) -> Result<SavedPlan, Failure> {
     let bytes = std::fs::read(path)
-        .map_err(|e| Failure::new("IO_ERROR", format!("{}: {e}", path.display())))?;
+        .map_err(|e| Failure::new(codes::IO_ERROR, format!("{}: {e}", path.display())))?;
     let saved: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| {
         Failure::new(
-            "INVALID_PLAN",
+            codes::INVALID_PLAN,
             format!(
                 "{}:{}:{}: not a saved pgdba plan: {e}",
                 path.display(),
@@ -353,7 +363,7 @@ fn load_saved(
     })?;
     if saved.format != SAVED_FORMAT {
         return Err(Failure::new(
-            "INVALID_PLAN",
+            codes::INVALID_PLAN,
             format!(
                 "{}: plan format {} is not {SAVED_FORMAT}",
                 path.display(),
@@ -364,7 +374,7 @@ fn load_saved(
     }
     let tampered = |why: String| {
         Failure::new(
-            "PLAN_TAMPERED",
+            codes::PLAN_TAMPERED,
             format!(
                 "{}: {why}; pgdba applies only plans it made and signed, unchanged",
                 path.display()
@@ -389,7 +399,7 @@ fn load_saved(
     }
     // The embedded spec, validated exactly as `plan` validates a spec file.
     let spec_json = serde_json::to_vec(&saved.spec)
-        .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
+        .map_err(|e| Failure::new(codes::INTERNAL, crate::error_chain(&e)))?;
     if let Err(diags) = spec::load_str(&format!("{} (its spec)", path.display()), &spec_json) {
         return Err(diagnostics_failure(&diags));
     }
@@ -397,7 +407,7 @@ fn load_saved(
         let loaded = load_one(f, "apply")?;
         if loaded.source_hash != saved.spec_hash {
             return Err(Failure::new(
-                "STALE_PLAN",
+                codes::STALE_PLAN,
                 format!(
                     "{} changed since the plan was made from it ({})",
                     f.display(),
@@ -433,7 +443,7 @@ pub(super) async fn apply_saved(
             })
         };
         return Err(Failure::new(
-            "STALE_PLAN",
+            codes::STALE_PLAN,
             format!(
                 "the plan was made against {} of cluster {name}; the state is now at {}",
                 show(&saved.state),
@@ -465,7 +475,7 @@ pub(super) async fn apply_saved(
         .collect();
     if !changed.is_empty() {
         return Err(Failure::new(
-            "STALE_PLAN",
+            codes::STALE_PLAN,
             format!(
                 "what the plan touches changed since it was made: {}",
                 changed

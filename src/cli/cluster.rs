@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::commands::Failure;
+use super::commands::codes;
 use crate::diff::Managed;
 use crate::observe::{self, model::Observation};
 use crate::patroni;
@@ -64,7 +65,7 @@ const OBSERVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn patroni_reader() -> Result<patroni::Reader, Failure> {
     patroni::Reader::new(OBSERVE_TIMEOUT)
-        .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))
+        .map_err(|e| Failure::new(codes::INTERNAL, crate::error_chain(&e)))
 }
 
 /// What the state says pgdba manages.
@@ -108,7 +109,7 @@ fn needs(
             Some(n) => n.push(format!("password of role {name} not checked: {e}")),
             None => {
                 return Err(Failure::new(
-                    "SECRET_UNAVAILABLE",
+                    codes::SECRET_UNAVAILABLE,
                     format!("password of role {name}: {e}"),
                 ));
             }
@@ -223,7 +224,7 @@ pub(super) fn credentials(
     let path = store.secrets_path(cluster)?;
     let missing = |what: String| {
         Failure::new(
-            "SECRETS_MISSING",
+            codes::SECRETS_MISSING,
             format!("cluster {cluster}: {what}; pgdba will not make new passwords for a cluster that runs with the old ones"),
         )
         .hint(format!(
@@ -261,7 +262,7 @@ pub(super) fn refuse_unmanaged(
     }
     let prev = store.previous_path(&obs.cluster)?;
     Err(Failure::new(
-        "EXISTS_UNMANAGED",
+        codes::EXISTS_UNMANAGED,
         format!(
             "cluster {} exists (its etcd or members are there) but {} has no state for it; pgdba will not start a new state for a cluster it cannot prove is its own",
             obs.cluster,
@@ -301,7 +302,7 @@ pub(super) fn require_complete(obs: &Observation, plan: &Plan) -> Result<(), Fai
         .map(|u| format!("{} ({}): {}", u.address, u.source, u.reason))
         .collect();
     Err(Failure::new(
-        "UNREACHABLE",
+        codes::UNREACHABLE,
         format!(
             "cluster {}: the observation is incomplete, so no plan can be trusted: {}",
             plan.name,
@@ -318,7 +319,7 @@ pub(super) fn refuse_split_brain(obs: &Observation, plan: &Plan) -> Result<(), F
     let Some(message) = crate::drift::split_brain(obs) else {
         return Ok(());
     };
-    Err(Failure::new("SPLIT_BRAIN", format!("cluster {}: {message}", plan.name))
+    Err(Failure::new(codes::SPLIT_BRAIN, format!("cluster {}: {message}", plan.name))
         .hint("stop the PostgreSQL that should not lead (its writes since it diverged are on its own timeline), then plan again; `pgdba drift` shows the same")
         .data(json!({ "partial_plan": plan })))
 }
@@ -353,7 +354,7 @@ fn refuse_shared_resources(store: &StateStore, cluster: &Cluster) -> Result<(), 
         return Ok(());
     }
     Err(Failure::new(
-        "IN_USE_BY_ANOTHER_CLUSTER",
+        codes::IN_USE_BY_ANOTHER_CLUSTER,
         format!(
             "cluster {} would share what another cluster in {} uses: {}",
             cluster.name(),
@@ -391,11 +392,13 @@ pub(super) async fn plan_one(
         .await
         .map_err(|e| match &e {
             providers::ProviderError::PortInUse(_) => {
-                Failure::new("PORT_IN_USE", crate::error_chain(&e))
+                Failure::new(codes::PORT_IN_USE, crate::error_chain(&e))
                     .hint("stop what holds the port, or choose other ports in the spec")
             }
-            providers::ProviderError::InUse(_) => Failure::new("IN_USE", crate::error_chain(&e)),
-            _ => Failure::new("PREFLIGHT_FAILED", crate::error_chain(&e)),
+            providers::ProviderError::InUse(_) => {
+                Failure::new(codes::IN_USE, crate::error_chain(&e))
+            }
+            _ => Failure::new(codes::PREFLIGHT_FAILED, crate::error_chain(&e)),
         })?;
     Ok(Planned {
         cluster,

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::Global;
 use super::cluster::{Cluster, last_applied};
+use super::commands::codes;
 use super::commands::{Failure, Outcome};
 use super::specs::load_one;
 use crate::plan::Plan;
@@ -62,7 +63,7 @@ pub(super) fn guard_production(
         return Ok(());
     }
     Err(Failure::new(
-        "PROTECTED",
+        codes::PROTECTED,
         format!(
             "cluster {} is labelled env: production (now or when it was applied), and the plan destroys: {}",
             plan.name,
@@ -82,16 +83,24 @@ pub(super) async fn destroy(
     let name = loaded.spec.metadata.name.clone();
     let store = StateStore::new(&g.state_dir);
     let state = store.load(&name)?;
+    // Whatever the flags: pgdba destroys only what it created.
+    if loaded.spec.is_adopted()
+        || state
+            .as_ref()
+            .is_some_and(|s| s.provider == crate::providers::adopted::KIND)
+    {
+        return Err(super::adopt::refuse_destroy(&name));
+    }
     if is_production(&loaded.spec, state.as_ref()) && !allow_production {
         return Err(Failure::new(
-            "PROTECTED",
+            codes::PROTECTED,
             format!("cluster {name} is labelled env: production (now or when it was applied); pgdba does not destroy it"),
         )
         .hint("if you really mean it, add --allow-production"));
     }
     if !confirmed {
         return Err(Failure::new(
-            "CONFIRMATION_REQUIRED",
+            codes::CONFIRMATION_REQUIRED,
             format!("destroy removes every member, the DCS and all data of cluster {name}"),
         )
         .hint("add --confirm"));
@@ -99,7 +108,7 @@ pub(super) async fn destroy(
     let _lock = store.lock(&name, "destroy")?;
     let Some(state) = store.load(&name)? else {
         return Err(Failure::new(
-            "NOT_MANAGED",
+            codes::NOT_MANAGED,
             format!(
                 "there is no state for cluster {name} in {}: pgdba did not create it",
                 g.state_dir.display()
@@ -115,7 +124,7 @@ pub(super) async fn destroy(
         && Path::new(dir) != Path::new(&location)
     {
         return Err(Failure::new(
-            "STATE_ERROR",
+            codes::STATE_ERROR,
             format!(
                 "the state of cluster {name} records {dir}, but its applied spec lays it out in {location}; nothing was removed"
             ),
@@ -125,7 +134,7 @@ pub(super) async fn destroy(
         .provider
         .destroy(&state.lineage)
         .await
-        .map_err(|e| Failure::new("DESTROY_FAILED", crate::error_chain(&e)))?;
+        .map_err(|e| Failure::new(codes::DESTROY_FAILED, crate::error_chain(&e)))?;
     store.remove(&name)?;
     let data = json!({ "cluster": name, "destroyed": { "members": state.members.iter().map(|m| &m.name).collect::<Vec<_>>(), "data_dir": location } });
     Ok(Outcome::ok(

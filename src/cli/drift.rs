@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::Global;
 use super::cluster::{Cluster, credentials, managed, observe_with};
+use super::commands::codes;
 use super::commands::{Failure, Outcome};
 use super::specs::{fleet_error, load_all, over_fleet};
 use crate::drift::{Class, FailOn, Item};
@@ -32,7 +33,7 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
     let name = loaded.spec.metadata.name.clone();
     let state = store.load(&name)?.ok_or_else(|| {
         Failure::new(
-            "NOT_MANAGED",
+            codes::NOT_MANAGED,
             format!(
                 "cluster {name}: no state in {}; pgdba never applied it",
                 store.dir().display()
@@ -87,7 +88,7 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
     // A cluster whose processes are all down is another matter: that is dangerous drift.
     if !obs.dcs.exists && !obs.inventory.iter().any(|m| m.exists) {
         return Err(Failure::new(
-            "UNREACHABLE",
+            codes::UNREACHABLE,
             format!("cluster {name}: nothing of it is here (no etcd, no member)"),
         ));
     }
@@ -208,7 +209,7 @@ pub async fn run(g: &Global, path: &Path, fail_on: FailOn) -> Result<Outcome, Fa
     let data = json!({ "clusters": clusters, "errors": errors });
     if !errors.is_empty() {
         return Err(Failure::new(
-            "UNREACHABLE",
+            codes::UNREACHABLE,
             format!(
                 "{} of {} clusters could not be checked\n{}",
                 errors.len(),

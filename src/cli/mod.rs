@@ -8,14 +8,23 @@
 //! `--parallelism`) are also accepted before the subcommand, as earlier versions did; a flag
 //! given after it wins.
 
+mod adopt;
 mod apply;
 mod cluster;
 pub mod commands;
+mod config;
 mod destroy;
 mod drift;
+mod health;
+mod healthserve;
+mod leader;
+mod opscluster;
 mod plan;
+mod query;
+mod replica;
 mod specs;
 mod state;
+pub mod target;
 
 use std::path::PathBuf;
 
@@ -32,7 +41,8 @@ const DEFAULT_PARALLELISM: usize = 10;
     version,
     about = "Declarative desired state for PostgreSQL HA clusters (Patroni, etcd)",
     after_help = "Exit codes: 0 success; 1 an error (bad input, refused, unreachable, failed); 2 \
-                  changes pending (plan --detailed-exitcode) or drift found (drift)."
+                  changes pending (plan --detailed-exitcode), drift found (drift) or a crit \
+                  health check (health check, health report)."
 )]
 pub struct Cli {
     /// Also accepted after the subcommand, where its help lists the formats it prints.
@@ -221,6 +231,410 @@ pub enum Command {
     /// Inspect the state, break a stuck lock.
     #[command(subcommand)]
     State(StateCommand),
+    /// A cluster's topology and health, every cluster in the state, a new cluster, adopting a
+    /// running Patroni cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Hand the leader to a healthy replica (Patroni's switchover), measuring the write outage.
+    #[command(
+        after_help = "Exit codes: 0 the leader moved (or, with --at, the switchover is \
+                      scheduled); 1 refused by a pre-check (it names which), or failed."
+    )]
+    Switchover {
+        /// The member that should lead.
+        #[arg(long)]
+        to: String,
+        /// Schedule it at this time (RFC3339, e.g. 2026-12-02T03:00:00Z) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Forced leader changes (Patroni's failover), and what the cluster's leadership is now.
+    #[command(subcommand)]
+    Failover(FailoverCommand),
+    /// Add, remove or promote a replica.
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
+    /// Health checks (ok, warn, crit), a report, and an HTTP endpoint for load balancers.
+    #[command(subcommand)]
+    Health(HealthCommand),
+    /// PGTune's recommendations, settings as PostgreSQL holds them, and their differences.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Query diagnostics: slow statements, EXPLAIN ANALYZE, index suggestions.
+    #[command(subcommand)]
+    Query(QueryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Members, roles, states, timelines, lag, pending restarts, the DCS.
+    #[command(after_help = "Exit codes: 0 success; 1 no such cluster, or it could not be read.")]
+    Status {
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Every cluster in the state: provider, created or adopted, members, ports, subnet.
+    #[command(after_help = "Exit codes: 0 success; 1 an unreadable state.")]
+    List {
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Write a spec for a new cluster (PostgreSQL 15, Patroni's default timings), show its plan
+    /// and apply it.
+    #[command(
+        after_help = "The spec is written first, never over an existing file, and stays when the \
+                      apply is declined or fails: `pgdba apply -f FILE` goes on from there. \
+                      local: directories under /var/lib/pgdba/NAME unless --data-dir, and unless \
+                      given, the first ports from 15432 (PostgreSQL), 18008 (Patroni) and 12379 \
+                      (etcd), in steps of 100, that no cluster in the state holds and nothing \
+                      listens on. docker: the provider's defaults.\n\n\
+                      Exit codes: 0 created; 1 an error, a refusal, or not confirmed."
+    )]
+    Init {
+        // Where it runs, and (local) where its directories and ports are.
+        #[command(flatten)]
+        placement: opscluster::InitPlacement,
+        /// Standbys besides the primary.
+        #[arg(long, default_value_t = 2)]
+        replicas: u32,
+        /// The cluster's name ([a-z0-9-]).
+        #[arg(long)]
+        name: String,
+        /// Where to write the spec [default: NAME.yaml].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Apply without asking for `yes` (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Adopt a running Patroni cluster pgdba did not create: record it, write its spec.
+    #[command(
+        after_help = "Exit codes: 0 adopted; 1 a pre-flight check failed (it says which), or \
+                      the name is taken."
+    )]
+    Connect {
+        /// The REST API of any of its members (http://host:8008).
+        #[arg(long)]
+        patroni_url: String,
+        /// The name pgdba gives it ([a-z0-9-]).
+        #[arg(long)]
+        name: String,
+        /// Where the leader's PostgreSQL is reached, when not where Patroni says (a NAT, a
+        /// proxy); the other members are reached where Patroni says.
+        #[arg(long)]
+        pg_host: Option<String>,
+        /// The port with --pg-host [default: the one Patroni says].
+        #[arg(long, requires = "pg_host")]
+        pg_port: Option<u16>,
+        /// The environment variable that holds the password of the superuser `postgres`, which
+        /// pgdba connects as; it is kept in the 0600 secrets file beside the state.
+        #[arg(long, default_value = "PGPASSWORD")]
+        password_env: String,
+        /// Write the spec of what was found here [default: NAME.yaml].
+        #[arg(long)]
+        write_spec: Option<PathBuf>,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Remove an adopted cluster from the state without touching it.
+    #[command(after_help = "Exit codes: 0 forgotten; 1 no such cluster, or one pgdba created.")]
+    Forget {
+        /// The cluster's name.
+        name: String,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FailoverCommand {
+    /// Make this replica the leader now, even without a healthy leader (Patroni's failover).
+    #[command(after_help = "Exit codes: 0 the target leads; 1 refused by a pre-check, or failed.")]
+    Trigger {
+        /// The member that should lead.
+        #[arg(long)]
+        target: String,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Who leads, since when (timeline), a scheduled switchover, pause, failover candidates.
+    #[command(after_help = "Exit codes: 0 success; 1 the cluster could not be read.")]
+    Status {
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicaCommand {
+    /// One more replica: the spec's `replicas` goes up by one (the file is edited in place,
+    /// its comments and layout kept), then plan and apply.
+    #[command(
+        after_help = "The new member is NAME-N, N the new count. Refused, with nothing changed, \
+                      when the spec has other changes not applied yet: apply or undo them first. \
+                      The spec file is put back as it was when the apply is declined or refused \
+                      before any action ran; once actions ran it keeps the new count, since it \
+                      then describes where the cluster is going (`pgdba plan` shows what \
+                      remains).\n\n\
+                      Exit codes: 0 added; 1 an error, a refusal, or not confirmed."
+    )]
+    Add {
+        /// The cluster's spec file (it is edited).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Apply without asking for `yes` (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// One replica fewer: the spec's `replicas` goes down by one (the file is edited in
+    /// place), then plan and apply. The member removed is deleted with its data directory.
+    #[command(
+        after_help = "Members are numbered NAME-0 to NAME-N, and the one removed is always the \
+                      highest-numbered, NAME-N (as the providers lay members out): --member or \
+                      --host may name it, and naming any other member is refused. When it leads, \
+                      the leader is first handed to the healthiest replica by a switchover, \
+                      pre-checked and measured as `pgdba switchover` does. Refused, with nothing \
+                      changed, when the spec has other changes not applied yet. The spec file is \
+                      put back as it was when the apply is declined or refused before any action \
+                      ran (a switchover already made stays made); once actions ran it keeps the \
+                      new count.\n\n\
+                      Exit codes: 0 removed; 1 an error, a refusal, or not confirmed."
+    )]
+    Remove {
+        // The cluster's spec file (it is edited), and what its apply may destroy.
+        #[command(flatten)]
+        spec: replica::RemoveSpec,
+        // The member to remove, if named: it must be the highest-numbered.
+        #[command(flatten)]
+        member: target::MemberArg,
+        /// Apply without asking for `yes` (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Make this replica the leader: a switchover to it.
+    #[command(after_help = "Exit codes: 0 it leads; 1 refused by a pre-check, or failed.")]
+    Promote {
+        #[command(flatten)]
+        member: target::MemberArg,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+}
+
+/// `health report`'s formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Yaml,
+    Table,
+    Markdown,
+    Html,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HealthCommand {
+    /// Every check, each ok, warn or crit with its value and threshold.
+    #[command(after_help = "Exit codes: 0 ok or warn; 2 crit; 1 the checks could not run.")]
+    Check {
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// The checks as a report for people (Markdown or HTML).
+    #[command(after_help = "Exit codes: 0 ok or warn; 2 crit; 1 the checks could not run.")]
+    Report {
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        /// Output format [default: markdown].
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: ReportFormat,
+        #[arg(short, long, action = clap::ArgAction::Count)]
+        verbose: u8,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Answer GET /health (200 unless crit, else 503), /primary and /replica until stopped.
+    #[command(after_help = "Exit codes: 0 stopped by a signal; 1 cannot listen, or an error.")]
+    Serve {
+        /// Where to listen (127.0.0.1:8080).
+        #[arg(long)]
+        listen: String,
+        /// How often the checks run, in seconds.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// PGTune's recommendations for a workload (this machine's memory and CPUs unless given).
+    #[command(after_help = "Exit codes: 0 success; 1 inputs PGTune refuses.")]
+    Tune {
+        #[command(flatten)]
+        tune: config::TuneArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// pg_settings of every member: value, unit, source, context, pending restart.
+    #[command(after_help = "Exit codes: 0 success; 1 no member could be read.")]
+    Show {
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        member: target::MemberArg,
+        /// Only these parameters (repeatable).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Only parameters not at their default.
+        #[arg(long)]
+        changed: bool,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Live value vs the spec vs PGTune's recommendation, per parameter.
+    #[command(after_help = "Exit codes: 0 success; 1 the server could not be read.")]
+    Diff {
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        /// PGTune's workload to compare with [default: mixed].
+        #[arg(long, value_enum, default_value = "mixed")]
+        workload: crate::ops::tune::Workload,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Write parameters into the spec (from a file, or PGTune's recommendations), then plan
+    /// and apply.
+    #[command(after_help = "Exit codes: 0 applied; 1 an error, a refusal, or not confirmed.")]
+    Apply {
+        /// The cluster's spec file (its `postgres.parameters` are edited).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Parameters to write: a YAML or JSON object of name: value, or the JSON output of
+        /// `config tune`.
+        #[arg(long, conflicts_with = "workload")]
+        from: Option<PathBuf>,
+        /// Or PGTune's recommendations for this workload (the members' memory and CPUs
+        /// unless given).
+        #[command(flatten)]
+        tune: config::TuneApplyArgs,
+        /// Apply without asking for `yes` (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// The statements whose mean time is over the threshold (pg_stat_statements).
+    #[command(after_help = "Exit codes: 0 success; 1 pg_stat_statements is missing, or an error.")]
+    SlowLog {
+        /// Mean execution time above which a statement is slow (1s, 250ms).
+        #[arg(long, default_value = "1s")]
+        threshold: String,
+        /// At most this many statements, slowest first.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// EXPLAIN (ANALYZE, BUFFERS) a statement inside a transaction that is rolled back.
+    #[command(after_help = "Exit codes: 0 success; 1 refused, or the statement failed.")]
+    Analyze {
+        /// One statement.
+        #[arg(long)]
+        sql: String,
+        /// The database to run it in [default: the cluster's or PGDBA_PG_DATABASE].
+        #[arg(long)]
+        database: Option<String>,
+        /// Allow statements other than one SELECT, INSERT, UPDATE, DELETE or WITH (they are
+        /// still rolled back).
+        #[arg(long)]
+        allow_writes: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Suggest an index for a table from its scans and its heaviest statements (nothing is
+    /// executed).
+    #[command(after_help = "Exit codes: 0 success; 1 no such table, or an error.")]
+    IndexSuggest {
+        /// The table (schema.table, or table on the search path).
+        #[arg(long)]
+        table: String,
+        /// The database it is in [default: the cluster's or PGDBA_PG_DATABASE].
+        #[arg(long)]
+        database: Option<String>,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,7 +729,58 @@ impl Command {
                 StateCommand::List { output, state }
                 | StateCommand::Show { output, state, .. }
                 | StateCommand::Unlock { output, state, .. },
+            )
+            | Command::Switchover { output, state, .. }
+            | Command::Cluster(
+                ClusterCommand::Status { output, state, .. }
+                | ClusterCommand::List { output, state }
+                | ClusterCommand::Init { output, state, .. }
+                | ClusterCommand::Connect { output, state, .. }
+                | ClusterCommand::Forget { output, state, .. },
+            )
+            | Command::Failover(
+                FailoverCommand::Trigger { output, state, .. }
+                | FailoverCommand::Status { output, state, .. },
+            )
+            | Command::Replica(
+                ReplicaCommand::Add { output, state, .. }
+                | ReplicaCommand::Remove { output, state, .. }
+                | ReplicaCommand::Promote { output, state, .. },
+            )
+            | Command::Health(
+                HealthCommand::Check { output, state, .. }
+                | HealthCommand::Serve { output, state, .. },
+            )
+            | Command::Config(
+                ConfigCommand::Show { output, state, .. }
+                | ConfigCommand::Diff { output, state, .. }
+                | ConfigCommand::Apply { output, state, .. },
+            )
+            | Command::Query(
+                QueryCommand::SlowLog { output, state, .. }
+                | QueryCommand::Analyze { output, state, .. }
+                | QueryCommand::IndexSuggest { output, state, .. },
             ) => (basic(output), Some(state), None),
+            Command::Health(HealthCommand::Report {
+                format,
+                verbose,
+                state,
+                ..
+            }) => (
+                (
+                    Some(match format {
+                        ReportFormat::Json => Format::Json,
+                        ReportFormat::Yaml => Format::Yaml,
+                        ReportFormat::Table => Format::Table,
+                        ReportFormat::Markdown => Format::Markdown,
+                        ReportFormat::Html => Format::Html,
+                    }),
+                    *verbose,
+                ),
+                Some(state),
+                None,
+            ),
+            Command::Config(ConfigCommand::Tune { output, .. }) => (basic(output), None, None),
         };
         (
             format,

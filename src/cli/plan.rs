@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::Global;
 use super::cluster::{Planned, plan_one};
+use super::commands::codes;
 use super::commands::{Failure, Outcome};
 use super::specs::{fleet_error, load_all, over_fleet};
 use crate::diff::fingerprint;
@@ -46,7 +47,7 @@ fn saved_plan(p: &Planned) -> SavedPlan {
 /// fsynced, renamed into place, the directory fsynced.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     crate::state::write_private(path, bytes)
-        .map_err(|e| Failure::new("IO_ERROR", crate::error_chain(&e)))
+        .map_err(|e| Failure::new(codes::IO_ERROR, crate::error_chain(&e)))
 }
 
 pub(super) async fn plan_cmd(
@@ -72,17 +73,17 @@ pub(super) async fn plan_cmd(
     if let Some(out) = out {
         if planned.len() != 1 {
             return Err(Failure::new(
-                "USAGE",
+                codes::USAGE,
                 "--out saves the plan of one cluster; give one spec file",
             ));
         }
         let mut saved = saved_plan(&planned[0]);
         let key = store
             .plan_key(true)?
-            .ok_or_else(|| Failure::new("STATE_ERROR", "no plan signing key"))?;
+            .ok_or_else(|| Failure::new(codes::STATE_ERROR, "no plan signing key"))?;
         saved.sign(&key);
         let bytes = serde_json::to_vec_pretty(&saved)
-            .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
+            .map_err(|e| Failure::new(codes::INTERNAL, crate::error_chain(&e)))?;
         write_atomic(out, &bytes)?;
     }
     let plans: Vec<&Plan> = planned.iter().map(|p| &p.plan).collect();
@@ -118,7 +119,7 @@ pub(super) async fn plan_cmd(
         }
         data["errors"] = Value::Array(list);
         return Err(Failure::new(
-            "PLAN_FAILED",
+            codes::PLAN_FAILED,
             format!(
                 "{} of {} clusters could not be planned\n{}",
                 errors.len(),

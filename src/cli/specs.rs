@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::Global;
 use super::cluster::Cluster;
+use super::commands::codes;
 use super::commands::{Failure, Outcome};
 use crate::spec::{self, LoadedSpec};
 
@@ -17,7 +18,7 @@ pub(super) fn diagnostics_failure(diags: &[spec::Diagnostic]) -> Failure {
     let human: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
     let files: BTreeSet<&str> = diags.iter().map(|d| d.file.as_str()).collect();
     Failure::new(
-        "INVALID_SPEC",
+        codes::INVALID_SPEC,
         format!(
             "{} problem{} in {}:\n{}",
             diags.len(),
@@ -50,7 +51,7 @@ pub(super) fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
     for s in &loaded {
         if !names.insert(s.spec.metadata.name.clone()) {
             return Err(Failure::new(
-                "INVALID_SPEC",
+                codes::INVALID_SPEC,
                 format!(
                     "{}: cluster name `{}` is used by another spec in {}",
                     s.path.display(),
@@ -80,7 +81,7 @@ pub(super) fn load_all(path: &Path) -> Result<Vec<LoadedSpec>, Failure> {
     }
     if !clashes.is_empty() {
         return Err(Failure::new(
-            "INVALID_SPEC",
+            codes::INVALID_SPEC,
             format!(
                 "{} clash{} between the specs in {}:\n{}",
                 clashes.len(),
@@ -132,7 +133,7 @@ pub(super) fn load_one(path: &Path, command: &str) -> Result<LoadedSpec, Failure
     let mut all = load_all(path)?;
     if all.len() != 1 {
         return Err(Failure::new(
-            "USAGE",
+            codes::USAGE,
             format!(
                 "{command} takes one spec file; {} holds {}",
                 path.display(),

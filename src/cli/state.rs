@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use super::commands::codes;
 use super::commands::{Failure, Outcome};
 use super::{Global, StateCommand};
 use crate::state::{ClusterState, StateError, StateStore};
@@ -107,14 +108,14 @@ pub(super) fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failur
         StateCommand::Show { name, .. } => {
             let state = store.load(&name)?.ok_or_else(|| {
                 Failure::new(
-                    "NOT_FOUND",
+                    codes::NOT_FOUND,
                     format!("no state for cluster {name} in {}", g.state_dir.display()),
                 )
             })?;
             let lock = store.read_lock(&name)?;
             let previous = store.load_previous(&name)?;
             let mut data = serde_json::to_value(&state)
-                .map_err(|e| Failure::new("INTERNAL", crate::error_chain(&e)))?;
+                .map_err(|e| Failure::new(codes::INTERNAL, crate::error_chain(&e)))?;
             let backup = previous.as_ref().map(|p| {
                 json!({
                     "path": store.previous_path(&name).map(|p| p.display().to_string()).unwrap_or_default(),
@@ -138,7 +139,26 @@ pub(super) fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failur
                 );
                 o.insert("backup".to_owned(), backup.clone().unwrap_or(Value::Null));
             }
+            let history = store.history(&name)?;
+            if let Value::Object(o) = &mut data {
+                o.insert(
+                    "history".to_owned(),
+                    serde_json::to_value(&history).unwrap_or(Value::Null),
+                );
+            }
             let mut human = state_table(&state, lock.as_ref());
+            if !history.is_empty() {
+                human.push_str("\noperations (newest last):\n");
+                for h in history.iter().rev().take(20).rev() {
+                    human.push_str(&format!(
+                        "  {} {:<18} {} {}\n",
+                        h.at,
+                        h.command,
+                        if h.success { "ok    " } else { "FAILED" },
+                        h.summary
+                    ));
+                }
+            }
             if let Some(b) = &backup {
                 human.push_str(&format!(
                     "previous state kept in {} (serial {})\n",
@@ -156,13 +176,13 @@ pub(super) fn state_cmd(g: &Global, cmd: StateCommand) -> Result<Outcome, Failur
         } => {
             if !force {
                 return Err(Failure::new(
-                    "CONFIRMATION_REQUIRED",
+                    codes::CONFIRMATION_REQUIRED,
                     format!("unlocking cluster {name} can let two runs change it at once"),
                 )
                 .hint("add --force"));
             }
             let removed = store.force_unlock(&name, even_if_alive).map_err(|e| match e {
-                StateError::LockHeld { .. } => Failure::new("STATE_LOCKED", e.to_string())
+                StateError::LockHeld { .. } => Failure::new(codes::STATE_LOCKED, e.to_string())
                     .hint("wait for it to finish; add --even-if-alive only if you know it must be stopped"),
                 other => other.into(),
             })?;

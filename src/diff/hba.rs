@@ -122,7 +122,12 @@ pub fn diff(spec: &ClusterSpec, admit: &[String], obs: &Observation, out: &mut V
     let rules = desired_rules(spec, admit);
     let in_dcs = view.dcs_lines("pg_hba");
     let ident_in_dcs = view.dcs_lines("pg_ident");
-    if without_comments(&ident_in_dcs) != desired_ident() && without_comments(&in_dcs) == rules {
+    // pgdba's peer map is for the clusters it runs; an adopted cluster's pg_ident is its
+    // owner's.
+    if !spec.is_adopted()
+        && without_comments(&ident_in_dcs) != desired_ident()
+        && without_comments(&in_dcs) == rules
+    {
         out.push(Change {
             address: super::Address::Hba,
             action: ChangeAction::Update,

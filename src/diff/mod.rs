@@ -303,6 +303,19 @@ pub fn patroni_absent_value(key: &str) -> Option<Value> {
     }
 }
 
+/// Patroni's own default for a setting its DCS configuration lacks (Patroni's documentation,
+/// "Dynamic Configuration Settings").
+pub fn patroni_default(key: &str) -> Option<Value> {
+    match key {
+        "ttl" => Some(json!(30)),
+        "loop_wait" => Some(json!(10)),
+        "retry_timeout" => Some(json!(10)),
+        "maximum_lag_on_failover" => Some(json!(1_048_576)),
+        "failsafe_mode" => Some(json!(false)),
+        other => patroni_absent_value(other),
+    }
+}
+
 /// The Patroni settings a new cluster's DCS is bootstrapped with: all the spec manages, but
 /// those whose value is what their absence means.
 pub fn patroni_bootstrap_settings(spec: &ClusterSpec) -> BTreeMap<&'static str, Value> {
@@ -690,9 +703,14 @@ pub fn diff(input: &Input<'_>) -> Diff {
                 .and_then(|c| c.get(key))
                 .filter(|v| !v.is_null());
             // An absent key means Patroni's default where pgdba may have left it out.
+            // An adopted cluster's DCS is its owner's: any key may be absent, meaning
+            // Patroni's default.
             let absent = observed
                 .is_none()
-                .then(|| patroni_absent_value(key))
+                .then(|| {
+                    patroni_absent_value(key)
+                        .or_else(|| spec.is_adopted().then(|| patroni_default(key)).flatten())
+                })
                 .flatten();
             let effective = observed.cloned().or(absent.clone());
             if effective

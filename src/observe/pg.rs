@@ -75,7 +75,7 @@ pub enum PgError {
 }
 
 /// Opens a session: TCP connect, startup and authentication, all within `bound`.
-async fn open(
+pub(crate) async fn open(
     cfg: tokio_postgres::Config,
     bound: Duration,
 ) -> Result<tokio_postgres::Client, PgError> {

@@ -15,6 +15,9 @@ pub enum Format {
     Table,
     Markdown,
     Dot,
+    /// Only `health report` prints it (its own `--format` offers it).
+    #[value(skip)]
+    Html,
 }
 
 impl Format {
@@ -25,6 +28,7 @@ impl Format {
             Format::Table => "table",
             Format::Markdown => "markdown",
             Format::Dot => "dot",
+            Format::Html => "html",
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Location {
     pub prefix: String,
     /// etcd's user and password, when etcd authenticates.
     pub auth: Option<(String, String)>,
+    /// Members' REST APIs to read Patroni's view from instead, for a cluster whose DCS pgdba
+    /// does not reach itself (an adopted one): used when there are no `endpoints`.
+    pub api_urls: Vec<String>,
 }
 
 impl std::fmt::Debug for Location {
@@ -42,11 +45,22 @@ impl std::fmt::Debug for Location {
             .field("endpoints", &self.endpoints)
             .field("prefix", &self.prefix)
             .field("auth", &self.auth.as_ref().map(|(u, _)| (u, "(sensitive)")))
+            .field("api_urls", &self.api_urls)
             .finish()
     }
 }
 
 impl Location {
+    /// Patroni's view through the members' REST APIs (`GET /cluster`, `GET /config`).
+    pub fn rest_api(api_urls: Vec<String>) -> Location {
+        Location {
+            endpoints: Vec::new(),
+            prefix: String::new(),
+            auth: None,
+            api_urls,
+        }
+    }
+
     /// Patroni's `etcd3` DCS: keys under `namespace` (`/service/`) and the cluster's scope.
     pub fn etcd3(endpoints: Vec<String>, namespace: &str, scope: &str) -> Location {
         let namespace = namespace.trim_end_matches('/');
@@ -54,6 +68,7 @@ impl Location {
             endpoints,
             prefix: format!("{namespace}/{scope}/"),
             auth: None,
+            api_urls: Vec::new(),
         }
     }
 
@@ -161,6 +176,9 @@ impl Reader {
 
     /// The cluster as Patroni's keys in the DCS describe it, read linearizably.
     pub async fn dcs_view(&self, at: &Location) -> Result<PatroniView, PatroniError> {
+        if at.endpoints.is_empty() && !at.api_urls.is_empty() {
+            return self.rest_view(&at.api_urls).await;
+        }
         Ok(view_from_nodes(&self.dcs_nodes(at).await?))
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::observe::model::Role;
+use crate::observe::model::{PatroniMember, PatroniView, Role};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatroniError {
@@ -158,6 +158,38 @@ impl Client {
         .await
     }
 
+    /// `POST /switchover` from `leader` to `candidate` at `scheduled_at` (RFC3339): Patroni
+    /// answers 202 once it is scheduled.
+    pub async fn schedule_switchover(
+        &self,
+        api_url: &str,
+        leader: &str,
+        candidate: &str,
+        scheduled_at: &str,
+    ) -> Result<Answer, PatroniError> {
+        let body =
+            json!({ "leader": leader, "candidate": candidate, "scheduled_at": scheduled_at });
+        let a = self
+            .send(reqwest::Method::POST, api_url, "/switchover", &body)
+            .await?;
+        ok_or_status(api_url, "/switchover", a)
+    }
+
+    /// `POST /failover` to `candidate`: Patroni promotes it whether or not the leader is
+    /// healthy, and answers once done.
+    pub async fn failover(
+        &self,
+        api_url: &str,
+        candidate: &str,
+        within: Duration,
+    ) -> Result<Answer, PatroniError> {
+        let body = json!({ "candidate": candidate });
+        let a = self
+            .send_within(reqwest::Method::POST, api_url, "/failover", &body, within)
+            .await?;
+        ok_or_status(api_url, "/failover", a)
+    }
+
     /// `POST /switchover` from `leader` to `candidate`.
     pub async fn switchover(
         &self,
@@ -202,6 +234,49 @@ impl Reader {
     /// `GET /patroni`: the member's own status.
     pub async fn status(&self, api_url: &str) -> Result<Value, PatroniError> {
         self.get(api_url, "/patroni").await
+    }
+
+    /// `GET /cluster`: every member as the DCS holds them, pause and a scheduled switchover.
+    pub async fn cluster(&self, api_url: &str) -> Result<Value, PatroniError> {
+        self.get(api_url, "/cluster").await
+    }
+
+    /// `GET /config`: the dynamic configuration in the DCS.
+    pub async fn config(&self, api_url: &str) -> Result<Value, PatroniError> {
+        self.get(api_url, "/config").await
+    }
+
+    /// `GET /cluster` from the first of `api_urls` that answers, with its URL.
+    pub async fn cluster_any(&self, api_urls: &[String]) -> Result<(String, Value), PatroniError> {
+        let mut last = None;
+        for url in api_urls {
+            match self.cluster(url).await {
+                Ok(v) if v.get("members").is_some() => return Ok((url.clone(), v)),
+                Ok(v) => {
+                    last = Some(PatroniError::Shape {
+                        url: format!("{url}/cluster"),
+                        what: format!("no members in {v}"),
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| PatroniError::Shape {
+            url: String::new(),
+            what: "no REST API URL to ask".to_owned(),
+        }))
+    }
+
+    /// Patroni's view (members from `GET /cluster`, the dynamic configuration from
+    /// `GET /config`) through the REST API of any member that answers: for a cluster whose
+    /// DCS pgdba does not reach itself (an adopted one).
+    pub async fn rest_view(&self, api_urls: &[String]) -> Result<PatroniView, PatroniError> {
+        let (url, cluster) = self.cluster_any(api_urls).await?;
+        let config = self.config(&url).await.ok().filter(Value::is_object);
+        Ok(PatroniView {
+            members: members_of_cluster(&cluster),
+            config,
+        })
     }
 }
 
@@ -288,4 +363,71 @@ pub fn bootstrap_dcs(spec: &crate::spec::model::ClusterSpec, admit: &[String]) -
         }
     }
     dcs
+}
+
+/// One member of a `GET /cluster` answer, as Patroni wrote it (its role's own word:
+/// `leader`, `replica`, `sync_standby`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterEntry {
+    pub name: String,
+    pub role: String,
+    pub state: String,
+    pub host: String,
+    pub port: u16,
+    /// Its REST API's base URL (without `/patroni`).
+    pub api_url: String,
+    pub lag: Option<u64>,
+    pub pending_restart: bool,
+    pub timeline: Option<u64>,
+}
+
+/// The members of a `GET /cluster` answer, as Patroni wrote them.
+pub fn cluster_entries(cluster: &Value) -> Vec<ClusterEntry> {
+    let Some(members) = cluster.get("members").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .filter_map(|m| {
+            let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+            Some(ClusterEntry {
+                name: text("name")?,
+                role: text("role").unwrap_or_default(),
+                state: text("state").unwrap_or_default(),
+                host: text("host").unwrap_or_default(),
+                port: m
+                    .get("port")
+                    .and_then(Value::as_u64)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(0),
+                api_url: text("api_url")
+                    .map(|u| u.trim_end_matches("/patroni").to_owned())
+                    .unwrap_or_default(),
+                lag: m.get("lag").and_then(Value::as_u64),
+                pending_restart: m
+                    .get("pending_restart")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                timeline: m.get("timeline").and_then(Value::as_u64),
+            })
+        })
+        .collect()
+}
+
+/// The members of a `GET /cluster` answer, as observation holds them.
+pub fn members_of_cluster(cluster: &Value) -> Vec<PatroniMember> {
+    cluster_entries(cluster)
+        .into_iter()
+        .map(|e| PatroniMember {
+            role: parse_role(&e.role),
+            name: e.name,
+            state: e.state,
+            host: e.host,
+            port: e.port,
+            api_url: e.api_url,
+            lag: e.lag,
+            pending_restart: e.pending_restart,
+            timeline: e.timeline,
+        })
+        .collect()
 }

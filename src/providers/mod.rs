@@ -11,6 +11,7 @@
 //! [`for_spec`] is the one place that matches on the spec's provider kind. Adding a provider
 //! is a folder here (its layout, its rendered configuration, its IO) and one arm there.
 
+pub mod adopted;
 pub mod docker;
 pub mod etcd;
 pub mod local;
@@ -361,5 +362,6 @@ pub fn for_spec(spec: &ClusterSpec) -> Box<dyn Provider> {
     match &spec.spec.provider {
         ProviderSpec::Local(local) => Box::new(local::Local::new(spec, local)),
         ProviderSpec::Docker(docker) => Box::new(docker::Docker::new(spec, docker)),
+        ProviderSpec::Adopted(adopted) => Box::new(adopted::Adopted::new(spec, adopted)),
     }
 }

@@ -7,10 +7,13 @@
 //! PostgreSQL's GUC catalog and Patroni's rules (`semantic`); only a spec with no problem is
 //! deserialized into [`model::ClusterSpec`].
 //!
-//! Architecture Invariant: `spec/` reads files only in [`load_file`] and [`discover`]; all
-//! else is pure. It never panics on any input.
+//! Architecture Invariant: `spec/` reads files only in [`load_file`] and [`discover`], and
+//! `edit` (the commands that change a spec file: `replica add/remove`, `config apply`,
+//! `cluster init`) writes them, each edit checked with the real loader first; all else is pure.
+//! It never panics on any input.
 
 mod diagnostic;
+pub mod edit;
 mod kdl;
 pub mod model;
 mod positions;

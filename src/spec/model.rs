@@ -71,6 +71,18 @@ pub struct Spec {
     /// asks for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<Pooler>,
+    /// What `pgdba health check` holds the cluster to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+}
+
+/// `spec.health`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Thresholds of the health checks; each one not given keeps its default.
+    #[serde(default)]
+    pub thresholds: crate::ops::health::Thresholds,
 }
 
 /// The cluster's connection pooler.
@@ -93,6 +105,11 @@ pub const DEFAULT_PGBOUNCER: PgBouncer = PgBouncer {
 impl ClusterSpec {
     /// The PgBouncer this cluster runs, if any: the spec's, or on the `docker` provider, when
     /// the spec has no `pooler` section, PgBouncer with its defaults.
+    /// A cluster pgdba adopted: it owns none of its processes, roles or HBA rules.
+    pub fn is_adopted(&self) -> bool {
+        matches!(self.spec.provider, Provider::Adopted(_))
+    }
+
     pub fn pgbouncer(&self) -> Option<&PgBouncer> {
         match (&self.spec.pooler, &self.spec.provider) {
             (Some(p), _) => p.pgbouncer.as_ref(),
@@ -353,6 +370,31 @@ impl HbaRule {
 pub enum Provider {
     Local(LocalProvider),
     Docker(DockerProvider),
+    Adopted(AdoptedProvider),
+}
+
+/// A Patroni cluster pgdba did not create and adopted (`pgdba cluster connect`): pgdba reaches
+/// it through its members' Patroni REST APIs and PostgreSQL, manages it through Patroni's API
+/// and SQL only, and never creates, starts or removes its processes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptedProvider {
+    /// Every member, as `cluster connect` found them: the primary and `replicas` standbys.
+    pub members: Vec<AdoptedMember>,
+}
+
+/// One member of an adopted cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptedMember {
+    /// Its Patroni name.
+    pub name: String,
+    /// Its Patroni REST API (`http://10.0.0.5:8008`).
+    pub api_url: String,
+    /// Where pgdba reaches its PostgreSQL.
+    pub host: String,
+    #[schemars(range(min = 1))]
+    pub port: u16,
 }
 
 /// The `docker` provider: a 3-member etcd and each member (Patroni running PostgreSQL) as

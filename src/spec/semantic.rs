@@ -18,6 +18,8 @@ pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
     check_data_dir(doc, positions, &mut out);
     check_ports(doc, positions, &mut out);
     check_docker(doc, positions, &mut out);
+    check_adopted(doc, positions, &mut out);
+    check_health(doc, positions, &mut out);
     check_postgres(doc, positions, &mut out);
     check_patroni(doc, positions, &mut out);
     check_resources(doc, positions, &mut out);
@@ -98,6 +100,65 @@ fn check_ports(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>)
                 ),
             ));
         }
+    }
+}
+
+/// The health checks' thresholds: each level in range, `warn` below `crit`.
+fn check_health(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let pointer = "/spec/health/thresholds";
+    let Some(t) = doc.pointer(pointer) else {
+        return;
+    };
+    // A value of the wrong type is the schema's to report.
+    let Ok(t) = serde_json::from_value::<crate::ops::health::Thresholds>(t.clone()) else {
+        return;
+    };
+    for p in t.problems() {
+        out.push((
+            positions.value_or_key(pointer),
+            format!("spec.health.thresholds: {p}"),
+        ));
+    }
+}
+
+/// An adopted cluster's members: named once each, as many as the primary and `replicas`.
+fn check_adopted(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let Some(members) = doc
+        .pointer("/spec/provider/adopted/members")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let at = positions.value_or_key("/spec/provider/adopted/members");
+    if members.is_empty() {
+        out.push((
+            at,
+            "spec.provider.adopted.members is empty: an adopted cluster has at least its leader"
+                .to_owned(),
+        ));
+        return;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, m) in members.iter().enumerate() {
+        if let Some(name) = m.get("name").and_then(Value::as_str)
+            && !seen.insert(name)
+        {
+            out.push((
+                positions.value_or_key(&format!("/spec/provider/adopted/members/{i}/name")),
+                format!("member `{name}` is listed twice"),
+            ));
+        }
+    }
+    if let Some(replicas) = doc.pointer("/spec/replicas").and_then(Value::as_u64)
+        && replicas + 1 != members.len() as u64
+    {
+        out.push((
+            positions.value_or_key("/spec/replicas"),
+            format!(
+                "replicas is {replicas}, but spec.provider.adopted lists {} members: an adopted cluster has the members it has (pgdba does not add or remove them)",
+                members.len()
+            ),
+        ));
     }
 }
 

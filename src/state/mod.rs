@@ -92,6 +92,36 @@ pub struct PoolerState {
     pub port: u16,
 }
 
+/// How many operations a cluster's history keeps.
+pub const MAX_HISTORY: usize = 200;
+
+/// One operation run on a cluster outside apply (`switchover`, `failover trigger`, ...).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HistoryEntry {
+    /// When it ended, RFC3339 UTC.
+    pub at: String,
+    /// The command (`switchover`).
+    pub command: String,
+    pub success: bool,
+    /// What it did or why it failed, in one sentence.
+    pub summary: String,
+    /// Its result (`from`, `to`, `write_unavailable_ms`, ...); never a secret.
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+impl HistoryEntry {
+    pub fn now(command: &str, success: bool, summary: String, details: serde_json::Value) -> Self {
+        HistoryEntry {
+            at: sys::now_rfc3339(),
+            command: command.to_owned(),
+            success,
+            summary,
+            details,
+        }
+    }
+}
+
 /// How many partial applies the state keeps.
 pub const MAX_PARTIAL_APPLIES: usize = 10;
 

@@ -101,6 +101,36 @@ pub(super) fn load_or_create(path: &Path) -> Result<Secrets, StateError> {
     }
 }
 
+/// Creates the secrets file of an adopted cluster with the passwords its owner gave (only its
+/// superuser's: pgdba has no roles of its own there). Refuses to replace an existing file.
+pub(super) fn create_adopted(path: &Path, superuser_password: &str) -> Result<(), StateError> {
+    fsutil::create_dir_all(fsutil::parent_dir(path))?;
+    let secrets = Secrets {
+        superuser_password: superuser_password.to_owned(),
+        replication_password: String::new(),
+        rewind_password: String::new(),
+        restapi_password: None,
+        etcd_password: None,
+        pooler_password: None,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&secrets).map_err(|source| StateError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    match fsutil::write_atomic(path, &bytes, SECRETS_MODE, Install::CreateNew)? {
+        Written::Installed => Ok(()),
+        Written::AlreadyExists => Err(StateError::Io {
+            action: "create",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a secrets file is already there",
+            ),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,7 @@ impl StateStore {
             self.previous_path(cluster)?,
             self.secrets_path(cluster)?,
             self.file(cluster, ".scram-memo.json")?,
+            self.file(cluster, ".history.json")?,
         ] {
             removed |= fsutil::remove_optional(&path)?;
         }
@@ -244,6 +245,15 @@ impl StateStore {
         secrets::load_or_create(&path)
     }
 
+    /// Write the secrets file of a cluster pgdba adopts (its superuser's password only).
+    pub fn create_adopted_secrets(
+        &self,
+        cluster: &str,
+        superuser_password: &str,
+    ) -> Result<(), StateError> {
+        secrets::create_adopted(&self.secrets_path(cluster)?, superuser_password)
+    }
+
     /// The key saved plans are signed with (`.plan-signing-key`, mode 0600): made on first
     /// use when `create`; `None` when there is none and `create` is false.
     pub fn plan_key(&self, create: bool) -> Result<Option<Vec<u8>>, StateError> {
@@ -288,6 +298,31 @@ impl StateStore {
         })?;
         fsutil::create_dir_all(&self.dir)?;
         fsutil::write_atomic(&path, &bytes, 0o600, Install::Replace).map(|_| ())
+    }
+
+    /// The operations run on `cluster` outside apply (switchovers, failovers, ...), oldest
+    /// first. Kept beside the state, not in it: recording one does not change the state's
+    /// serial, so it never makes a saved plan stale.
+    pub fn history(&self, cluster: &str) -> Result<Vec<super::HistoryEntry>, StateError> {
+        let path = self.file(cluster, ".history.json")?;
+        match fsutil::read_optional(&path)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StateError::Corrupt { path, source }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Record an operation in `cluster`'s history (the newest [`super::MAX_HISTORY`] are
+    /// kept), written atomically. Callers hold the cluster's lock.
+    pub fn record(&self, cluster: &str, entry: super::HistoryEntry) -> Result<(), StateError> {
+        let path = self.file(cluster, ".history.json")?;
+        let mut all = self.history(cluster)?;
+        all.push(entry);
+        let excess = all.len().saturating_sub(super::MAX_HISTORY);
+        all.drain(..excess);
+        let bytes = to_json(&path, &all)?;
+        fsutil::create_dir_all(&self.dir)?;
+        fsutil::write_atomic(&path, &bytes, STATE_MODE, Install::Replace).map(|_| ())
     }
 
     /// The generated passwords of `cluster` if they exist; never creates them.

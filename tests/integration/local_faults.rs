@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{TestCluster, wait_for};
+use crate::support::{TestCluster, pid_file, pid_file_json, wait_for};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -30,17 +30,6 @@ fn params(
         ("shared_buffers", shared_buffers),
         ("work_mem", work_mem),
     ]
-}
-
-fn pid_file(path: &std::path::Path) -> i32 {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 fn signal(pids: &[i32], sig: &str) {
@@ -554,10 +543,4 @@ fn links_planted_by_the_postgres_user_are_not_followed() {
     }
     t.apply();
     assert_eq!(plan(&t).0, 0);
-}
-
-/// A pidfile as pgdba writes it: JSON with the pid, its start time and executable.
-fn pid_file_json(path: &std::path::Path) -> i32 {
-    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    i32::try_from(v["pid"].as_u64().unwrap()).unwrap()
 }

@@ -60,7 +60,9 @@ pub fn bin() -> &'static str {
 
 impl TestCluster {
     /// `port_base` must be unique per test: the test owns base..base+9 for PostgreSQL,
-    /// base+10.. for the REST APIs and base+20, base+21 for etcd.
+    /// base+10.. for the REST APIs and base+20, base+21 for etcd. Keep every test port below
+    /// 32768, where the kernel's ephemeral range starts: an outgoing connection may take a port
+    /// above it at any moment.
     pub fn new(name: &str, port_base: u16) -> TestCluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("pgdba-{name}-"))
@@ -478,4 +480,181 @@ pub fn is_pg_binary(path: &Path) -> bool {
     ["/pg_wal/", "/base/", "/global/", "/pg_xact/"]
         .iter()
         .any(|d| p.contains(d))
+}
+
+/// A plain PostgreSQL 15 server (no Patroni) on `port`, run as the `postgres` OS user in its
+/// own temp dir, with a password for the `postgres` role over TCP. Dropping it stops it.
+pub struct PlainPg {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub password: String,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl PlainPg {
+    /// `extra_conf` lines go into postgresql.conf (`shared_preload_libraries = ...`).
+    pub fn start(port: u16, extra_conf: &[&str]) -> PlainPg {
+        let dir = tempfile::Builder::new()
+            .prefix("pgdba-plain-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = dir.path().join("data");
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let chown = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .arg(&run)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let password = "plain-test-password".to_owned();
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, &password).unwrap();
+        Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&pwfile)
+            .status()
+            .unwrap();
+        let initdb = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/initdb")])
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .unwrap();
+        assert!(initdb.status.success(), "initdb: {initdb:?}");
+        let mut conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
+            run.display()
+        );
+        for l in extra_conf {
+            conf.push_str(l);
+            conf.push('\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        let start = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl")])
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .args(["-w", "-t", "60", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            start.status.success(),
+            "pg_ctl start: {start:?}\n{}",
+            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+        );
+        PlainPg {
+            dir,
+            port,
+            password,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// psql over the socket as postgres; the output unaligned, tuples only.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/psql")])
+            .arg("-h")
+            .arg(self.socket_dir())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {sql}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The environment that points pgdba at this server (plain PostgreSQL mode).
+    pub fn envs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PGDBA_PG_HOST", "127.0.0.1".to_owned()),
+            ("PGDBA_PG_PORT", self.port.to_string()),
+            ("PGDBA_PG_USER", "postgres".to_owned()),
+            ("PGDBA_PG_PASSWORD", self.password.clone()),
+            ("PGDBA_PG_DATABASE", "postgres".to_owned()),
+        ]
+    }
+
+    /// Run pgdba against this server (no state dir, no spec).
+    pub fn pgdba(&self, args: &[&str]) -> Run {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .envs(self.envs())
+            .env("PGDBA_STATE_DIR", self.dir.path().join("state"))
+            .env_remove("PGDBA_LOG")
+            .current_dir(self.dir.path());
+        run_pgdba(c, args)
+    }
+}
+
+impl Drop for PlainPg {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl")])
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// Run a prepared pgdba command to its end; a panic (exit 101) fails the test.
+pub fn run_pgdba(mut c: Command, args: &[&str]) -> Run {
+    let out = c.output().unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_ne!(run.code, 101, "pgdba panicked on {args:?}: {run:?}");
+    run
+}
+
+/// The pid in the first line of a pid file (`postmaster.pid`).
+pub fn pid_file(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The pid of a JSON pid file pgdba writes (`{"pid": ...}`).
+pub fn pid_file_json(path: &Path) -> i32 {
+    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    i32::try_from(v["pid"].as_u64().unwrap()).unwrap()
 }
