@@ -13,6 +13,7 @@ dpkg -s python3-venv >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client-15)
 [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
+command -v pgbackrest >/dev/null 2>&1 || need_apt+=(pgbackrest)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -50,6 +50,7 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
             ctx.recorder.update(|s| s.pooler = None)?;
             Ok(Effect::Changed)
         }
+        ActionKind::CreateStanza => create_stanza(ctx).await,
         ActionKind::StartMember => {
             let name = member(a)?;
             ctx.provider
@@ -131,6 +132,38 @@ async fn leader(ctx: &Context<'_>) -> Result<PatroniMember, ActionError> {
         .into_iter()
         .find(|m| m.role == Role::Leader)
         .ok_or_else(|| ActionError::from("the cluster has no leader"))
+}
+
+/// The cluster's stanza in the backup repository, on the leader: created (pgBackRest leaves an
+/// existing one as it is), then checked: a WAL switch must reach the repository.
+async fn create_stanza(ctx: &Context<'_>) -> Outcome {
+    let leader = leader(ctx).await?;
+    let stanza = ctx.spec.metadata.name.clone();
+    for (command, within) in [("stanza-create", 120), ("check", 180)] {
+        let argv = vec![
+            "pgbackrest".to_owned(),
+            format!("--stanza={stanza}"),
+            command.to_owned(),
+        ];
+        let ran = ctx
+            .provider
+            .run_beside(
+                &leader.name,
+                &argv,
+                &[],
+                std::time::Duration::from_secs(within),
+            )
+            .await
+            .map_err(ActionError::from)?;
+        if !ran.success() {
+            return Err(ActionError::Refused(format!(
+                "pgbackrest {command} of stanza {stanza} on {}: {}",
+                leader.name,
+                crate::observe::pgbackrest_error(&ran)
+            )));
+        }
+    }
+    Ok(Effect::Changed)
 }
 
 async fn create_dcs(ctx: &Context<'_>) -> Outcome {

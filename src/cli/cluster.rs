@@ -196,6 +196,7 @@ pub(super) async fn observe_with(
         etcd: creds.and_then(Credentials::etcd_auth),
         timeout: OBSERVE_TIMEOUT,
         needs: &needs,
+        backup: c.spec.spec.backup.is_some(),
     };
     let mut obs = observe::observe(&ctx, &params).await;
     obs.notes.extend(secret_notes);

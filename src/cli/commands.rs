@@ -10,8 +10,8 @@ use super::plan::plan_cmd;
 use super::specs::validate;
 use super::state::state_cmd;
 use super::{
-    ClusterCommand, Command, ConfigCommand, FailoverCommand, Global, HealthCommand, QueryCommand,
-    ReplicaCommand, StateCommand,
+    BackupCommand, ClusterCommand, Command, ConfigCommand, FailoverCommand, Global, HealthCommand,
+    QueryCommand, ReplicaCommand, StateCommand,
 };
 use crate::output::{ErrorBody, Format};
 use crate::state::StateError;
@@ -79,6 +79,7 @@ pub mod codes {
         ADOPTED: "the cluster was adopted, not created, by pgdba: it will not destroy it (`cluster forget` drops it from the state)",
         APPLY_FAILED: "an action of the apply failed; the state records what was done and `plan` shows what remains",
         APPROVAL_REQUIRED: "the command applies a plan and stdin is not a terminal: add --auto-approve",
+        BACKUP_FAILED: "pgBackRest failed (its own message is quoted) or could not be run",
         CANCELLED: "the apply was interrupted (Ctrl-C, SIGTERM) or not approved; what ran is recorded",
         CONFIRMATION_REQUIRED: "a destructive command without its confirmation flag (--confirm, --force)",
         DATA_LOSS: "the plan destroys data and --allow-data-loss was not given",
@@ -97,6 +98,7 @@ pub mod codes {
         LOCK_LOST: "the cluster's lock was broken (`state unlock --force`) while this run held it",
         NOT_FOUND: "no such cluster, member, table or database",
         NOT_MANAGED: "drift or destroy of a cluster the state does not know (pgdba never applied it)",
+        NO_BACKUP: "a backup command on a cluster without spec.backup, or whose repository has no stanza or no backup yet",
         NO_PATRONI: "an HA command on a plain PostgreSQL server (PGDBA_PG_*): there is no Patroni",
         NO_PG_STAT_STATEMENTS: "query slow-log without pg_stat_statements; the hint says how to enable it",
         NO_PRIMARY: "no member of the cluster accepts writes",
@@ -121,6 +123,7 @@ pub mod codes {
         UNREACHABLE: "a server that should answer did not (the message names it); nothing was concluded",
         UNSUPPORTED: "cluster connect: the cluster runs something pgdba cannot manage (a PostgreSQL major, an HBA rule)",
         USAGE: "the command line cannot be parsed, or lacks what the command needs; never exit 2",
+        VERIFY_FAILED: "a backup's restore test failed, or pgBackRest's verify finds a new backup damaged; the report is in data",
     }
 }
 
@@ -213,6 +216,9 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Query(QueryCommand::SlowLog { .. }) => "query slow-log",
         Command::Query(QueryCommand::Analyze { .. }) => "query analyze",
         Command::Query(QueryCommand::IndexSuggest { .. }) => "query index-suggest",
+        Command::Backup(BackupCommand::Create { .. }) => "backup create",
+        Command::Backup(BackupCommand::List { .. }) => "backup list",
+        Command::Backup(BackupCommand::VerifyRestore { .. }) => "backup verify-restore",
     }
 }
 
@@ -381,6 +387,31 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             cluster,
             ..
         }) => super::query::index_suggest(g, &cluster, &table, database.as_deref()).await,
+        Command::Backup(BackupCommand::Create {
+            kind,
+            no_verify,
+            cluster,
+            ..
+        }) => super::backup::create(g, &cluster, kind, no_verify).await,
+        Command::Backup(BackupCommand::List { cluster, .. }) => {
+            super::backup::list(g, &cluster).await
+        }
+        Command::Backup(BackupCommand::VerifyRestore {
+            backup_id,
+            scratch_dir,
+            scratch_port,
+            cluster,
+            ..
+        }) => {
+            super::backup::verify_restore(
+                g,
+                &cluster,
+                backup_id.as_deref(),
+                &scratch_dir,
+                scratch_port,
+            )
+            .await
+        }
     };
     result.unwrap_or_else(Failure::into_outcome)
 }

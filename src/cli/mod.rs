@@ -10,6 +10,7 @@
 
 mod adopt;
 mod apply;
+mod backup;
 mod cluster;
 pub mod commands;
 mod config;
@@ -269,6 +270,81 @@ pub enum Command {
     /// Query diagnostics: slow statements, EXPLAIN ANALYZE, index suggestions.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Physical backups with pgBackRest (spec.backup): take one, list them, prove one restores.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup with pgBackRest beside the leader, then verify it (pgBackRest's verify).
+    #[command(
+        after_help = "The cluster's lock is held meanwhile, and the backup is recorded in its \
+                      history. pgBackRest takes a full backup when a diff or incremental one has \
+                      no full one to build on, and says so. pgBackRest 2.45 verifies a whole \
+                      repository, not one backup: --no-verify skips it on a large one.\n\n\
+                      Exit codes: 0 taken (and verified); 1 the cluster has no spec.backup \
+                      (NO_BACKUP), pgBackRest failed (BACKUP_FAILED, with its own message), or \
+                      the backup was taken but its verification finds it damaged (VERIFY_FAILED)."
+    )]
+    Create {
+        /// What to back up: every file (full), the changes since the last full backup (diff),
+        /// or since the last backup of any type (incremental).
+        #[arg(long = "type", value_enum, value_name = "TYPE")]
+        kind: crate::ops::backup::Kind,
+        /// Do not run pgBackRest's verify afterwards.
+        #[arg(long)]
+        no_verify: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// The backups in the repository and the window a restore can reach.
+    #[command(
+        after_help = "The window runs from the oldest backup's end to the last WAL segment the \
+                      leader archived when archiving works (newest_source archived_wal), else to \
+                      the newest backup's end (backup).\n\n\
+                      Exit codes: 0 success; 1 no spec.backup, no stanza, or pgBackRest failed."
+    )]
+    List {
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Restore a backup into a scratch directory beside the leader, start a throw-away
+    /// PostgreSQL on it, check it (pg_amcheck, row counts against the primary), remove it.
+    #[command(
+        after_help = "The scratch server listens on no TCP address (a Unix socket in the scratch \
+                      directory), does not archive and follows no primary; it is stopped and its \
+                      directory removed whatever happened. Row counts that differ are a warning \
+                      when the primary has written since the backup ended.\n\n\
+                      Exit codes: 0 the restore test passed; 1 it failed (VERIFY_FAILED, the \
+                      report in data), or it could not run."
+    )]
+    VerifyRestore {
+        /// The backup to restore (its label, from `backup list`) [default: the latest].
+        #[arg(long)]
+        backup_id: Option<String>,
+        /// Where the scratch directory is made, on the leader's machine; it needs room for
+        /// the database.
+        #[arg(long, default_value = "/var/tmp")]
+        scratch_dir: PathBuf,
+        /// The scratch server's port (only its socket's name) [default: a free one from 25432].
+        #[arg(long)]
+        scratch_port: Option<u16>,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -760,6 +836,11 @@ impl Command {
                 QueryCommand::SlowLog { output, state, .. }
                 | QueryCommand::Analyze { output, state, .. }
                 | QueryCommand::IndexSuggest { output, state, .. },
+            )
+            | Command::Backup(
+                BackupCommand::Create { output, state, .. }
+                | BackupCommand::List { output, state, .. }
+                | BackupCommand::VerifyRestore { output, state, .. },
             ) => (basic(output), Some(state), None),
             Command::Health(HealthCommand::Report {
                 format,

@@ -39,6 +39,8 @@ pub enum Address {
     Hba,
     /// The connection pooler (`pooler.pgbouncer`).
     Pooler,
+    /// The backup repository's stanza of the cluster (`backup.stanza`).
+    BackupStanza,
 }
 
 /// The kind of object an address names.
@@ -55,6 +57,7 @@ pub enum Kind {
     /// A member's `ALTER SYSTEM` (postgresql.auto.conf) overriding a managed GUC.
     Override,
     Pooler,
+    Backup,
 }
 
 impl Address {
@@ -70,6 +73,7 @@ impl Address {
             Address::Extension { .. } => Kind::Extension,
             Address::Hba => Kind::Hba,
             Address::Pooler => Kind::Pooler,
+            Address::BackupStanza => Kind::Backup,
         }
     }
 
@@ -107,6 +111,7 @@ impl fmt::Display for Address {
             Address::Extension { database, name } => format!("extension.{database}.{name}"),
             Address::Hba => "hba".to_owned(),
             Address::Pooler => "pooler.pgbouncer".to_owned(),
+            Address::BackupStanza => "backup.stanza".to_owned(),
         };
         f.pad(&text)
     }
@@ -132,6 +137,7 @@ impl FromStr for Address {
             "patroni.leader" => return Ok(Address::Leader),
             "hba" => return Ok(Address::Hba),
             "pooler.pgbouncer" => return Ok(Address::Pooler),
+            "backup.stanza" => return Ok(Address::BackupStanza),
             _ => {}
         }
         let (prefix, rest) = s.split_once('.').ok_or_else(unknown)?;

@@ -255,6 +255,39 @@ fn pooler(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
     }
 }
 
+/// The backup repository's stanza (`spec.backup`): created (and checked) when pgBackRest
+/// does not know it, or when the cluster is new. Nothing is removed from a repository when
+/// `spec.backup` leaves the spec: its backups stay.
+fn backup_stanza(spec: &ClusterSpec, obs: &Observation, out: &mut Vec<Change>) {
+    if spec.spec.backup.is_none() {
+        return;
+    }
+    let reason = match &obs.backup {
+        Some(b) if b.exists => return,
+        Some(b) => format!(
+            "pgBackRest does not know stanza {} in the repository ({})",
+            b.stanza, b.status
+        ),
+        None if !cluster_exists(obs) => {
+            "spec.backup asks for backups of the new cluster".to_owned()
+        }
+        // A cluster that runs without a leader to ask: nothing can be said yet.
+        None => return,
+    };
+    out.push(Change {
+        address: Address::BackupStanza,
+        action: ChangeAction::Create,
+        before: None,
+        after: Some(json!({ "stanza": spec.metadata.name, "check": "pgbackrest check" })),
+        apply_via: ApplyVia::Provider,
+        reason,
+        data_loss: None,
+        warning: None,
+        operation: None,
+        detail: Detail::None,
+    });
+}
+
 /// Does any member of this cluster exist, according to the provider or Patroni?
 pub fn cluster_exists(obs: &Observation) -> bool {
     obs.inventory.iter().any(|m| m.exists)
@@ -399,6 +432,12 @@ pub fn same_value(spec: &ClusterSpec, name: &str, a: &str, b: &str) -> bool {
 
 /// Does a spec value mean what a member's `pg_settings.setting` (in the base unit) holds?
 pub fn same_setting(spec: &ClusterSpec, name: &str, spec_value: &str, setting: &str) -> bool {
+    // While archiving is off (`archive_mode` waits for its restart), PostgreSQL shows
+    // `archive_command` as `(disabled)` whatever it holds: it cannot be seen to differ, and
+    // `archive_mode`'s own comparison tells whether archiving runs.
+    if name.eq_ignore_ascii_case("archive_command") && setting == "(disabled)" {
+        return true;
+    }
     match pg::catalog(spec.spec.postgres.version).and_then(|c| c.get(name)) {
         Some(def) => def.equivalent(spec_value, setting),
         None => spec_value == setting,
@@ -418,7 +457,7 @@ fn live_mismatch(spec: &ClusterSpec, obs: &Observation, name: &str, want: &str) 
         .filter(|(_, m)| m.auto_conf.as_ref().is_none_or(|a| !a.contains_key(name)))
         .filter_map(|(member, m)| {
             let s = m.settings.as_ref()?.get(name)?;
-            (!s.pending_restart && !def.equivalent(want, &s.setting))
+            (!s.pending_restart && !same_setting(spec, name, want, &s.setting))
                 .then(|| format!("{member} runs {}", def.format_human(&s.setting)))
         })
         .collect();
@@ -814,15 +853,33 @@ pub fn diff(input: &Input<'_>) -> Diff {
     if !rolling && let Some(view) = &obs.patroni {
         for m in &view.members {
             let own = obs.members.get(&m.name);
-            let pending = m.pending_restart || own.is_some_and(|o| o.pending_restart);
+            // PostgreSQL's own `pg_settings.pending_restart` is seen at once; Patroni's flag
+            // only after its next loop: either says it.
+            let own_settings: Vec<String> = own
+                .and_then(|o| o.settings.as_ref())
+                .map(|s| {
+                    s.values()
+                        .filter(|v| v.pending_restart)
+                        .map(|v| v.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let pending = m.pending_restart
+                || own.is_some_and(|o| o.pending_restart)
+                || !own_settings.is_empty();
             if !pending || !desired.contains(&m.name) {
                 continue;
             }
             // An override that is reset (SQL and a reload) takes its pending restart with it;
             // one whose reset needs a restart brings its own.
-            let reasons = own
+            let mut reasons = own
                 .map(|o| o.pending_restart_reason.clone())
                 .unwrap_or_default();
+            for r in own_settings {
+                if !reasons.contains(&r) {
+                    reasons.push(r);
+                }
+            }
             let mine = changes.iter().filter_map(|c| match &c.address {
                 Address::Override { member, parameter } if *member == m.name => {
                     Some((c, parameter.as_str()))
@@ -859,6 +916,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
         }
     }
     pooler(spec, obs, &mut changes);
+    backup_stanza(spec, obs, &mut changes);
 
     // Roles, databases, extensions and HBA rules: on a new cluster all are created (HBA with
     // the bootstrap configuration); otherwise against the leader's catalogs, when read.

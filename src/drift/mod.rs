@@ -118,6 +118,14 @@ fn classify(c: &Change) -> Item {
                 _ => format!("the pooler: {}", c.reason),
             },
         ),
+        // No backups can be taken, and WAL is not archived.
+        Kind::Backup => item(
+            c,
+            Class::Dangerous,
+            "pgBackRest",
+            None,
+            format!("the backup repository: {}", c.reason),
+        ),
         Kind::Member => match c.action {
             ChangeAction::Create => item(
                 c,

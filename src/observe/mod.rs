@@ -28,6 +28,8 @@ pub struct Context<'a> {
     pub timeout: Duration,
     /// Secrets to check and databases to look into for extensions.
     pub needs: &'a sql::Needs,
+    /// The spec backs the cluster up (`spec.backup`): ask pgBackRest about its stanza.
+    pub backup: bool,
 }
 
 /// Can this process connect as `postgres` by peer authentication? pg_ident's `pgdba` map
@@ -334,7 +336,25 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
             "the cluster has no leader yet: its roles, databases and extensions are not compared; plan again once it has one".to_owned(),
         );
     }
+    let backup = match (&leader, ctx.backup) {
+        (Some(l), true) => {
+            let stanza = ctx.provider.topology().cluster.clone();
+            match backup_stanza(ctx, l, &stanza).await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    unreachable.push(Unreachable {
+                        address: crate::diff::Address::BackupStanza,
+                        source: "pgBackRest".to_owned(),
+                        reason: format!("`pgbackrest info` on {l}: {e}"),
+                    });
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     Observation {
+        backup,
         cluster: ctx.provider.topology().cluster.clone(),
         dcs,
         inventory,
@@ -345,4 +365,72 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
         unreachable,
         pooler,
     }
+}
+
+/// The cluster's stanza as `pgbackrest info` on `member` reports it.
+async fn backup_stanza(
+    ctx: &Context<'_>,
+    member: &str,
+    stanza: &str,
+) -> Result<model::BackupStanza, String> {
+    let argv: Vec<String> = vec![
+        "pgbackrest".to_owned(),
+        "--output=json".to_owned(),
+        format!("--stanza={stanza}"),
+        "info".to_owned(),
+    ];
+    let ran = ctx
+        .provider
+        .run_beside(member, &argv, &[], ctx.timeout.max(Duration::from_secs(10)))
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    if !ran.success() {
+        return Err(pgbackrest_error(&ran));
+    }
+    let (code, message) = stanza_status(&ran.stdout, stanza)?;
+    Ok(model::BackupStanza {
+        stanza: stanza.to_owned(),
+        // 1: missing stanza path; 3: missing stanza data.
+        exists: code != 1 && code != 3,
+        status: format!("{code} {message}"),
+        member: member.to_owned(),
+    })
+}
+
+/// pgBackRest's status of `stanza` in `pgbackrest info --output=json`: code and message.
+pub fn stanza_status(json: &str, stanza: &str) -> Result<(i64, String), String> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| format!("pgbackrest info did not answer JSON: {e}"))?;
+    let entry = v
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|s| s.get("name").and_then(|n| n.as_str()) == Some(stanza))
+        })
+        .ok_or_else(|| format!("pgbackrest info does not list stanza {stanza}"))?;
+    let status = entry.get("status").cloned().unwrap_or_default();
+    Ok((
+        status
+            .get("code")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(-1),
+        status
+            .get("message")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    ))
+}
+
+/// What a failed pgBackRest run said: its ERROR line, else the end of its output.
+pub fn pgbackrest_error(ran: &crate::providers::Ran) -> String {
+    let text = format!("{}\n{}", ran.stderr, ran.stdout);
+    text.lines()
+        .find(|l| l.contains("ERROR"))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_else(|| {
+            let t = text.trim();
+            let start = t.char_indices().rev().nth(400).map_or(0, |(i, _)| i);
+            format!("exit {}: {}", ran.code, &t[start..])
+        })
 }

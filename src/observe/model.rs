@@ -29,6 +29,22 @@ pub struct Observation {
     /// The connection pooler the provider runs for the cluster, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<Pooler>,
+    /// The cluster's stanza in its backup repository (`spec.backup`), as pgBackRest on the
+    /// leader tells it; `None` when the spec has no backup or no leader could be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStanza>,
+}
+
+/// The stanza as `pgbackrest info` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStanza {
+    pub stanza: String,
+    /// pgBackRest knows the stanza in the repository (its status is not "missing stanza").
+    pub exists: bool,
+    /// pgBackRest's status code and message (`0 ok`, `2 no valid backups`, ...).
+    pub status: String,
+    /// Where pgBackRest was run.
+    pub member: String,
 }
 
 /// The connection pooler, as the provider finds it.

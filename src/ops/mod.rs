@@ -4,6 +4,7 @@
 //! CLI edge prints; nothing here prints or reads the command line.
 
 pub mod adopt;
+pub mod backup;
 pub mod cluster;
 pub mod health;
 pub mod leader;

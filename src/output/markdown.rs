@@ -50,8 +50,13 @@ pub fn risks(plan: &Plan) -> Vec<Risk> {
             out.push(Risk::WillFail(format!("cluster {}: {warning}", plan.name)));
         }
         if c.kind() == crate::diff::Kind::PgParameter && crate::pg::is_unsafe_parameter(&c.name()) {
+            let by = if crate::spec::model::BACKUP_PARAMETERS.contains(&c.name().as_str()) {
+                "set by pgdba from spec.backup: pgBackRest"
+            } else {
+                "allowed by spec.postgres.allow_unsafe_parameters"
+            };
             out.push(Risk::RunsCode(format!(
-                "cluster {}: {} (allowed by spec.postgres.allow_unsafe_parameters)",
+                "cluster {}: {} ({by})",
                 plan.name, c.address
             )));
         }

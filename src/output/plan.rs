@@ -156,9 +156,14 @@ pub fn table(plan: &Plan) -> String {
             let _ = writeln!(out, "      ! warning: {warning}");
         }
         if c.kind() == crate::diff::Kind::PgParameter && crate::pg::is_unsafe_parameter(&c.name()) {
+            let by = if crate::spec::model::BACKUP_PARAMETERS.contains(&c.name().as_str()) {
+                "set by pgdba from spec.backup: pgBackRest"
+            } else {
+                "allowed by spec.postgres.allow_unsafe_parameters"
+            };
             let _ = writeln!(
                 out,
-                "      ! risk: it runs a command or loads code on every member (allowed by spec.postgres.allow_unsafe_parameters)"
+                "      ! risk: it runs a command or loads code on every member ({by})"
             );
         }
     }

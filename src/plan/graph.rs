@@ -362,13 +362,22 @@ pub fn actions(
             &primary_ready,
             addresses,
         );
+        // What each member must show: the spec's value, or for a parameter removed from the
+        // spec PostgreSQL's default (the catalog's boot value), which it falls back to.
         let values = |via: ApplyVia| -> BTreeMap<String, String> {
             config
                 .iter()
                 .filter(|c| c.kind() == Kind::PgParameter && c.apply_via == via)
                 .filter_map(|c| {
-                    let v = spec.spec.postgres.parameters.get(&c.name())?;
-                    Some((c.name().to_owned(), v.to_conf_string()))
+                    let name = c.name();
+                    let v = match spec.spec.postgres.parameters.get(&name) {
+                        Some(v) => v.to_conf_string(),
+                        None => crate::pg::catalog(spec.spec.postgres.version)?
+                            .get(&name)?
+                            .boot_val
+                            .clone()?,
+                    };
+                    Some((name, v))
                 })
                 .collect()
         };
@@ -564,7 +573,24 @@ pub fn actions(
     }
     sql_objects(&mut b, spec, admit, changes, obs, &primary_ready);
     pooler(&mut b, changes, &primary_ready);
+    backup_stanza(&mut b, changes);
     b.actions
+}
+
+/// R14: the backup stanza, last: once every member runs with its pgBackRest configuration and
+/// archiving is on (`archive_mode` needs the restarts before it), `pgbackrest check` can see
+/// WAL reach the repository.
+fn backup_stanza(b: &mut Builder, changes: &[Change]) {
+    let Some(c) = changes.iter().find(|c| c.kind() == Kind::Backup) else {
+        return;
+    };
+    let deps: Vec<String> = b.actions.iter().map(|a| a.id.clone()).collect();
+    b.add(
+        ActionKind::CreateStanza,
+        &c.address,
+        &deps,
+        vec![c.address.clone()],
+    );
 }
 
 /// R13: the pooler, once the primary is up, its auth user exists (it looks up every client's

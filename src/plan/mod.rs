@@ -30,6 +30,9 @@ pub enum ActionKind {
     StartPooler,
     /// Stop and remove the pooler.
     DeletePooler,
+    /// Create the cluster's stanza in the backup repository and check that WAL archiving
+    /// reaches it (`pgbackrest stanza-create`, `pgbackrest check`), on the leader.
+    CreateStanza,
     /// Create a member; `bootstrap` makes it initialize the cluster (the first primary).
     CreateMember {
         bootstrap: bool,
@@ -130,6 +133,7 @@ impl ActionKind {
             ActionKind::CreatePooler => "create_pooler",
             ActionKind::StartPooler => "start_pooler",
             ActionKind::DeletePooler => "delete_pooler",
+            ActionKind::CreateStanza => "create_stanza",
             ActionKind::CreateMember { .. } => "create_member",
             ActionKind::StartMember => "start_member",
             ActionKind::DeleteMember => "delete_member",

@@ -355,6 +355,32 @@ pub trait Provider: Send + Sync {
     /// Remove everything this cluster's `lineage` created; refused for anything it cannot
     /// prove it created.
     async fn destroy(&self, lineage: &str) -> Result<(), ProviderError>;
+
+    /// Run `argv` where member `name`'s PostgreSQL runs, as the user that runs it, with its
+    /// pgBackRest configuration and the environment `env` adds, and wait for it (at most
+    /// `within`): for the tools that must run beside PostgreSQL (pgBackRest).
+    async fn run_beside(
+        &self,
+        name: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        within: std::time::Duration,
+    ) -> Result<Ran, ProviderError>;
+}
+
+/// What a program run by [`Provider::run_beside`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    /// Its exit code (-1 when a signal ended it).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
 }
 
 /// The provider of a spec: the one match on the provider kind.

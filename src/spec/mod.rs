@@ -97,8 +97,11 @@ pub fn load_str(file_label: &str, text: &[u8]) -> Result<model::ClusterSpec, Vec
         }
     }
     if problems.is_empty() {
-        match serde_json::from_value(doc) {
-            Ok(spec) => return Ok(spec),
+        match serde_json::from_value::<model::ClusterSpec>(doc) {
+            Ok(mut spec) => {
+                spec.derive_backup_parameters();
+                return Ok(spec);
+            }
             Err(e) => problems.push((
                 Pos::START,
                 format!("internal error: the spec passed the schema but not the model: {e}"),

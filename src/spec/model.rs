@@ -74,6 +74,113 @@ pub struct Spec {
     /// What `pgdba health check` holds the cluster to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSpec>,
+    /// Backups with pgBackRest: the repository, retention and compression. pgdba configures
+    /// pgBackRest on every member, archives WAL through it (`archive_mode`,
+    /// `archive_command`, which it then owns) and creates the stanza, named after the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+}
+
+/// `spec.backup`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSpec {
+    pub repository: BackupRepository,
+    #[serde(default)]
+    pub retention: BackupRetention,
+    /// How backups and archived WAL are compressed.
+    #[serde(default)]
+    pub compression: BackupCompression,
+}
+
+/// Where backups and archived WAL are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRepository {
+    /// A directory every member can write to (on the local provider: on this machine; pgdba
+    /// creates it for the user that runs PostgreSQL when it does not exist). An absolute path.
+    pub path: PathBuf,
+}
+
+/// How many backups pgBackRest keeps (`pgbackrest expire` after each backup).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRetention {
+    /// Full backups kept (and the differential and incremental ones and the WAL that depend on
+    /// them). Default 2.
+    #[serde(default = "default_retention_full")]
+    #[schemars(range(min = 1, max = 9999))]
+    pub full: u32,
+    /// Differential backups kept; default: as many as the full ones keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9999))]
+    pub diff: Option<u32>,
+}
+
+impl Default for BackupRetention {
+    fn default() -> Self {
+        BackupRetention {
+            full: default_retention_full(),
+            diff: None,
+        }
+    }
+}
+
+fn default_retention_full() -> u32 {
+    2
+}
+
+/// pgBackRest's `compress-type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupCompression {
+    #[default]
+    Lz4,
+    Zst,
+    Gz,
+    Bz2,
+    None,
+}
+
+impl BackupCompression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupCompression::Lz4 => "lz4",
+            BackupCompression::Zst => "zst",
+            BackupCompression::Gz => "gz",
+            BackupCompression::Bz2 => "bz2",
+            BackupCompression::None => "none",
+        }
+    }
+}
+
+/// The file name of a member's pgBackRest configuration, beside its data directory.
+pub const PGBACKREST_CONF: &str = "pgbackrest.conf";
+
+/// The parameters `spec.backup` makes pgdba own.
+pub const BACKUP_PARAMETERS: [&str; 2] = ["archive_mode", "archive_command"];
+
+impl ClusterSpec {
+    /// The parameters `spec.backup` implies, added to `spec.postgres.parameters` when a spec
+    /// is loaded: WAL archived through pgBackRest into the cluster's stanza. Planned, applied,
+    /// observed and drift-checked as every parameter is; removed (reset) when `spec.backup`
+    /// leaves the spec.
+    pub fn derive_backup_parameters(&mut self) {
+        if self.spec.backup.is_none() {
+            return;
+        }
+        let stanza = self.metadata.name.clone();
+        let p = &mut self.spec.postgres.parameters;
+        p.insert("archive_mode".to_owned(), GucValue::Str("on".to_owned()));
+        p.insert(
+            "archive_command".to_owned(),
+            // PostgreSQL runs it in the data directory: each member's pgBackRest configuration
+            // is beside it, whatever provider runs the member.
+            GucValue::Str(format!(
+                "pgbackrest --config=\"$PWD/../{PGBACKREST_CONF}\" --stanza={stanza} archive-push %p"
+            )),
+        );
+    }
 }
 
 /// `spec.health`.

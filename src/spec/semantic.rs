@@ -20,6 +20,7 @@ pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
     check_docker(doc, positions, &mut out);
     check_adopted(doc, positions, &mut out);
     check_health(doc, positions, &mut out);
+    check_backup(doc, positions, &mut out);
     check_postgres(doc, positions, &mut out);
     check_patroni(doc, positions, &mut out);
     check_resources(doc, positions, &mut out);
@@ -100,6 +101,45 @@ fn check_ports(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>)
                 ),
             ));
         }
+    }
+}
+
+/// `spec.backup`: an absolute repository path, archiving left to pgdba, a provider that runs
+/// pgBackRest beside the members.
+fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let Some(backup) = doc.pointer("/spec/backup") else {
+        return;
+    };
+    if let Some(path) = backup.pointer("/repository/path").and_then(Value::as_str)
+        && (!path.starts_with('/') || path.split('/').any(|c| c == ".."))
+    {
+        out.push((
+            positions.value_or_key("/spec/backup/repository/path"),
+            format!("spec.backup.repository.path `{path}` must be an absolute path without `..`"),
+        ));
+    }
+    for name in crate::spec::model::BACKUP_PARAMETERS
+        .iter()
+        .chain(&["archive_library"])
+    {
+        let pointer = format!("/spec/postgres/parameters/{name}");
+        if doc.pointer(&pointer).is_some() {
+            out.push((
+                positions.key_or_value(&pointer),
+                format!("parameter `{name}` is set by pgdba from spec.backup (WAL is archived through pgBackRest); remove it here"),
+            ));
+        }
+    }
+    if let Some(provider) = doc
+        .pointer("/spec/provider")
+        .and_then(Value::as_object)
+        .and_then(|o| o.keys().next())
+        && provider != "local"
+    {
+        out.push((
+            positions.key_or_value("/spec/backup"),
+            format!("spec.backup works on the local provider so far; the {provider} provider does not run pgBackRest yet"),
+        ));
     }
 }
 

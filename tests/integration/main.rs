@@ -4,6 +4,7 @@
 
 mod cli;
 mod docker_cluster;
+mod local_backup;
 mod local_cluster;
 mod local_dba;
 mod local_drift;
@@ -13,6 +14,7 @@ mod local_resources;
 mod local_stale;
 mod local_sync;
 mod ops_adopt;
+mod ops_backup;
 mod ops_config;
 mod ops_health;
 mod ops_leader;

@@ -142,6 +142,7 @@ fn running(members: &[&str], leader: &str, params: &[(&str, &str)]) -> Observati
         notes: Vec::new(),
         unreachable: Vec::new(),
         pooler: None,
+        backup: None,
     }
 }
 

@@ -750,3 +750,42 @@ fn parameters_are_checked_against_the_chosen_majors_catalog() {
         err[0]
     );
 }
+
+#[test]
+fn spec_backup_derives_the_archiving_parameters_pgdba_owns() {
+    let loaded = spec::load_file(&fixture("good/backup.yaml")).unwrap();
+    let p = &loaded.spec.spec.postgres.parameters;
+    assert_eq!(p["archive_mode"], GucValue::Str("on".into()));
+    let GucValue::Str(command) = &p["archive_command"] else {
+        panic!("{:?}", p["archive_command"]);
+    };
+    assert!(
+        command.starts_with("pgbackrest --config=")
+            && command.ends_with("--stanza=bk archive-push %p"),
+        "{command}"
+    );
+    let b = loaded.spec.spec.backup.as_ref().unwrap();
+    assert_eq!((b.retention.full, b.retention.diff), (3, Some(6)));
+    assert_eq!(b.compression.as_str(), "zst");
+}
+
+#[test]
+fn spec_backup_problems_are_reported_where_they_are() {
+    assert_diags(
+        "bad/backup.yaml",
+        &[
+            (
+                10,
+                7,
+                "parameter `archive_mode` is set by pgdba from spec.backup",
+            ),
+            (13, 3, "spec.backup works on the local provider so far"),
+            (14, 24, "must be an absolute path"),
+            (
+                15,
+                23,
+                "spec.backup.retention.full: 0 is less than the minimum 1",
+            ),
+        ],
+    );
+}

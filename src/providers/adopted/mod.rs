@@ -260,6 +260,18 @@ impl Provider for Adopted {
     async fn destroy(&self, _lineage: &str) -> Result<(), ProviderError> {
         Err(self.refuse("destroy a cluster it did not create"))
     }
+
+    async fn run_beside(
+        &self,
+        name: &str,
+        _argv: &[String],
+        _env: &[(String, String)],
+        _within: Duration,
+    ) -> Result<super::Ran, ProviderError> {
+        Err(self.refuse(&format!(
+            "reach member {name}'s host (it knows the member's REST API and PostgreSQL only)"
+        )))
+    }
 }
 
 impl Adopted {

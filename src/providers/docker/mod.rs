@@ -1093,4 +1093,67 @@ impl super::Provider for Docker {
         }
         Ok(())
     }
+
+    async fn run_beside(
+        &self,
+        name: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        within: Duration,
+    ) -> Result<super::Ran, ProviderError> {
+        let engine = self.engine().await?;
+        let container = self.layout.member(name).container;
+        let exec = engine
+            .create_exec(
+                &container,
+                bollard::exec::CreateExecOptions {
+                    cmd: Some(argv.to_vec()),
+                    env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                    user: Some("postgres".to_owned()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| docker_error(&format!("exec in {container}"), &e))?;
+        let collect = async {
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } = engine
+                .start_exec(&exec.id, None)
+                .await
+                .map_err(|e| docker_error(&format!("exec in {container}"), &e))?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| docker_error(&format!("exec in {container}"), &e))? {
+                        bollard::container::LogOutput::StdErr { message } => {
+                            stderr.push_str(&String::from_utf8_lossy(&message));
+                        }
+                        other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                    }
+                }
+            }
+            Ok::<_, ProviderError>((stdout, stderr))
+        };
+        let (stdout, stderr) = tokio::time::timeout(within, collect).await.map_err(|_| {
+            ProviderError::Docker(format!(
+                "{} in {container} did not finish within {}s",
+                argv.join(" "),
+                within.as_secs()
+            ))
+        })??;
+        let code = engine
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| docker_error(&format!("exec in {container}"), &e))?
+            .exit_code
+            .and_then(|c| i32::try_from(c).ok())
+            .unwrap_or(-1);
+        Ok(super::Ran {
+            code,
+            stdout,
+            stderr,
+        })
+    }
 }

@@ -77,6 +77,12 @@ pub struct MemberLayout {
 }
 
 impl MemberLayout {
+    /// Its pgBackRest configuration file, beside its data directory (where
+    /// `archive_command` looks for it).
+    pub fn pgbackrest_config(&self) -> PathBuf {
+        self.dir.join(crate::spec::model::PGBACKREST_CONF)
+    }
+
     pub fn api_url(&self) -> String {
         format!("http://{HOST}:{}", self.api_port)
     }

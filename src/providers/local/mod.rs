@@ -91,6 +91,16 @@ impl Local {
         &self.layout
     }
 
+    /// What the tools run beside a member's PostgreSQL need in their environment: its
+    /// pgBackRest configuration (Patroni's environment, which PostgreSQL and its
+    /// `archive_command` inherit, has the same).
+    fn beside_env(&self, m: &layout::MemberLayout) -> Vec<(String, String)> {
+        vec![(
+            "PGBACKREST_CONFIG".to_owned(),
+            m.pgbackrest_config().display().to_string(),
+        )]
+    }
+
     fn run_as(&self) -> Result<RunAs, ProviderError> {
         RunAs::resolve(&self.layout.run_as)
     }
@@ -141,7 +151,12 @@ impl Local {
                 o.remove("bootstrap");
             }
         }
-        Some(on_disk == wanted)
+        // With `spec.backup`, its pgBackRest configuration too.
+        let backup_current = self.spec.spec.backup.as_ref().is_none_or(|b| {
+            fs::read_to_string(m.pgbackrest_config())
+                .is_ok_and(|t| t == config::pgbackrest_config(b, &self.layout, m))
+        });
+        Some(on_disk == wanted && backup_current)
     }
 
     /// Write a member's `patroni.yml` as the spec renders it now; its Patroni reads it on a
@@ -150,7 +165,9 @@ impl Local {
         let m = self.member_layout(name)?;
         let cfg = config::patroni_config(&self.spec, &self.layout, &self.topology.admit, &m);
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
-        self.run_as()?.write_file(&m.config, yaml.as_bytes(), 0o600)
+        let run_as = self.run_as()?;
+        run_as.write_file(&m.config, yaml.as_bytes(), 0o600)?;
+        self.write_backup_config(&run_as, &m)
     }
 
     /// What the plan needs from this machine that it does not have: a watchdog device the spec
@@ -502,7 +519,46 @@ impl Local {
         let cfg = config::patroni_config(&self.spec, &self.layout, &self.topology.admit, &m);
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
         run_as.write_file(&m.config, yaml.as_bytes(), 0o600)?;
+        self.write_backup_config(&run_as, &m)?;
         self.start(name, creds).await
+    }
+
+    /// `spec.backup`: the member's pgBackRest configuration, and the repository directory for
+    /// the run-as user. A repository inside the cluster's root is made by pgdba, as the
+    /// cluster's other directories; anywhere else it is made as the run-as user, so it can only
+    /// be where that user may write.
+    fn write_backup_config(&self, run_as: &RunAs, m: &MemberLayout) -> Result<(), ProviderError> {
+        let Some(backup) = &self.spec.spec.backup else {
+            return Ok(());
+        };
+        let repo = &backup.repository.path;
+        match repo.strip_prefix(&self.layout.root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => {
+                let mut dir = self.layout.root.clone();
+                for part in rel.components() {
+                    dir.push(part);
+                    run_as.make_dir(&dir, 0o750)?;
+                }
+            }
+            _ => run_as
+                .as_user(|| {
+                    use std::os::unix::fs::DirBuilderExt;
+                    fs::DirBuilder::new().recursive(true).mode(0o750).create(repo)
+                })
+                .map_err(|e| {
+                    ProviderError::Config(format!(
+                        "the backup repository {} cannot be made by user {}: {e}; create it for that user (install -d -o {} -m 750 {})",
+                        repo.display(),
+                        self.layout.run_as,
+                        self.layout.run_as,
+                        repo.display()
+                    ))
+                })?,
+        }
+        // pgBackRest writes its logs there but does not make the directory.
+        run_as.make_dir_as_user(&m.dir.join("pgbackrest-log"), 0o750)?;
+        let text = config::pgbackrest_config(backup, &self.layout, m);
+        run_as.write_file(&m.pgbackrest_config(), text.as_bytes(), 0o600)
     }
 
     /// Start an existing member's Patroni; returns once its REST API answers.
@@ -734,5 +790,22 @@ impl super::Provider for Local {
 
     async fn destroy(&self, lineage: &str) -> Result<(), ProviderError> {
         self.remove_all(lineage).await
+    }
+
+    async fn run_beside(
+        &self,
+        name: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        within: std::time::Duration,
+    ) -> Result<super::Ran, ProviderError> {
+        let m = self.member_layout(name)?;
+        let run_as = self.run_as()?;
+        let Some((program, args)) = argv.split_first() else {
+            return Err(ProviderError::Config("nothing to run".to_owned()));
+        };
+        let mut envs = self.beside_env(&m);
+        envs.extend(env.iter().cloned());
+        process::run(&run_as, program, args, &envs, &m.dir, within).await
     }
 }

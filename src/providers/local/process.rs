@@ -326,6 +326,56 @@ pub fn spawn(run_as: RunAs, s: Spawn<'_>) -> Result<u32, ProviderError> {
     Ok(pid)
 }
 
+/// Run `program` to its end as `run_as`, with a clean environment plus `envs`, in `cwd`;
+/// killed (its process group) after `within`.
+pub async fn run(
+    run_as: &RunAs,
+    program: &str,
+    args: &[String],
+    envs: &[(String, String)],
+    cwd: &Path,
+    within: Duration,
+) -> Result<crate::providers::Ran, ProviderError> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8")
+        .env("HOME", cwd)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if run_as.switch {
+        cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
+    }
+    let child = cmd.spawn().map_err(|e| ProviderError::Spawn {
+        program: PathBuf::from(program),
+        source: e,
+    })?;
+    let out = tokio::time::timeout(within, child.wait_with_output())
+        .await
+        .map_err(|_| ProviderError::Timeout {
+            what: format!("{program} {}", args.join(" ")),
+            secs: within.as_secs(),
+            log: "its output".to_owned(),
+            tail: String::new(),
+        })?
+        .map_err(|e| ProviderError::Spawn {
+            program: PathBuf::from(program),
+            source: e,
+        })?;
+    Ok(crate::providers::Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
 /// The process a pidfile records, if it still runs. A pidfile that does not identify its
 /// process (an older format, a bare pid) names nothing: pgdba never signals on a guess.
 pub fn running(pidfile: &Path) -> Option<ProcessId> {
