@@ -102,6 +102,7 @@ pub mod codes {
         NO_PATRONI: "an HA command on a plain PostgreSQL server (PGDBA_PG_*): there is no Patroni",
         NO_PG_STAT_STATEMENTS: "query slow-log without pg_stat_statements; the hint says how to enable it",
         NO_PRIMARY: "no member of the cluster accepts writes",
+        OUTSIDE_WINDOW: "backup restore: the target is outside the recoverable window (the message gives it), or no backup ends before it",
         PATRONI_UNREACHABLE: "cluster connect: Patroni's REST API does not answer as Patroni",
         PENDING_CHANGES: "replica add/remove on a cluster that does not match its spec yet",
         PLAN_FAILED: "a cluster of a fleet could not be planned",
@@ -219,6 +220,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Backup(BackupCommand::Create { .. }) => "backup create",
         Command::Backup(BackupCommand::List { .. }) => "backup list",
         Command::Backup(BackupCommand::VerifyRestore { .. }) => "backup verify-restore",
+        Command::Backup(BackupCommand::Restore { .. }) => "backup restore",
     }
 }
 
@@ -395,6 +397,46 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
         }) => super::backup::create(g, &cluster, kind, no_verify).await,
         Command::Backup(BackupCommand::List { cluster, .. }) => {
             super::backup::list(g, &cluster).await
+        }
+        Command::Backup(BackupCommand::Restore {
+            to_cluster,
+            target_time,
+            target_lsn,
+            target_xid,
+            backup_id,
+            out,
+            data_dir,
+            pg_port,
+            api_port,
+            etcd_port,
+            auto_approve,
+            cluster,
+            ..
+        }) => {
+            let target = match (target_time, target_lsn, target_xid) {
+                (Some(t), _, _) => Some(super::backup::RestoreTarget::Time(t)),
+                (_, Some(l), _) => Some(super::backup::RestoreTarget::Lsn(l)),
+                (_, _, Some(x)) => Some(super::backup::RestoreTarget::Xid(x)),
+                _ => None,
+            };
+            let to = super::backup::RestoreTo {
+                name: to_cluster,
+                out,
+                data_dir,
+                pg_port,
+                api_port,
+                etcd_port,
+            };
+            super::backup::restore(
+                g,
+                format,
+                &cluster,
+                to,
+                target,
+                backup_id.as_deref(),
+                auto_approve,
+            )
+            .await
         }
         Command::Backup(BackupCommand::VerifyRestore {
             backup_id,

@@ -61,7 +61,7 @@ pub(super) async fn run_on(target: &Target) -> Result<Report, Failure> {
             let reader = crate::patroni::Reader::new(PATRONI_TIMEOUT)
                 .map_err(|e| Failure::new(codes::INTERNAL, crate::error_chain(&e)))?;
             let dcs = k.cluster.provider.dcs_healthy().await;
-            health::run(&health::Input {
+            let mut report = health::run(&health::Input {
                 servers: &k.servers,
                 patroni: Some(health::PatroniInput::from_servers(
                     &reader,
@@ -70,7 +70,11 @@ pub(super) async fn run_on(target: &Target) -> Result<Report, Failure> {
                 )),
                 thresholds: &t,
             })
-            .await
+            .await;
+            if k.spec.spec.backup.is_some() {
+                report.push(backup_age(k, &t).await);
+            }
+            report
         }
         Target::Plain(s) => {
             health::run(&health::Input {
@@ -81,6 +85,36 @@ pub(super) async fn run_on(target: &Target) -> Result<Report, Failure> {
             .await
         }
     })
+}
+
+/// The age of the cluster's newest backup, as pgBackRest on the leader lists them.
+async fn backup_age(k: &target::Known, t: &Thresholds) -> health::Check {
+    let unreadable = |why: String| health::Check {
+        name: health::CheckKind::BackupAge,
+        member: None,
+        status: health::Status::Warn,
+        value: serde_json::Value::Null,
+        threshold: String::new(),
+        message: format!("the backups could not be listed: {why}"),
+    };
+    let leader = match super::leader::read_status(k).await {
+        Ok(s) => match s.leader {
+            Some(l) => l,
+            None => {
+                return unreadable("the cluster has no leader to run pgBackRest beside".to_owned());
+            }
+        },
+        Err(f) => return unreadable(f.message),
+    };
+    let runner = crate::ops::backup::OnMember::new(k.cluster.provider.as_ref(), leader);
+    match crate::ops::backup::info(&runner, &k.name).await {
+        Ok(info) => health::backup_age(
+            info.backups.last().map(|b| (b.id.as_str(), b.stopped_at)),
+            chrono::Utc::now(),
+            t,
+        ),
+        Err(e) => unreadable(crate::error_chain(&e)),
+    }
 }
 
 /// What the report is about, for its heading.

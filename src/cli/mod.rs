@@ -317,6 +317,61 @@ pub enum BackupCommand {
         #[command(flatten)]
         state: StateDir,
     },
+    /// Point-in-time recovery into a NEW cluster: write its spec (spec.restore_from) beside the
+    /// source's, and apply it. The source is left untouched.
+    #[command(
+        after_help = "The new cluster's first member is bootstrapped by Patroni from the source's \
+                      backup (pgBackRest restore from the source's repository and stanza, with \
+                      archiving off), recovers to the target and promotes; its replicas clone \
+                      from it. The new spec has no spec.backup: add one (its stanza is its own \
+                      name) to back it up. A target outside the recoverable window (`backup \
+                      list`) is refused before anything is written.\n\n\
+                      Exit codes: 0 restored and applied; 1 the target is outside the window \
+                      (OUTSIDE_WINDOW), the name or file exists (EXISTS), no spec.backup or no \
+                      backup (NO_BACKUP), or the apply failed (the spec stays)."
+    )]
+    Restore {
+        /// The new cluster's name ([a-z0-9-]).
+        #[arg(long, value_name = "NEW")]
+        to_cluster: String,
+        /// Recover up to this time (RFC 3339, or PostgreSQL's `2026-12-02 06:50:00+00`)
+        /// [default: the end of the archived WAL].
+        #[arg(long, conflicts_with_all = ["target_lsn", "target_xid"])]
+        target_time: Option<String>,
+        /// Recover up to this WAL location (`0/3000060`).
+        #[arg(long, conflicts_with = "target_xid")]
+        target_lsn: Option<String>,
+        /// Recover up to this transaction id.
+        #[arg(long)]
+        target_xid: Option<String>,
+        /// The backup to start from [default: the newest that ends before the target].
+        #[arg(long)]
+        backup_id: Option<String>,
+        /// Where to write the new spec (YAML) [default: NEW.yaml beside the source's spec].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The new cluster's root directory [default: NEW beside the source's].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Member 0's PostgreSQL port [default: the source's moved up in steps of 10 until free].
+        #[arg(long)]
+        pg_port: Option<u16>,
+        /// Member 0's Patroni REST API port [default: as --pg-port].
+        #[arg(long)]
+        api_port: Option<u16>,
+        /// etcd's client port [default: as --pg-port].
+        #[arg(long)]
+        etcd_port: Option<u16>,
+        /// Apply without asking for `yes` (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
     /// Restore a backup into a scratch directory beside the leader, start a throw-away
     /// PostgreSQL on it, check it (pg_amcheck, row counts against the primary), remove it.
     #[command(
@@ -840,7 +895,8 @@ impl Command {
             | Command::Backup(
                 BackupCommand::Create { output, state, .. }
                 | BackupCommand::List { output, state, .. }
-                | BackupCommand::VerifyRestore { output, state, .. },
+                | BackupCommand::VerifyRestore { output, state, .. }
+                | BackupCommand::Restore { output, state, .. },
             ) => (basic(output), Some(state), None),
             Command::Health(HealthCommand::Report {
                 format,

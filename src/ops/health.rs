@@ -105,6 +105,11 @@ pub struct Thresholds {
     pub disk_used_warn_pct: f64,
     /// Default 90.
     pub disk_used_crit_pct: f64,
+    /// With `spec.backup`: the newest backup is older than this, seconds (default 93600,
+    /// a daily backup and two hours' grace).
+    pub backup_age_warn_seconds: f64,
+    /// Default 187200 (twice the warning's).
+    pub backup_age_crit_seconds: Option<f64>,
 }
 
 impl Default for Thresholds {
@@ -131,6 +136,8 @@ impl Default for Thresholds {
             archive_failing_crit_seconds: 300.0,
             disk_used_warn_pct: 80.0,
             disk_used_crit_pct: 90.0,
+            backup_age_warn_seconds: 93_600.0,
+            backup_age_crit_seconds: Some(187_200.0),
         }
     }
 }
@@ -140,7 +147,13 @@ impl Thresholds {
     /// above its `crit`), every problem at once; empty when they can be used.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let pairs: [(&str, f64, Option<f64>, bool); 9] = [
+        let pairs: [(&str, f64, Option<f64>, bool); 10] = [
+            (
+                "backup_age",
+                self.backup_age_warn_seconds,
+                self.backup_age_crit_seconds,
+                false,
+            ),
             (
                 "connections",
                 self.connections_warn_pct,
@@ -334,6 +347,8 @@ pub enum CheckKind {
     Archiver,
     /// The file system of the data directory.
     Disk,
+    /// With `spec.backup`: how old the newest backup is.
+    BackupAge,
 }
 
 impl CheckKind {
@@ -356,6 +371,7 @@ impl CheckKind {
             CheckKind::PendingRestart => "pending_restart",
             CheckKind::Archiver => "archiver",
             CheckKind::Disk => "disk",
+            CheckKind::BackupAge => "backup_age",
         }
     }
 }
@@ -363,6 +379,53 @@ impl CheckKind {
 impl std::fmt::Display for CheckKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The age of the newest backup (`newest`: its id and when it ended) against the thresholds;
+/// `crit` when there is none.
+pub fn backup_age(
+    newest: Option<(&str, chrono::DateTime<chrono::Utc>)>,
+    now: chrono::DateTime<chrono::Utc>,
+    t: &Thresholds,
+) -> Check {
+    let threshold = match t.backup_age_crit_seconds {
+        Some(c) => format!(
+            "warn over {:.0} h, crit over {:.0} h since the newest backup ended",
+            t.backup_age_warn_seconds / 3600.0,
+            c / 3600.0
+        ),
+        None => format!(
+            "warn over {:.0} h since the newest backup ended",
+            t.backup_age_warn_seconds / 3600.0
+        ),
+    };
+    let Some((id, at)) = newest else {
+        return Check {
+            name: CheckKind::BackupAge,
+            member: None,
+            status: Status::Crit,
+            value: Value::Null,
+            threshold,
+            message: "the repository holds no backup of the cluster: nothing can be restored (`pgdba backup create --type full`)".to_owned(),
+        };
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let age = (now - at).num_seconds().max(0) as f64;
+    let status = if t.backup_age_crit_seconds.is_some_and(|c| age >= c) {
+        Status::Crit
+    } else if age >= t.backup_age_warn_seconds {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    Check {
+        name: CheckKind::BackupAge,
+        member: None,
+        status,
+        value: serde_json::json!({ "backup": id, "age_seconds": age }),
+        threshold,
+        message: format!("the newest backup, {id}, ended {:.1} h ago", age / 3600.0),
     }
 }
 
@@ -403,6 +466,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// Add a check made outside [`run`] (the backup's age); the status stays the worst.
+    pub fn push(&mut self, check: Check) {
+        self.status = self.status.max(check.status);
+        self.checks.push(check);
+    }
+
     /// No server answered at all: the checks could not run.
     pub fn none_answered(&self) -> bool {
         self.answered == 0
@@ -2378,6 +2447,37 @@ async fn archiver(server: &Server, s: &Session, t: &Thresholds, note: &str) -> C
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+
+    #[test]
+    fn backup_age_by_the_thresholds() {
+        let t = Thresholds::default();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let hours_ago = |h: i64| now - chrono::Duration::hours(h);
+        assert_eq!(backup_age(None, now, &t).status, Status::Crit);
+        assert_eq!(
+            backup_age(Some(("F", hours_ago(1))), now, &t).status,
+            Status::Ok
+        );
+        assert_eq!(
+            backup_age(Some(("F", hours_ago(27))), now, &t).status,
+            Status::Warn
+        );
+        assert_eq!(
+            backup_age(Some(("F", hours_ago(53))), now, &t).status,
+            Status::Crit
+        );
+        let no_crit = Thresholds {
+            backup_age_crit_seconds: None,
+            ..Thresholds::default()
+        };
+        assert_eq!(
+            backup_age(Some(("F", hours_ago(500))), now, &no_crit).status,
+            Status::Warn
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -79,7 +79,69 @@ pub struct Spec {
     /// `archive_command`, which it then owns) and creates the stanza, named after the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+    /// Bootstrap this cluster from a pgBackRest backup of another one (point-in-time recovery
+    /// into a new cluster) instead of `initdb`. Read only when the cluster is first made
+    /// (Patroni reads `bootstrap` once): a running cluster ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreFrom>,
 }
+
+/// `spec.restore_from`: the backup a new cluster starts from, and how far its WAL is replayed.
+/// At most one target; none means to the end of the archived WAL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreFrom {
+    /// The source cluster's repository (read only: nothing is written into it).
+    pub repository: BackupRepository,
+    /// The source's stanza (pgdba names it after the source cluster).
+    pub stanza: String,
+    /// The backup to restore (its label) [default: pgBackRest's choice for the target].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    /// Recover up to this time: RFC 3339 (`2026-12-02T06:50:00Z`) or PostgreSQL's form
+    /// (`2026-12-02 06:50:00+00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_time: Option<String>,
+    /// Recover up to this WAL location (`0/3000060`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_lsn: Option<String>,
+    /// Recover up to this transaction id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_xid: Option<String>,
+}
+
+impl RestoreFrom {
+    /// The recovery target: pgBackRest's `--type` and PostgreSQL's parameter, with the value.
+    pub fn target(&self) -> Option<(&'static str, &'static str, &str)> {
+        if let Some(t) = &self.target_time {
+            Some(("time", "recovery_target_time", t))
+        } else if let Some(l) = &self.target_lsn {
+            Some(("lsn", "recovery_target_lsn", l))
+        } else {
+            self.target_xid
+                .as_deref()
+                .map(|x| ("xid", "recovery_target_xid", x))
+        }
+    }
+}
+
+/// A recovery target time as RFC 3339 or PostgreSQL's `YYYY-MM-DD HH:MM:SS[.f][+TZ]`.
+pub fn parse_target_time(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, Utc};
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(d.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
+        if let Ok(d) = DateTime::parse_from_str(t, f) {
+            return Some(d.with_timezone(&Utc));
+        }
+    }
+    None
+}
+
+/// The file name of a restored member's pgBackRest configuration of the source repository
+/// (`spec.restore_from`), beside its data directory.
+pub const RESTORE_CONF: &str = "restore.conf";
 
 /// `spec.backup`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -21,6 +21,7 @@ pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
     check_adopted(doc, positions, &mut out);
     check_health(doc, positions, &mut out);
     check_backup(doc, positions, &mut out);
+    check_restore_from(doc, positions, &mut out);
     check_postgres(doc, positions, &mut out);
     check_patroni(doc, positions, &mut out);
     check_resources(doc, positions, &mut out);
@@ -139,6 +140,92 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
         out.push((
             positions.key_or_value("/spec/backup"),
             format!("spec.backup works on the local provider so far; the {provider} provider does not run pgBackRest yet"),
+        ));
+    }
+}
+
+/// `spec.restore_from`: an absolute repository path, a stanza, at most one target (a time
+/// PostgreSQL reads), and the local provider.
+fn check_restore_from(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let base = "/spec/restore_from";
+    let Some(restore) = doc.pointer(base) else {
+        return;
+    };
+    if let Some(path) = restore.pointer("/repository/path").and_then(Value::as_str)
+        && (!path.starts_with('/') || path.split('/').any(|c| c == ".."))
+    {
+        out.push((
+            positions.value_or_key(&format!("{base}/repository/path")),
+            format!(
+                "spec.restore_from.repository.path `{path}` must be an absolute path without `..`"
+            ),
+        ));
+    }
+    if let Some(stanza) = restore.get("stanza").and_then(Value::as_str)
+        && (stanza.is_empty()
+            || !stanza
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        out.push((
+            positions.value_or_key(&format!("{base}/stanza")),
+            format!("spec.restore_from.stanza `{stanza}`: letters, digits, `-` and `_` only"),
+        ));
+    }
+    let targets: Vec<&str> = ["target_time", "target_lsn", "target_xid"]
+        .into_iter()
+        .filter(|k| restore.get(*k).is_some())
+        .collect();
+    if targets.len() > 1 {
+        out.push((
+            positions.key_or_value(&format!("{base}/{}", targets[1])),
+            format!(
+                "spec.restore_from takes at most one target; it has {}",
+                targets.join(", ")
+            ),
+        ));
+    }
+    if let Some(t) = restore.get("target_time").and_then(Value::as_str)
+        && crate::spec::model::parse_target_time(t).is_none()
+    {
+        out.push((
+            positions.value_or_key(&format!("{base}/target_time")),
+            format!(
+                "spec.restore_from.target_time `{t}` is not a time: RFC 3339 (2026-12-02T06:50:00Z) or PostgreSQL's form (2026-12-02 06:50:00+00)"
+            ),
+        ));
+    }
+    if let Some(l) = restore.get("target_lsn").and_then(Value::as_str)
+        && !l.split_once('/').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.len() <= 8
+                && b.len() <= 8
+                && a.chars().chain(b.chars()).all(|c| c.is_ascii_hexdigit())
+        })
+    {
+        out.push((
+            positions.value_or_key(&format!("{base}/target_lsn")),
+            format!("spec.restore_from.target_lsn `{l}` is not a WAL location (0/3000060)"),
+        ));
+    }
+    if let Some(x) = restore.get("target_xid").and_then(Value::as_str)
+        && (x.is_empty() || !x.chars().all(|c| c.is_ascii_digit()))
+    {
+        out.push((
+            positions.value_or_key(&format!("{base}/target_xid")),
+            format!("spec.restore_from.target_xid `{x}` is not a transaction id"),
+        ));
+    }
+    if let Some(provider) = doc
+        .pointer("/spec/provider")
+        .and_then(Value::as_object)
+        .and_then(|o| o.keys().next())
+        && provider != "local"
+    {
+        out.push((
+            positions.key_or_value(base),
+            format!("spec.restore_from works on the local provider so far, not on {provider}"),
         ));
     }
 }

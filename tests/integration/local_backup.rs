@@ -84,6 +84,38 @@ fn spec_backup_configures_pgbackrest_archiving_and_the_stanza() {
     let v = info(&t, &l);
     assert!(v[0]["archive"][0]["max"].as_str().is_some(), "{v:#}");
 
+    // health check: no backup yet is crit; a fresh one is ok.
+    let age = |t: &TestCluster| -> Value {
+        let r = t.run(&["health", "check", "--name", "bkup", "--format", "json"]);
+        r.json()["data"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "backup_age")
+            .cloned()
+            .unwrap_or_else(|| panic!("no backup_age check: {r:?}"))
+    };
+    assert_eq!(age(&t)["status"], "crit");
+    let r = t.run(&[
+        "backup",
+        "create",
+        "--name",
+        "bkup",
+        "--type",
+        "full",
+        "--no-verify",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let c = age(&t);
+    assert_eq!(c["status"], "ok", "{c:#}");
+    assert_eq!(
+        c["value"]["backup"],
+        r.json()["data"]["backup"]["id"],
+        "{c:#}"
+    );
+
     // The stanza gone from the repository (its backups and its archive): dangerous drift, and
     // plan creates it again.
     let repo = t.data_dir().join("repo");

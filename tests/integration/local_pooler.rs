@@ -128,6 +128,14 @@ fn local_pooler_routes_roles_to_the_leader() {
         },
     );
     assert_eq!(got, format!("{new_port},2"));
+    // The old leader rejoins as a replica (a restart): until it streams, a plan refuses, rightly,
+    // to trust an observation it did not answer.
+    wait_for("the old leader to stream", Duration::from_secs(90), || {
+        t.patronictl_list()
+            .iter()
+            .any(|m| m["Member"] == leader.as_str() && m["State"] == "streaming")
+            .then_some(())
+    });
 
     // The pooler dies: dangerous drift, and apply starts it again.
     let pid: Value = serde_json::from_slice(

@@ -20,6 +20,7 @@ mod ops_health;
 mod ops_leader;
 mod ops_query;
 mod ops_replica;
+mod ops_restore;
 mod plan_golden;
 mod spec_fuzz;
 mod spec_kdl;

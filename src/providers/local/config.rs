@@ -16,6 +16,13 @@ pub fn patroni_config(
     admit: &[String],
     m: &MemberLayout,
 ) -> Value {
+    let mut bootstrap = json!({
+        "dcs": crate::patroni::bootstrap_dcs(spec, admit),
+        "initdb": [ { "encoding": "UTF8" }, { "locale": "C.UTF-8" }, "data-checksums" ],
+    });
+    if let Some(r) = &spec.spec.restore_from {
+        restore_bootstrap(&mut bootstrap, r, layout, m);
+    }
     json!({
         "scope": layout.cluster,
         "namespace": crate::patroni::dcs::NAMESPACE,
@@ -26,10 +33,7 @@ pub fn patroni_config(
             "connect_address": format!("{HOST}:{}", m.api_port),
         },
         "etcd3": { "hosts": format!("{HOST}:{}", layout.etcd.client_port) },
-        "bootstrap": {
-            "dcs": crate::patroni::bootstrap_dcs(spec, admit),
-            "initdb": [ { "encoding": "UTF8" }, { "locale": "C.UTF-8" }, "data-checksums" ],
-        },
+        "bootstrap": bootstrap,
         "postgresql": {
             "listen": format!("{HOST}:{}", m.pg_port),
             "connect_address": format!("{HOST}:{}", m.pg_port),
@@ -115,4 +119,187 @@ pub fn pgbackrest_config(
         m.socket_dir.display(),
         SUPERUSER,
     )
+}
+
+/// `spec.restore_from`: Patroni's custom bootstrap (`method: pgbackrest`), which the first
+/// member runs instead of initdb. pgBackRest restores the source's backup from the source's
+/// repository and stanza (`restore.conf`, beside the data directory: pgBackRest runs as the
+/// run-as user, in no shell, so the file is named in full), with archiving off
+/// (`--archive-mode=off`, written to `postgresql.auto.conf`): the restored instance pushes no
+/// WAL anywhere while it recovers and promotes, least of all into the source's stanza. Once
+/// Patroni has bootstrapped it, `post_bootstrap` resets that `archive_mode` (taking effect at
+/// the next restart, when the value was `off` anyway unless the spec archives into its own
+/// stanza). Patroni writes the same recovery settings (`recovery_conf`) and removes them
+/// after the promotion.
+fn restore_bootstrap(
+    bootstrap: &mut Value,
+    r: &crate::spec::model::RestoreFrom,
+    layout: &Layout,
+    m: &MemberLayout,
+) {
+    let conf = m.dir.join(crate::spec::model::RESTORE_CONF);
+    let mut command = vec![
+        "pgbackrest".to_owned(),
+        format!("--config={}", conf.display()),
+        format!("--stanza={}", r.stanza),
+        format!("--pg1-path={}", m.data_dir.display()),
+        "--archive-mode=off".to_owned(),
+        "--log-level-console=warn".to_owned(),
+    ];
+    if let Some(id) = &r.backup_id {
+        command.push(format!("--set={id}"));
+    }
+    let mut recovery = serde_json::Map::new();
+    recovery.insert(
+        "restore_command".to_owned(),
+        json!(format!(
+            "pgbackrest --config={} --stanza={} archive-get %f \"%p\"",
+            conf.display(),
+            r.stanza
+        )),
+    );
+    recovery.insert("recovery_target_timeline".to_owned(), json!("latest"));
+    if let Some((kind, param, value)) = r.target() {
+        command.push(format!("--type={kind}"));
+        command.push(format!("--target={value}"));
+        command.push("--target-action=promote".to_owned());
+        recovery.insert(param.to_owned(), json!(value));
+        recovery.insert("recovery_target_action".to_owned(), json!("promote"));
+    }
+    command.push("restore".to_owned());
+    // Patroni splits the command as a shell would (shlex), and runs no shell.
+    let command = command
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(b) = bootstrap.as_object_mut() {
+        b.insert("method".to_owned(), json!("pgbackrest"));
+        b.insert(
+            "pgbackrest".to_owned(),
+            json!({
+                "command": command,
+                "keep_existing_recovery_conf": true,
+                "no_params": true,
+                "recovery_conf": recovery,
+            }),
+        );
+        b.insert(
+            "post_bootstrap".to_owned(),
+            json!(format!(
+                "{} -X -q -v ON_ERROR_STOP=1 -c 'ALTER SYSTEM RESET archive_mode'",
+                shell_quote(&layout.bin_dir.join("psql").display().to_string())
+            )),
+        );
+    }
+}
+
+/// One word as a POSIX shell (and Python's shlex) reads it back.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=/.:,+%@".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A restored member's pgBackRest configuration of the SOURCE repository
+/// (`spec.restore_from`): only the bootstrap's `restore` and its `archive-get` read it. Logs and
+/// locks stay in the member's directory.
+pub fn restore_config(r: &crate::spec::model::RestoreFrom, m: &MemberLayout) -> String {
+    format!(
+        "# Written by pgdba from spec.restore_from: the source repository, read to restore.\n[global]\nrepo1-path={}\nlog-path={}\nlock-path={}\nlog-level-console=warn\nlog-level-file=info\n\n[{}]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user={}\n",
+        r.repository.path.display(),
+        m.dir.join("pgbackrest-log").display(),
+        m.dir.join("pgbackrest-lock").display(),
+        r.stanza,
+        m.data_dir.display(),
+        m.pg_port,
+        m.socket_dir.display(),
+        SUPERUSER,
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::spec::model::Provider;
+
+    const SPEC: &str = "apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: rnew}\nspec:\n  provider:\n    local: {data_dir: /srv/rnew}\n  replicas: 1\n  restore_from:\n    repository: {path: /srv/src/repo}\n    stanza: src\n    backup_id: 20261202-061128F\n    target_time: \"2026-12-02 06:50:00.000000+00\"\n";
+
+    #[test]
+    fn restore_from_renders_patronis_custom_bootstrap_from_the_source_stanza() {
+        let spec = crate::spec::load_str("t.yaml", SPEC.as_bytes()).unwrap();
+        let Provider::Local(local) = &spec.spec.provider else {
+            panic!("not local")
+        };
+        let layout = Layout::new(&spec, local);
+        let m = &layout.members[0];
+        let cfg = patroni_config(&spec, &layout, &[], m);
+        let b = &cfg["bootstrap"];
+        assert_eq!(b["method"], "pgbackrest");
+        let p = &b["pgbackrest"];
+        assert_eq!(p["keep_existing_recovery_conf"], true);
+        assert_eq!(p["no_params"], true);
+        let command = p["command"].as_str().unwrap();
+        for want in [
+            "pgbackrest --config=/srv/rnew/rnew-0/restore.conf --stanza=src",
+            "--pg1-path=/srv/rnew/rnew-0/data",
+            "--archive-mode=off",
+            "--set=20261202-061128F",
+            "--type=time",
+            "'--target=2026-12-02 06:50:00.000000+00'",
+            "--target-action=promote",
+        ] {
+            assert!(command.contains(want), "{want} not in {command}");
+        }
+        assert!(command.ends_with(" restore"), "{command}");
+        let r = &p["recovery_conf"];
+        assert_eq!(r["recovery_target_time"], "2026-12-02 06:50:00.000000+00");
+        assert_eq!(r["recovery_target_action"], "promote");
+        assert!(
+            r["restore_command"]
+                .as_str()
+                .unwrap()
+                .contains("--stanza=src archive-get %f")
+        );
+        assert!(
+            b["post_bootstrap"]
+                .as_str()
+                .unwrap()
+                .contains("ALTER SYSTEM RESET archive_mode")
+        );
+        // No archiving of the new cluster's own without spec.backup.
+        assert!(b["dcs"]["postgresql"]["parameters"]["archive_command"].is_null());
+        let conf = restore_config(spec.spec.restore_from.as_ref().unwrap(), m);
+        assert!(conf.contains("repo1-path=/srv/src/repo\n"), "{conf}");
+        assert!(
+            conf.contains("[src]\npg1-path=/srv/rnew/rnew-0/data\n"),
+            "{conf}"
+        );
+    }
+
+    #[test]
+    fn without_restore_from_it_is_initdb() {
+        let text = SPEC.split("  restore_from:").next().unwrap();
+        let spec = crate::spec::load_str("t.yaml", text.as_bytes()).unwrap();
+        let Provider::Local(local) = &spec.spec.provider else {
+            panic!("not local")
+        };
+        let layout = Layout::new(&spec, local);
+        let cfg = patroni_config(&spec, &layout, &[], &layout.members[0]);
+        assert!(cfg["bootstrap"]["method"].is_null());
+        assert!(cfg["bootstrap"]["initdb"].is_array());
+    }
+
+    #[test]
+    fn shell_quote_round_trips_through_a_shell_split() {
+        assert_eq!(shell_quote("--type=time"), "--type=time");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
 }

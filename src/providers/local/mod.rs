@@ -528,6 +528,7 @@ impl Local {
     /// cluster's other directories; anywhere else it is made as the run-as user, so it can only
     /// be where that user may write.
     fn write_backup_config(&self, run_as: &RunAs, m: &MemberLayout) -> Result<(), ProviderError> {
+        self.write_restore_config(run_as, m)?;
         let Some(backup) = &self.spec.spec.backup else {
             return Ok(());
         };
@@ -559,6 +560,22 @@ impl Local {
         run_as.make_dir_as_user(&m.dir.join("pgbackrest-log"), 0o750)?;
         let text = config::pgbackrest_config(backup, &self.layout, m);
         run_as.write_file(&m.pgbackrest_config(), text.as_bytes(), 0o600)
+    }
+
+    /// `spec.restore_from`: the member's pgBackRest configuration of the source repository
+    /// (`restore.conf`), which Patroni's custom bootstrap reads, and its log directory. The
+    /// source repository is only read, never made or written here.
+    fn write_restore_config(&self, run_as: &RunAs, m: &MemberLayout) -> Result<(), ProviderError> {
+        let Some(restore) = &self.spec.spec.restore_from else {
+            return Ok(());
+        };
+        run_as.make_dir_as_user(&m.dir.join("pgbackrest-log"), 0o750)?;
+        let text = config::restore_config(restore, m);
+        run_as.write_file(
+            &m.dir.join(crate::spec::model::RESTORE_CONF),
+            text.as_bytes(),
+            0o600,
+        )
     }
 
     /// Start an existing member's Patroni; returns once its REST API answers.
