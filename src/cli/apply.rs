@@ -69,6 +69,47 @@ pub(super) struct Allow {
     pub(super) production: bool,
 }
 
+impl Allow {
+    /// Nothing destructive: what the commands that end in an apply of their own allow it.
+    pub(super) const NOTHING: Allow = Allow {
+        data_loss: false,
+        production: false,
+    };
+}
+
+/// The result of a command that ends in an apply (`cluster init`, `config apply`, `backup
+/// restore`): the apply's data under `apply` in the command's `data`, its text after the
+/// command's `human`; on a failure, the apply's error with `note` (which may add to `data`)
+/// after its message.
+pub(super) fn ending_in_apply(
+    result: Result<Outcome, Failure>,
+    mut data: serde_json::Map<String, serde_json::Value>,
+    human: String,
+    note: impl FnOnce(&Failure, &mut serde_json::Map<String, serde_json::Value>) -> String,
+) -> Result<Outcome, Failure> {
+    match result {
+        Ok(o) => {
+            data.insert("apply".to_owned(), o.data);
+            Ok(Outcome {
+                data: serde_json::Value::Object(data),
+                human: format!("{human}{}", o.human),
+                exit: o.exit,
+                error: o.error,
+            })
+        }
+        Err(f) => {
+            let note = note(&f, &mut data);
+            data.insert("apply".to_owned(), f.data);
+            Err(Failure {
+                code: f.code,
+                message: format!("{}; {note}", f.message.trim_end()),
+                hint: f.hint,
+                data: serde_json::Value::Object(data),
+            })
+        }
+    }
+}
+
 /// Where an apply runs: its options, the state store and the lock it holds.
 struct ApplyRun<'a> {
     g: &'a Global,

@@ -21,7 +21,6 @@ use crate::ops::backup::{
     self, Archiver, Backup, BackupError, CheckStatus, CreateOptions, Info, Kind, OnMember,
     VerifyOptions, VerifyReport, VerifyStatus, Window,
 };
-use crate::state::HistoryEntry;
 
 /// Where `verify-restore` looks for a port for its scratch server when none is given: it
 /// listens on no TCP address, so the port only names its socket.
@@ -88,20 +87,6 @@ fn failure(t: &Target, e: &BackupError) -> Failure {
     }
 }
 
-/// Record an operation in the cluster's history; a history that cannot be written is logged,
-/// not a reason to report a backup that was taken as failed.
-fn record(k: &Known, command: &str, success: bool, summary: String, details: Value) {
-    if let Err(e) = k.store.record(
-        &k.name,
-        HistoryEntry::now(command, success, summary, details),
-    ) {
-        tracing::warn!(
-            "could not record {command} in the history of {}: {e}",
-            k.name
-        );
-    }
-}
-
 /// `backup create --type T [--no-verify]`.
 pub(super) async fn create(
     g: &Global,
@@ -149,13 +134,7 @@ pub(super) async fn create(
             } else {
                 format!("{summary}, but pgBackRest's verify finds it or a backup it uses damaged")
             };
-            record(
-                &t.k,
-                "backup create",
-                verified,
-                summary,
-                data["backup"].clone(),
-            );
+            t.k.record("backup create", verified, summary, data["backup"].clone());
             let human = created_text(&t, &done);
             if !verified {
                 // Taken, but pgBackRest's verify found it damaged: an error, with its data.
@@ -178,8 +157,7 @@ pub(super) async fn create(
         }
         Err(e) => {
             let f = failure(&t, &e);
-            record(
-                &t.k,
+            t.k.record(
                 "backup create",
                 false,
                 f.message.clone(),
@@ -946,8 +924,7 @@ pub(super) async fn restore(
             None => "to the end of the archived WAL".to_owned(),
         }
     );
-    record(
-        &t.k,
+    t.k.record(
         "backup restore",
         true,
         format!(
@@ -956,35 +933,15 @@ pub(super) async fn restore(
         ),
         json!({ "cluster": name, "backup": chosen.id, "target": target_json }),
     );
-    let allow = super::apply::Allow {
-        data_loss: false,
-        production: false,
-    };
     drop(t);
-    match super::apply::apply_spec(g, format, &out, auto_approve, allow).await {
-        Ok(o) => {
-            data.insert("apply".to_owned(), o.data);
-            Ok(Outcome {
-                data: Value::Object(data),
-                human: format!("{wrote}{}", o.human),
-                exit: o.exit,
-                error: o.error,
-            })
-        }
-        Err(f) => {
-            data.insert("apply".to_owned(), f.data);
-            Err(Failure {
-                code: f.code,
-                message: format!(
-                    "{}; the spec stays at {}: `pgdba apply -f {}` goes on from there, `pgdba destroy -f {} --confirm` removes what was made",
-                    f.message.trim_end(),
-                    out.display(),
-                    out.display(),
-                    out.display()
-                ),
-                hint: f.hint,
-                data: Value::Object(data),
-            })
-        }
-    }
+    let result =
+        super::apply::apply_spec(g, format, &out, auto_approve, super::apply::Allow::NOTHING).await;
+    super::apply::ending_in_apply(result, data, wrote, |_, _| {
+        format!(
+            "the spec stays at {}: `pgdba apply -f {}` goes on from there, `pgdba destroy -f {} --confirm` removes what was made",
+            out.display(),
+            out.display(),
+            out.display()
+        )
+    })
 }

@@ -509,52 +509,31 @@ pub(super) async fn apply(
         Failure::new(codes::SPEC_NOT_EDITED, crate::error_chain(&e))
             .hint("run the command again: it reads the file anew")
     })?;
-    let mut human = format!(
+    let human = format!(
         "{}: {} parameters from {source} written.\n",
         file.display(),
         params.len()
     );
-    let allow = super::apply::Allow {
-        data_loss: false,
-        production: false,
-    };
-    match super::apply::apply_spec(g, format, file, auto_approve, allow).await {
-        Ok(outcome) => {
-            data.insert("apply".to_owned(), outcome.data);
-            human.push_str(&outcome.human);
-            Ok(Outcome {
-                data: Value::Object(data),
-                human,
-                exit: outcome.exit,
-                error: outcome.error,
-            })
+    let result =
+        super::apply::apply_spec(g, format, file, auto_approve, super::apply::Allow::NOTHING).await;
+    super::apply::ending_in_apply(result, data, human, |f, data| {
+        use super::replica::SpecAfter;
+        match super::replica::after_failed_apply(g, &name, serial, f, &edited) {
+            SpecAfter::Kept => format!(
+                "{} keeps the new values (actions ran); `pgdba plan -f {}` shows what remains",
+                file.display(),
+                file.display()
+            ),
+            SpecAfter::Restored => {
+                data.insert("spec_restored".to_owned(), json!(true));
+                format!("nothing was applied, and {} is as it was", file.display())
+            }
+            SpecAfter::NotRestored(e) => format!(
+                "nothing was applied, but {} could not be put back ({e}); undo it by hand",
+                file.display()
+            ),
         }
-        Err(f) => {
-            use super::replica::SpecAfter;
-            let note = match super::replica::after_failed_apply(g, &name, serial, &f, &edited) {
-                SpecAfter::Kept => format!(
-                    "{} keeps the new values (actions ran); `pgdba plan -f {}` shows what remains",
-                    file.display(),
-                    file.display()
-                ),
-                SpecAfter::Restored => {
-                    data.insert("spec_restored".to_owned(), json!(true));
-                    format!("nothing was applied, and {} is as it was", file.display())
-                }
-                SpecAfter::NotRestored(e) => format!(
-                    "nothing was applied, but {} could not be put back ({e}); undo it by hand",
-                    file.display()
-                ),
-            };
-            data.insert("apply".to_owned(), f.data);
-            Err(Failure {
-                code: f.code,
-                message: format!("{}; {note}", f.message.trim_end()),
-                hint: f.hint,
-                data: Value::Object(data),
-            })
-        }
-    }
+    })
 }
 
 /// A value as a spec holds it: a number when it is one (`200`, `0.9`), else the text.

@@ -12,7 +12,6 @@ use super::commands::{Failure, Outcome};
 use super::target::{ClusterArg, Known, MemberArg, Target, resolve, select_member};
 use crate::ops::cluster::{self, ClusterStatus};
 use crate::ops::leader::{self, Kind, LeaderChange};
-use crate::state::HistoryEntry;
 
 /// How long a leader change may take, Patroni's own work included.
 const CHANGE_WITHIN: Duration = Duration::from_secs(90);
@@ -90,7 +89,7 @@ async fn change(
             codes::PRECHECK_FAILED,
             format!("cluster {}: {command} to {to} refused: {why}", k.name),
         );
-        record(k, command, false, f.message.clone(), json!({ "to": to }));
+        k.record(command, false, f.message.clone(), json!({ "to": to }));
         return Err(f);
     }
     let client = k.patroni(CHANGE_WITHIN)?;
@@ -121,14 +120,14 @@ async fn change(
             "switchover from {from} to {to} scheduled at {}",
             when.to_rfc3339()
         );
-        record(k, command, true, summary.clone(), data.clone());
+        k.record(command, true, summary.clone(), data.clone());
         return Ok(Outcome::ok(data, format!("{summary}\n")));
     }
     match leader::change(&client, &status, &k.servers, to, kind, CHANGE_WITHIN).await {
         Ok(done) => {
             let summary = describe(&done);
             let data = serde_json::to_value(&done).unwrap_or(Value::Null);
-            record(k, command, true, summary.clone(), data.clone());
+            k.record(command, true, summary.clone(), data.clone());
             Ok(Outcome::ok(data, format!("{summary}\n")))
         }
         Err(e) => {
@@ -137,7 +136,7 @@ async fn change(
                 k.name,
                 crate::error_chain(&e)
             );
-            record(k, command, false, message.clone(), json!({ "to": to }));
+            k.record(command, false, message.clone(), json!({ "to": to }));
             Err(Failure::new(codes::FAILED, message)
                 .hint("`pgdba cluster status` shows who leads now"))
         }
@@ -190,20 +189,6 @@ fn describe(d: &LeaderChange) -> String {
         d.probe_commits,
         d.duration_ms
     )
-}
-
-/// Record an operation in the cluster's history; a history that cannot be written is logged,
-/// not a reason to report a change that happened as failed.
-fn record(k: &Known, command: &str, success: bool, summary: String, details: Value) {
-    if let Err(e) = k.store.record(
-        &k.name,
-        HistoryEntry::now(command, success, summary, details),
-    ) {
-        tracing::warn!(
-            "could not record {command} in the history of {}: {e}",
-            k.name
-        );
-    }
 }
 
 /// `failover status`: who leads, on which timeline, pause, a scheduled switchover, and which

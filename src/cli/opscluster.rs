@@ -269,35 +269,15 @@ pub(super) async fn init(
         created.spec.postgres.version,
         if replicas == 1 { "replica" } else { "replicas" }
     );
-    let allow = super::apply::Allow {
-        data_loss: false,
-        production: false,
-    };
-    match super::apply::apply_spec(g, format, &out, auto_approve, allow).await {
-        Ok(o) => {
-            data.insert("apply".to_owned(), o.data);
-            Ok(Outcome {
-                data: serde_json::Value::Object(data),
-                human: format!("{wrote}{}", o.human),
-                exit: o.exit,
-                error: o.error,
-            })
-        }
-        Err(f) => {
-            data.insert("apply".to_owned(), f.data);
-            Err(Failure {
-                code: f.code,
-                message: format!(
-                    "{}; the spec stays at {}: `pgdba apply -f {}` goes on from there (or delete it)",
-                    f.message.trim_end(),
-                    out.display(),
-                    out.display()
-                ),
-                hint: f.hint,
-                data: serde_json::Value::Object(data),
-            })
-        }
-    }
+    let result =
+        super::apply::apply_spec(g, format, &out, auto_approve, super::apply::Allow::NOTHING).await;
+    super::apply::ending_in_apply(result, data, wrote, |_, _| {
+        format!(
+            "the spec stays at {}: `pgdba apply -f {}` goes on from there (or delete it)",
+            out.display(),
+            out.display()
+        )
+    })
 }
 
 /// `cluster init --provider local`: the spec `spec_for(pg, api, etcd)` writes, with the ports

@@ -34,13 +34,6 @@ use crate::state::StateStore;
 /// How long the members may take to run again after a switchover.
 const SETTLE_WITHIN: Duration = Duration::from_secs(120);
 
-/// What a replica command's apply may destroy: no data (its preview refused any change but
-/// the member's), and on a production cluster only with `replica remove --allow-production`.
-const NO_ALLOW: Allow = Allow {
-    data_loss: false,
-    production: false,
-};
-
 /// `replica remove`'s spec file, and what its apply may destroy.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RemoveSpec {
@@ -113,7 +106,7 @@ pub(super) async fn add(
     preview(g, &resize, &edited, false).await?;
     let serial = state_serial(g, &name)?;
     write(&edited)?;
-    let result = apply_spec(g, format, path, auto_approve, NO_ALLOW).await;
+    let result = apply_spec(g, format, path, auto_approve, Allow::NOTHING).await;
     finish(g, &resize, &edited, serial, None, result)
 }
 
@@ -203,9 +196,11 @@ pub(super) async fn remove(
     };
     let serial = state_serial(g, &name).map_err(after_switchover)?;
     write(&edited).map_err(after_switchover)?;
+    // No data (its preview refused any change but the member's); on a production cluster
+    // only with `--allow-production`.
     let allow = Allow {
-        data_loss: false,
         production: spec.allow_production,
+        ..Allow::NOTHING
     };
     let result = apply_spec(g, format, path, auto_approve, allow).await;
     finish(g, &resize, &edited, serial, switchover, result)

@@ -71,6 +71,26 @@ impl Known {
         select_member(&self.servers, m, &self.name)
     }
 
+    /// Record an operation in the cluster's history; a history that cannot be written is
+    /// logged, not a reason to report an operation that happened as failed.
+    pub(super) fn record(
+        &self,
+        command: &str,
+        success: bool,
+        summary: String,
+        details: serde_json::Value,
+    ) {
+        if let Err(e) = self.store.record(
+            &self.name,
+            crate::state::HistoryEntry::now(command, success, summary, details),
+        ) {
+            tracing::warn!(
+                "could not record {command} in the history of {}: {e}",
+                self.name
+            );
+        }
+    }
+
     /// The REST API URLs of every member, in member order.
     pub(super) fn api_urls(&self) -> Vec<String> {
         self.servers
