@@ -414,12 +414,12 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             ..
         }) => {
             let target = match (target_time, target_lsn, target_xid) {
-                (Some(t), _, _) => Some(super::backup::RestoreTarget::Time(t)),
-                (_, Some(l), _) => Some(super::backup::RestoreTarget::Lsn(l)),
-                (_, _, Some(x)) => Some(super::backup::RestoreTarget::Xid(x)),
+                (Some(t), _, _) => Some(super::restore::RestoreTarget::Time(t)),
+                (_, Some(l), _) => Some(super::restore::RestoreTarget::Lsn(l)),
+                (_, _, Some(x)) => Some(super::restore::RestoreTarget::Xid(x)),
                 _ => None,
             };
-            let to = super::backup::RestoreTo {
+            let to = super::restore::RestoreTo {
                 name: to_cluster,
                 out,
                 data_dir,
@@ -427,7 +427,7 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
                 api_port,
                 etcd_port,
             };
-            super::backup::restore(
+            super::restore::restore(
                 g,
                 format,
                 &cluster,

@@ -23,6 +23,7 @@ mod opscluster;
 mod plan;
 mod query;
 mod replica;
+mod restore;
 mod specs;
 mod state;
 pub mod target;
