@@ -344,16 +344,29 @@ pub(super) async fn apply_spec(
 ) -> Result<Outcome, Failure> {
     let loaded = load_one(path, "apply")?;
     let store = StateStore::new(&g.state_dir);
+    let lock = store.lock(&loaded.spec.metadata.name, "apply")?;
+    apply_loaded(g, format, &store, &lock, &loaded, auto_approve, allow).await
+}
+
+/// Plan `loaded` and apply the plan, under the cluster's `lock` (held by the caller).
+pub(super) async fn apply_loaded(
+    g: &Global,
+    format: Format,
+    store: &StateStore,
+    lock: &crate::state::LockGuard,
+    loaded: &crate::spec::LoadedSpec,
+    auto_approve: bool,
+    allow: Allow,
+) -> Result<Outcome, Failure> {
     let name = loaded.spec.metadata.name.clone();
-    let lock = store.lock(&name, "apply")?;
     let state = store.load(&name)?;
-    let creds = credentials(&store, &name, state.as_ref())?;
-    let planned = plan_one(&store, &loaded, creds.as_ref()).await?;
+    let creds = credentials(store, &name, state.as_ref())?;
+    let planned = plan_one(store, loaded, creds.as_ref()).await?;
     // A cluster pgdba has not created: its passwords are made now, once the plan showed that
     // nothing of it exists yet.
     let creds = match creds {
         Some(c) => c,
-        None => new_credentials(&store, &name)?,
+        None => new_credentials(store, &name)?,
     };
     guard_production(
         &loaded.spec,
@@ -368,8 +381,8 @@ pub(super) async fn apply_spec(
     let run = ApplyRun {
         g,
         format,
-        store: &store,
-        lock: &lock,
+        store,
+        lock,
     };
     execute(
         &run,

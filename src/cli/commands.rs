@@ -113,6 +113,7 @@ pub mod codes {
         PROTECTED: "a destructive command on a cluster labelled env: production without --allow-production",
         REFUSED: "an operation pgdba will not do, and why (a statement query analyze may not run, forgetting a created cluster)",
         REPLICATION_UNHEALTHY: "cluster connect: a replica does not stream, or the cluster has no leader",
+        RESTORE_FAILED: "backup restore --in-place stopped after it began to remove the members; the hint names the spec that carries it on",
         SECRETS_MISSING: "the state exists but its secrets file does not: restore it",
         SECRET_UNAVAILABLE: "a password the spec points at ({env: ...}, {file: ...}) cannot be read",
         SPEC_NOT_EDITED: "the spec file could not be edited (changed meanwhile, or a layout pgdba cannot edit)",
@@ -400,6 +401,9 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
         }
         Command::Backup(BackupCommand::Restore {
             to_cluster,
+            in_place,
+            i_know_what_i_am_doing,
+            allow_production,
             target_time,
             target_lsn,
             target_xid,
@@ -419,24 +423,40 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
                 (_, _, Some(x)) => Some(super::restore::RestoreTarget::Xid(x)),
                 _ => None,
             };
-            let to = super::restore::RestoreTo {
-                name: to_cluster,
-                out,
-                data_dir,
-                pg_port,
-                api_port,
-                etcd_port,
-            };
-            super::restore::restore(
-                g,
-                format,
-                &cluster,
-                to,
-                target,
-                backup_id.as_deref(),
-                auto_approve,
-            )
-            .await
+            match to_cluster.filter(|_| !in_place) {
+                None => {
+                    super::restore::restore_in_place(
+                        g,
+                        format,
+                        &cluster,
+                        target,
+                        backup_id.as_deref(),
+                        i_know_what_i_am_doing,
+                        allow_production,
+                    )
+                    .await
+                }
+                Some(to_cluster) => {
+                    let to = super::restore::RestoreTo {
+                        name: to_cluster,
+                        out,
+                        data_dir,
+                        pg_port,
+                        api_port,
+                        etcd_port,
+                    };
+                    super::restore::restore(
+                        g,
+                        format,
+                        &cluster,
+                        to,
+                        target,
+                        backup_id.as_deref(),
+                        auto_approve,
+                    )
+                    .await
+                }
+            }
         }
         Command::Backup(BackupCommand::VerifyRestore {
             backup_id,

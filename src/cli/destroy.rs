@@ -18,7 +18,7 @@ use crate::state::{ClusterState, StateStore};
 
 /// Is the cluster production, by the spec being used or by any spec pgdba applied to it (a
 /// label removed in the spec does not lift the guard)? `env: production`, in any case.
-fn is_production(spec: &ClusterSpec, state: Option<&ClusterState>) -> bool {
+pub(super) fn is_production(spec: &ClusterSpec, state: Option<&ClusterState>) -> bool {
     let labelled = |labels: &std::collections::BTreeMap<String, String>| {
         labels.iter().any(|(k, v)| {
             k.eq_ignore_ascii_case("env") && v.trim().eq_ignore_ascii_case("production")

@@ -318,23 +318,43 @@ pub enum BackupCommand {
         #[command(flatten)]
         state: StateDir,
     },
-    /// Point-in-time recovery into a NEW cluster: write its spec (spec.restore_from) beside the
-    /// source's, and apply it. The source is left untouched.
+    /// Point-in-time recovery into a NEW cluster (its spec, with spec.restore_from, written
+    /// beside the source's and applied; the source untouched), or of the cluster itself
+    /// (--in-place).
     #[command(
-        after_help = "The new cluster's first member is bootstrapped by Patroni from the source's \
-                      backup (pgBackRest restore from the source's repository and stanza, with \
-                      archiving off), recovers to the target and promotes; its replicas clone \
-                      from it. The new spec has no spec.backup: add one (its stanza is its own \
-                      name) to back it up. A target outside the recoverable window (`backup \
-                      list`) is refused before anything is written.\n\n\
+        group(clap::ArgGroup::new("restore_into").required(true).args(["to_cluster", "in_place"])),
+        after_help = "--to-cluster NEW: the new cluster's first member is bootstrapped by Patroni \
+                      from the source's backup (pgBackRest restore from the source's repository \
+                      and stanza, with archiving off), recovers to the target and promotes; its \
+                      replicas clone from it. The new spec has no spec.backup: add one (its \
+                      stanza is its own name) to back it up.\n\n\
+                      --in-place --i-know-what-i-am-doing: a safety backup first (when pgBackRest \
+                      can take one), then Patroni paused, every member stopped and removed \
+                      (replicas first), the cluster's keys deleted from the DCS, the first member \
+                      bootstrapped from the backup (recovery to the target, promotion onto a new \
+                      timeline that archives into the same stanza), the replicas cloned from it, \
+                      and the cluster's own spec applied. env: production also needs \
+                      --allow-production.\n\n\
+                      A target outside the recoverable window (`backup list`) is refused before \
+                      anything is written or stopped.\n\n\
                       Exit codes: 0 restored and applied; 1 the target is outside the window \
                       (OUTSIDE_WINDOW), the name or file exists (EXISTS), no spec.backup or no \
-                      backup (NO_BACKUP), or the apply failed (the spec stays)."
+                      backup (NO_BACKUP), an in-place restore that stopped after it began \
+                      (RESTORE_FAILED, the hint says how to carry it on), or the apply failed."
     )]
     Restore {
         /// The new cluster's name ([a-z0-9-]).
         #[arg(long, value_name = "NEW")]
-        to_cluster: String,
+        to_cluster: Option<String>,
+        /// Restore the cluster itself: its members are removed and made again from the backup.
+        #[arg(long, requires = "i_know_what_i_am_doing", conflicts_with_all = ["out", "data_dir", "pg_port", "api_port", "etcd_port"])]
+        in_place: bool,
+        /// Confirms an in-place restore, which replaces the cluster's data.
+        #[arg(long)]
+        i_know_what_i_am_doing: bool,
+        /// Allow an in-place restore of a cluster labelled env: production.
+        #[arg(long)]
+        allow_production: bool,
         /// Recover up to this time (RFC 3339, or PostgreSQL's `2026-12-02 06:50:00+00`)
         /// [default: the end of the archived WAL].
         #[arg(long, conflicts_with_all = ["target_lsn", "target_xid"])]

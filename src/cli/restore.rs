@@ -231,7 +231,7 @@ pub(super) async fn restore(
     backup_id: Option<&str>,
     auto_approve: bool,
 ) -> Result<Outcome, Failure> {
-    use crate::spec::model::{BACKUP_PARAMETERS, Provider, RestoreFrom};
+    use crate::spec::model::{BACKUP_PARAMETERS, Provider};
     super::replica::require_approval(auto_approve, "backup restore")?;
     let t = self::target(g, c).await?;
     let target = wanted;
@@ -331,25 +331,14 @@ pub(super) async fn restore(
         // The source's pooler port is the source's.
         p.port = Some(pg.saturating_add(u16::try_from(members).unwrap_or(0)));
     }
-    let (target_time, target_lsn, target_xid) = match &target {
-        Some(RestoreTarget::Time(_)) => (normalized.clone(), None, None),
-        Some(RestoreTarget::Lsn(_)) => (None, normalized.clone(), None),
-        Some(RestoreTarget::Xid(_)) => (None, None, normalized.clone()),
-        None => (None, None, None),
-    };
-    spec.spec.restore_from = Some(RestoreFrom {
-        repository: source_backup.repository.clone(),
-        stanza: t.stanza().to_owned(),
-        backup_id: Some(chosen.id.clone()),
-        target_time,
-        target_lsn,
-        target_xid,
-    });
-    // Through JSON: serde_yaml would write the provider's enum as a YAML tag.
-    let body = serde_json::to_value(&spec)
-        .map_err(|e| e.to_string())
-        .and_then(|v| serde_yaml::to_string(&v).map_err(|e| e.to_string()))
-        .map_err(|e| Failure::new(codes::INTERNAL, format!("the new spec: {e}")))?;
+    spec.spec.restore_from = Some(restore_from(
+        &source_backup,
+        t.stanza(),
+        chosen,
+        target.as_ref(),
+        normalized.as_ref(),
+    ));
+    let body = spec_yaml(&spec)?;
     let text = format!(
         "# Written by `pgdba backup restore` from cluster {} (backup {}).\n# spec.restore_from is read only when the cluster is first made.\n{body}",
         t.k.name, chosen.id
@@ -367,12 +356,7 @@ pub(super) async fn restore(
         }
         _ => Failure::new(codes::IO_ERROR, crate::error_chain(&e)),
     })?;
-    let target_json = match &target {
-        None => json!({ "type": "end_of_archive" }),
-        Some(RestoreTarget::Time(_)) => json!({ "type": "time", "value": normalized }),
-        Some(RestoreTarget::Lsn(_)) => json!({ "type": "lsn", "value": normalized }),
-        Some(RestoreTarget::Xid(_)) => json!({ "type": "xid", "value": normalized }),
-    };
+    let target_json = target_json(target.as_ref(), normalized.as_ref());
     let mut data = serde_json::Map::new();
     data.insert("source".to_owned(), json!(t.k.name));
     data.insert("cluster".to_owned(), json!(name));
@@ -409,6 +393,333 @@ pub(super) async fn restore(
             out.display(),
             out.display()
         )
+    })
+}
+
+/// A spec as YAML, through JSON (serde_yaml would write the provider's enum as a YAML tag),
+/// without the parameters `spec.backup` derives (a spec may not set them; they are derived
+/// again when it is loaded).
+fn spec_yaml(spec: &crate::spec::model::ClusterSpec) -> Result<String, Failure> {
+    let mut spec = spec.clone();
+    for p in crate::spec::model::BACKUP_PARAMETERS {
+        spec.spec.postgres.parameters.remove(p);
+    }
+    serde_json::to_value(&spec)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_yaml::to_string(&v).map_err(|e| e.to_string()))
+        .map_err(|e| Failure::new(codes::INTERNAL, format!("the spec: {e}")))
+}
+
+/// `spec.restore_from` for a restore of `chosen` from `backup`'s repository and `stanza`.
+fn restore_from(
+    backup: &crate::spec::model::BackupSpec,
+    stanza: &str,
+    chosen: &Backup,
+    target: Option<&RestoreTarget>,
+    normalized: Option<&String>,
+) -> crate::spec::model::RestoreFrom {
+    let value = normalized.cloned();
+    let (target_time, target_lsn, target_xid) = match target {
+        Some(RestoreTarget::Time(_)) => (value, None, None),
+        Some(RestoreTarget::Lsn(_)) => (None, value, None),
+        Some(RestoreTarget::Xid(_)) => (None, None, value),
+        None => (None, None, None),
+    };
+    crate::spec::model::RestoreFrom {
+        repository: backup.repository.clone(),
+        stanza: stanza.to_owned(),
+        backup_id: Some(chosen.id.clone()),
+        target_time,
+        target_lsn,
+        target_xid,
+    }
+}
+
+fn target_json(target: Option<&RestoreTarget>, normalized: Option<&String>) -> serde_json::Value {
+    match target {
+        None => json!({ "type": "end_of_archive" }),
+        Some(RestoreTarget::Time(_)) => json!({ "type": "time", "value": normalized }),
+        Some(RestoreTarget::Lsn(_)) => json!({ "type": "lsn", "value": normalized }),
+        Some(RestoreTarget::Xid(_)) => json!({ "type": "xid", "value": normalized }),
+    }
+}
+
+/// `backup restore --in-place --i-know-what-i-am-doing [--target-time T | --target-lsn L |
+/// --target-xid X] [--backup-id ID]`: point-in-time recovery of the cluster itself. In order,
+/// stopping at the first failure:
+/// 1. the target is checked against the recoverable window (nothing is touched before);
+/// 2. a safety backup (incremental; full when there is none) of the cluster as it is, when
+///    pgBackRest can take one (what it said otherwise is reported, and the restore goes on:
+///    the flag says the DBA knows);
+/// 3. the spec that restores (the cluster's own, with `spec.restore_from` naming its own
+///    stanza and the backup) is written beside the state, `<cluster>.restore.yaml`;
+/// 4. Patroni is paused, the replicas are stopped and removed, then the leader;
+/// 5. Patroni's keys of the cluster are deleted from the DCS (`Provider::forget_cluster`);
+/// 6. that spec is applied: the first member is bootstrapped by Patroni from the backup
+///    (pgBackRest restore, recovery to the target, promotion onto a new timeline, archiving
+///    into the same stanza), the replicas are cloned from it, the DCS keys (unpaused) are
+///    made again;
+/// 7. the cluster's own spec is applied over it (Patroni's configuration without the restore),
+///    and the restore spec is removed.
+///
+/// After step 4 the cluster's data is the backup's: a failure names the restore spec, whose
+/// `pgdba apply` carries the restore on.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn restore_in_place(
+    g: &Global,
+    format: crate::output::Format,
+    c: &ClusterArg,
+    wanted: Option<RestoreTarget>,
+    backup_id: Option<&str>,
+    i_know: bool,
+    allow_production: bool,
+) -> Result<Outcome, Failure> {
+    use super::apply::{Allow, apply_loaded};
+    use crate::spec::model::Provider;
+    if !i_know {
+        return Err(Failure::new(
+            codes::USAGE,
+            "backup restore --in-place replaces the cluster's data with the backup's and removes every member: it needs --i-know-what-i-am-doing",
+        ));
+    }
+    let t = target(g, c).await?;
+    if !matches!(t.k.spec.spec.provider, Provider::Local(_)) {
+        return Err(Failure::new(
+            codes::REFUSED,
+            format!(
+                "cluster {}: backup restore --in-place works on the local provider so far",
+                t.k.name
+            ),
+        ));
+    }
+    if super::destroy::is_production(&t.k.spec, Some(&t.k.state)) && !allow_production {
+        return Err(Failure::new(
+            codes::PROTECTED,
+            format!(
+                "cluster {} is labelled env: production: an in-place restore replaces its data",
+                t.k.name
+            ),
+        )
+        .hint("if that is intended, run it again with --allow-production"));
+    }
+    let Some(backup_spec) = t.k.spec.spec.backup.clone() else {
+        return Err(Failure::new(codes::NO_BACKUP, "no spec.backup"));
+    };
+    // 1. The window, before anything is touched.
+    let runner = t.runner();
+    let info = backup::info(&runner, t.stanza())
+        .await
+        .map_err(|e| failure(&t, &e))?;
+    let archiver = match t.leader_server() {
+        Some(s) => archiver(s).await,
+        None => None,
+    };
+    let Some(window) = backup::window(&info, archiver.as_ref()) else {
+        return Err(Failure::new(
+            codes::NO_BACKUP,
+            format!("cluster {} has no backup to restore", t.k.name),
+        )
+        .hint("take one with `pgdba backup create --type full`"));
+    };
+    let (chosen, normalized) = pick_backup(&info, &window, wanted.as_ref(), backup_id, &t.k.name)?;
+    let chosen = chosen.clone();
+    let name = t.k.name.clone();
+    // The spec the cluster ends on: the file given, else the one last applied.
+    let own = match &c.file {
+        Some(f) => super::specs::load_one(f, "backup restore")?,
+        None => crate::spec::LoadedSpec {
+            path: t.k.store.dir().join(format!("{name}.json")),
+            spec: t.k.spec.clone(),
+            source_hash: t.k.state.spec_hash.clone().unwrap_or_default(),
+        },
+    };
+    let lock = t.k.store.lock(&name, "backup restore")?;
+    let target_json = target_json(wanted.as_ref(), normalized.as_ref());
+    let mut data = serde_json::Map::new();
+    data.insert("cluster".to_owned(), json!(name));
+    data.insert("target".to_owned(), target_json.clone());
+    data.insert("backup".to_owned(), json!(chosen));
+    data.insert("window".to_owned(), json!(window));
+
+    // 2. The safety backup.
+    let opts = backup::CreateOptions {
+        verify_within: None,
+        ..backup::CreateOptions::default()
+    };
+    let safety = match backup::create(&runner, t.stanza(), backup::Kind::Incremental, &opts).await {
+        Ok(done) => json!({ "taken": true, "id": done.backup.id, "type": done.backup.kind }),
+        Err(e) => {
+            let why = crate::error_chain(&e);
+            tracing::warn!("cluster {name}: no safety backup before the in-place restore: {why}");
+            json!({ "taken": false, "error": why })
+        }
+    };
+    data.insert("safety_backup".to_owned(), safety.clone());
+
+    // 3. The spec that restores.
+    let mut restoring = own.spec.clone();
+    restoring.spec.restore_from = Some(restore_from(
+        &backup_spec,
+        t.stanza(),
+        &chosen,
+        wanted.as_ref(),
+        normalized.as_ref(),
+    ));
+    let restore_path = t.k.store.dir().join(format!("{name}.restore.yaml"));
+    let text = format!(
+        "# Written by `pgdba backup restore --in-place` (backup {}): `pgdba apply -f` this file carries an\n# interrupted in-place restore on; then apply the cluster's own spec.\n{}",
+        chosen.id,
+        spec_yaml(&restoring)?
+    );
+    let tmp = restore_path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, &text)
+        .and_then(|()| std::fs::rename(&tmp, &restore_path))
+        .map_err(|e| Failure::new(codes::IO_ERROR, format!("{}: {e}", restore_path.display())))?;
+    let restoring = super::specs::load_one(&restore_path, "backup restore")?;
+    t.k.record(
+        "backup restore",
+        true,
+        format!("in-place restore of backup {} started", chosen.id),
+        json!({ "in_place": true, "backup": chosen.id, "target": target_json, "safety_backup": safety }),
+    );
+
+    // 4. Patroni paused; the replicas stopped and removed, then the leader.
+    let provider = t.k.cluster.provider.as_ref();
+    let paused = match (
+        t.k.patroni(std::time::Duration::from_secs(10)),
+        t.leader_server().and_then(|s| s.api_url.clone()),
+    ) {
+        (Ok(client), Some(url)) => client
+            .patch_config(&url, &json!({ "pause": true }))
+            .await
+            .is_ok(),
+        _ => false,
+    };
+    data.insert("paused".to_owned(), json!(paused));
+    let mut order: Vec<String> = provider
+        .topology()
+        .member_names()
+        .into_iter()
+        .filter(|m| *m != t.leader)
+        .collect();
+    order.push(t.leader.clone());
+    let mut removed = Vec::new();
+    let interrupted = |step: String,
+                       removed: &[String],
+                       data: &serde_json::Map<String, serde_json::Value>| {
+        Failure::new(
+            codes::RESTORE_FAILED,
+            format!("cluster {name}: the in-place restore stopped at {step}; members removed so far: {}", if removed.is_empty() { "none".to_owned() } else { removed.join(", ") }),
+        )
+        .hint(format!("`pgdba apply -f {}` carries the restore on (the cluster's data becomes backup {}'s); then apply the cluster's own spec", restore_path.display(), chosen.id))
+        .data(serde_json::Value::Object(data.clone()))
+    };
+    for m in &order {
+        if let Err(e) = provider.delete_member(m, &t.k.creds).await {
+            return Err(interrupted(
+                format!("removing member {m} ({})", crate::error_chain(&e)),
+                &removed,
+                &data,
+            ));
+        }
+        removed.push(m.clone());
+    }
+    data.insert("removed".to_owned(), json!(removed));
+    // 5. The cluster forgotten in the DCS: the next member bootstraps it.
+    if let Err(e) = provider.forget_cluster(&t.k.creds).await {
+        return Err(interrupted(
+            format!(
+                "deleting the cluster's keys in the DCS ({})",
+                crate::error_chain(&e)
+            ),
+            &removed,
+            &data,
+        ));
+    }
+    let leader = t.leader.clone();
+    drop(t);
+
+    // 6. The restore itself.
+    let store = crate::state::StateStore::new(&g.state_dir);
+    let all = Allow {
+        data_loss: false,
+        production: true,
+    };
+    let restored = apply_loaded(g, format, &store, &lock, &restoring, true, all).await;
+    let restored = match restored {
+        Ok(o) if o.exit == 0 => o,
+        Ok(o) => {
+            data.insert("restore_apply".to_owned(), o.data);
+            return Err(interrupted(
+                "the restoring apply".to_owned(),
+                &removed,
+                &data,
+            ));
+        }
+        Err(f) => {
+            data.insert("restore_apply".to_owned(), f.data.clone());
+            return Err(interrupted(
+                format!("the restoring apply ({})", f.message),
+                &removed,
+                &data,
+            ));
+        }
+    };
+    data.insert("restore_apply".to_owned(), restored.data);
+    // 7. The cluster's own spec.
+    let result = apply_loaded(
+        g,
+        format,
+        &store,
+        &lock,
+        &own,
+        true,
+        Allow {
+            data_loss: false,
+            production: allow_production,
+        },
+    )
+    .await;
+    let converged = result.as_ref().is_ok_and(|o| o.exit == 0);
+    if converged {
+        let _ = std::fs::remove_file(&restore_path);
+    }
+    let summary = format!(
+        "in-place restore of backup {} {}",
+        chosen.id,
+        if converged {
+            "done: the cluster runs on a new timeline"
+        } else {
+            "restored the data; the cluster's own spec did not apply cleanly"
+        }
+    );
+    let entry = crate::state::HistoryEntry::now(
+        "backup restore",
+        converged,
+        summary,
+        json!({ "in_place": true, "backup": chosen.id, "target": data["target"] }),
+    );
+    if let Err(e) = store.record(&name, entry) {
+        tracing::warn!("could not record backup restore in the history of {name}: {e}");
+    }
+    let human = format!(
+        "Cluster {name} restored in place from backup {} ({}); it led on {leader} before. Safety backup: {}.\n",
+        chosen.id,
+        match &normalized {
+            Some(v) => format!("to {v}"),
+            None => "to the end of the archived WAL".to_owned(),
+        },
+        if safety["taken"] == json!(true) {
+            safety["id"].as_str().unwrap_or_default().to_owned()
+        } else {
+            format!(
+                "not taken ({})",
+                safety["error"].as_str().unwrap_or_default()
+            )
+        },
+    );
+    super::apply::ending_in_apply(result, data, human, |_, _| {
+        "the data is restored; the cluster's own spec did not apply cleanly: `pgdba plan` shows what is left".to_owned()
     })
 }
 

@@ -111,7 +111,7 @@ pub async fn etcd_token(
 
 /// The end of etcd's range for every key starting with `prefix`: the prefix with its last
 /// byte incremented.
-fn range_end(prefix: &[u8]) -> Vec<u8> {
+pub fn range_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

@@ -92,6 +92,26 @@ impl Etcd<'_> {
         Ok(())
     }
 
+    /// Delete every key under `prefix` (Patroni's keys of one cluster: `/<namespace>/<scope>/`).
+    pub async fn forget_prefix(
+        &self,
+        prefix: &str,
+        creds: &Credentials,
+    ) -> Result<(), ProviderError> {
+        if !prefix.ends_with('/') || prefix.len() < 3 {
+            return Err(self.error(format!(
+                "refusing to delete keys under {prefix:?}: not one cluster's prefix"
+            )));
+        }
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let end = crate::patroni::dcs::range_end(prefix.as_bytes());
+        let body = json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&end) });
+        let token = self.token(creds).await?;
+        self.call("kv/deleterange", &body, token.as_deref())
+            .await
+            .map(|_| ())
+    }
+
     /// Delete a member's key (`<prefix>members/<name>`), so Patroni no longer lists it (and the
     /// leader drops its replication slot) instead of waiting for the key's TTL.
     pub async fn forget_member(

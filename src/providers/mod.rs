@@ -356,6 +356,12 @@ pub trait Provider: Send + Sync {
     /// prove it created.
     async fn destroy(&self, lineage: &str) -> Result<(), ProviderError>;
 
+    /// Delete every key Patroni keeps for this cluster in the DCS (its leader, members,
+    /// dynamic configuration, initialize key and history: what `patronictl remove` deletes),
+    /// so that the next member started bootstraps the cluster again. Only when no member
+    /// runs: an in-place restore, after it stopped them all.
+    async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError>;
+
     /// Run `argv` where member `name`'s PostgreSQL runs, as the user that runs it, with its
     /// pgBackRest configuration and the environment `env` adds, and wait for it (at most
     /// `within`): for the tools that must run beside PostgreSQL (pgBackRest).

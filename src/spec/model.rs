@@ -223,6 +223,15 @@ pub const PGBACKREST_CONF: &str = "pgbackrest.conf";
 pub const BACKUP_PARAMETERS: [&str; 2] = ["archive_mode", "archive_command"];
 
 impl ClusterSpec {
+    /// Whether `spec.restore_from` restores the cluster's own stanza (an in-place restore):
+    /// the same repository as `spec.backup`'s, and the stanza named after the cluster.
+    pub fn restores_in_place(&self) -> bool {
+        match (&self.spec.restore_from, &self.spec.backup) {
+            (Some(r), Some(b)) => r.stanza == self.metadata.name && r.repository == b.repository,
+            _ => false,
+        }
+    }
+
     /// The parameters `spec.backup` implies, added to `spec.postgres.parameters` when a spec
     /// is loaded: WAL archived through pgBackRest into the cluster's stanza. Planned, applied,
     /// observed and drift-checked as every parameter is; removed (reset) when `spec.backup`

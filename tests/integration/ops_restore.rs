@@ -2,7 +2,10 @@
 //! `spec.backup` into a new cluster (Patroni's custom bootstrap from the source's pgBackRest
 //! repository), which has what was written before the target and not after, streams to its
 //! replica and plans clean, while the source keeps everything; and a target before the window
-//! refused before anything is written. Ports 30900-30999.
+//! refused before anything is written. `backup restore --in-place`: the cluster itself recovered
+//! to the target (A and not B), on a new timeline archived into its own stanza, every replica
+//! streaming again and the spec planning clean; refused without the flag and outside the
+//! window, with every member still running. Ports 30900-30999.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::PermissionsExt;
@@ -216,4 +219,161 @@ fn restore_to_a_new_cluster_recovers_to_the_target_time() {
         src.psql(&leader, port, "SELECT string_agg(v, ',' ORDER BY v) FROM t"),
         "A,B"
     );
+}
+
+/// The rows of `t` on the cluster's leader.
+fn rows(t: &TestCluster) -> String {
+    let (leader, port) = leader_port(t);
+    t.psql(&leader, port, "SELECT string_agg(v, ',' ORDER BY v) FROM t")
+}
+
+#[test]
+fn restore_in_place_recovers_the_cluster_itself_to_the_target_time() {
+    let t = TestCluster::new("rinp", 30970);
+    t.write_spec_with(2, &[("max_connections", "100")], &backup_section(&t));
+    t.apply();
+    let (leader, port) = leader_port(&t);
+    let r = t.run(&[
+        "backup",
+        "create",
+        "--type",
+        "full",
+        "--no-verify",
+        "-f",
+        t.spec_str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "backup create: {r:?}");
+    t.psql(
+        &leader,
+        port,
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('A')",
+    );
+    let at = t.psql(
+        &leader,
+        port,
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    t.psql(&leader, port, "INSERT INTO t VALUES ('B')");
+    let wal = t.psql(&leader, port, "SELECT pg_walfile_name(pg_switch_wal())");
+    wait_for(
+        "the WAL with row B archived",
+        Duration::from_secs(60),
+        || {
+            let last = t.psql(
+                &leader,
+                port,
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+            );
+            (last.as_str() >= wal.as_str()).then_some(())
+        },
+    );
+    let before = t.patronictl_list();
+
+    // Without the flag, and outside the window: refused, the cluster untouched.
+    let r = t.run(&["backup", "restore", "-f", t.spec_str(), "--in-place"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    let r = t.run(&[
+        "backup",
+        "restore",
+        "-f",
+        t.spec_str(),
+        "--in-place",
+        "--i-know-what-i-am-doing",
+        "--target-time",
+        "2020-01-01T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "OUTSIDE_WINDOW", "{r:?}");
+    let after = t.patronictl_list();
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|m| m["State"] == "running" || m["State"] == "streaming"),
+        "{after:?}"
+    );
+    assert_eq!(
+        before
+            .iter()
+            .find(|m| m["Role"] == "Leader")
+            .map(|m| &m["Member"]),
+        after
+            .iter()
+            .find(|m| m["Role"] == "Leader")
+            .map(|m| &m["Member"])
+    );
+    assert_eq!(rows(&t), "A,B");
+
+    // The restore to T, in place.
+    let r = t.run(&[
+        "backup",
+        "restore",
+        "-f",
+        t.spec_str(),
+        "--in-place",
+        "--i-know-what-i-am-doing",
+        "--target-time",
+        &at,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "backup restore --in-place: {r:?}");
+    let j = r.json();
+    assert_eq!(j["data"]["cluster"], "rinp");
+    assert_eq!(j["data"]["target"]["type"], "time");
+    assert_eq!(j["data"]["safety_backup"]["taken"], true, "{j:#}");
+    assert_eq!(j["data"]["removed"].as_array().unwrap().len(), 3, "{j:#}");
+    assert!(j["data"]["apply"].is_object(), "{j:#}");
+    assert!(!t.state_dir.join("rinp.restore.yaml").exists());
+
+    // A and not B, on a new timeline; every replica streams from the restored leader.
+    assert_eq!(rows(&t), "A");
+    wait_for("both replicas streaming", Duration::from_secs(180), || {
+        let members = t.patronictl_list();
+        (members.len() == 3
+            && members
+                .iter()
+                .filter(|m| m["Role"] == "Replica" && m["State"] == "streaming")
+                .count()
+                == 2)
+            .then_some(())
+    });
+    let members = t.patronictl_list();
+    assert!(
+        members.iter().all(|m| m["TL"].as_u64().unwrap_or(0) >= 2),
+        "not on a new timeline: {members:?}"
+    );
+    let (code, plan) = t.plan_json();
+    assert_eq!(
+        code, 0,
+        "the restored cluster does not plan clean: {plan:#}"
+    );
+    // The new timeline archives into the same stanza.
+    wait_for(
+        "the new timeline's history archived",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_dir(t.data_dir().join("repo/archive/rinp/15-1"))
+                .ok()?
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".history"))
+                .then_some(())
+        },
+    );
+    // What is written after the restore reaches the replicas.
+    let (leader, port) = leader_port(&t);
+    t.psql(&leader, port, "INSERT INTO t VALUES ('C')");
+    for (m, p) in t.members() {
+        if m != leader {
+            wait_for(&format!("row C on {m}"), Duration::from_secs(30), || {
+                (t.psql(&m, p, "SELECT string_agg(v, ',' ORDER BY v) FROM t") == "A,C")
+                    .then_some(())
+            });
+        }
+    }
 }

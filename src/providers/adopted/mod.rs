@@ -261,6 +261,10 @@ impl Provider for Adopted {
         Err(self.refuse("destroy a cluster it did not create"))
     }
 
+    async fn forget_cluster(&self, _creds: &Credentials) -> Result<(), ProviderError> {
+        Err(self.refuse("delete the cluster's keys in its DCS"))
+    }
+
     async fn run_beside(
         &self,
         name: &str,

@@ -971,6 +971,11 @@ impl super::Provider for Docker {
         self.remove_container_and_volume(&n).await
     }
 
+    async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {
+        let prefix = self.dcs_location().await.prefix;
+        self.some_etcd().await?.forget_prefix(&prefix, creds).await
+    }
+
     async fn create_pooler(&self, creds: &Credentials) -> Result<(), ProviderError> {
         let Some(pgbouncer) = self.spec.pgbouncer() else {
             return Err(ProviderError::Config("the spec has no pooler".to_owned()));

@@ -21,7 +21,7 @@ pub fn patroni_config(
         "initdb": [ { "encoding": "UTF8" }, { "locale": "C.UTF-8" }, "data-checksums" ],
     });
     if let Some(r) = &spec.spec.restore_from {
-        restore_bootstrap(&mut bootstrap, r, layout, m);
+        restore_bootstrap(&mut bootstrap, r, spec.restores_in_place(), layout, m);
     }
     json!({
         "scope": layout.cluster,
@@ -124,16 +124,19 @@ pub fn pgbackrest_config(
 /// `spec.restore_from`: Patroni's custom bootstrap (`method: pgbackrest`), which the first
 /// member runs instead of initdb. pgBackRest restores the source's backup from the source's
 /// repository and stanza (`restore.conf`, beside the data directory: pgBackRest runs as the
-/// run-as user, in no shell, so the file is named in full), with archiving off
-/// (`--archive-mode=off`, written to `postgresql.auto.conf`): the restored instance pushes no
-/// WAL anywhere while it recovers and promotes, least of all into the source's stanza. Once
-/// Patroni has bootstrapped it, `post_bootstrap` resets that `archive_mode` (taking effect at
-/// the next restart, when the value was `off` anyway unless the spec archives into its own
-/// stanza). Patroni writes the same recovery settings (`recovery_conf`) and removes them
-/// after the promotion.
+/// run-as user, in no shell, so the file is named in full). Into a new cluster, archiving is
+/// off (`--archive-mode=off`, written to `postgresql.auto.conf`): the restored instance
+/// pushes no WAL anywhere while it recovers and promotes, least of all into the source's
+/// stanza; once Patroni has bootstrapped it, `post_bootstrap` resets that `archive_mode`
+/// (taking effect at the next restart, when the value was `off` anyway unless the spec
+/// archives into its own stanza). In place (`in_place`: the cluster restores its own stanza)
+/// archiving stays as the spec sets it: the promoted timeline is archived into the stanza it
+/// came from, as pgBackRest's own point-in-time recovery does. Patroni writes the same
+/// recovery settings (`recovery_conf`) and removes them after the promotion.
 fn restore_bootstrap(
     bootstrap: &mut Value,
     r: &crate::spec::model::RestoreFrom,
+    in_place: bool,
     layout: &Layout,
     m: &MemberLayout,
 ) {
@@ -143,9 +146,11 @@ fn restore_bootstrap(
         format!("--config={}", conf.display()),
         format!("--stanza={}", r.stanza),
         format!("--pg1-path={}", m.data_dir.display()),
-        "--archive-mode=off".to_owned(),
         "--log-level-console=warn".to_owned(),
     ];
+    if !in_place {
+        command.push("--archive-mode=off".to_owned());
+    }
     if let Some(id) = &r.backup_id {
         command.push(format!("--set={id}"));
     }
@@ -184,6 +189,9 @@ fn restore_bootstrap(
                 "recovery_conf": recovery,
             }),
         );
+        if in_place {
+            return;
+        }
         b.insert(
             "post_bootstrap".to_owned(),
             json!(format!(
@@ -281,6 +289,39 @@ mod tests {
             conf.contains("[src]\npg1-path=/srv/rnew/rnew-0/data\n"),
             "{conf}"
         );
+    }
+
+    #[test]
+    fn restoring_its_own_stanza_keeps_archiving_on() {
+        // The cluster restores itself (backup restore --in-place): its own stanza and
+        // repository, so the promoted timeline archives into the stanza it came from.
+        let text = SPEC
+            .replace("{name: rnew}", "{name: src}")
+            .replace("data_dir: /srv/rnew", "data_dir: /srv/src")
+            .replace(
+                "  replicas: 1\n",
+                "  replicas: 1\n  backup:\n    repository: {path: /srv/src/repo}\n",
+            );
+        let spec = crate::spec::load_str("t.yaml", text.as_bytes()).unwrap();
+        assert!(spec.restores_in_place());
+        let Provider::Local(local) = &spec.spec.provider else {
+            panic!("not local")
+        };
+        let layout = Layout::new(&spec, local);
+        let cfg = patroni_config(&spec, &layout, &[], &layout.members[0]);
+        let b = &cfg["bootstrap"];
+        assert_eq!(b["method"], "pgbackrest");
+        let command = b["pgbackrest"]["command"].as_str().unwrap();
+        assert!(!command.contains("--archive-mode=off"), "{command}");
+        assert!(b["post_bootstrap"].is_null(), "{b:#}");
+        assert_eq!(b["dcs"]["postgresql"]["parameters"]["archive_mode"], "on");
+        // Another repository, or another stanza: a new cluster's restore, archiving off.
+        let other = text.replace(
+            "backup:\n    repository: {path: /srv/src/repo}",
+            "backup:\n    repository: {path: /srv/own}",
+        );
+        let spec = crate::spec::load_str("t.yaml", other.as_bytes()).unwrap();
+        assert!(!spec.restores_in_place());
     }
 
     #[test]

@@ -809,6 +809,12 @@ impl super::Provider for Local {
         self.remove_all(lineage).await
     }
 
+    async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {
+        self.etcd()
+            .forget_prefix(&self.layout.dcs().prefix, creds)
+            .await
+    }
+
     async fn run_beside(
         &self,
         name: &str,
