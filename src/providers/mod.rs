@@ -15,6 +15,7 @@ pub mod adopted;
 pub mod docker;
 pub mod etcd;
 pub mod local;
+pub mod pgbackrest;
 pub mod pgbouncer;
 
 use std::path::PathBuf;

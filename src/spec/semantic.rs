@@ -136,10 +136,11 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
         .and_then(Value::as_object)
         .and_then(|o| o.keys().next())
         && provider != "local"
+        && provider != "docker"
     {
         out.push((
             positions.key_or_value("/spec/backup"),
-            format!("spec.backup works on the local provider so far; the {provider} provider does not run pgBackRest yet"),
+            format!("spec.backup works on the local and docker providers so far; the {provider} provider does not run pgBackRest yet"),
         ));
     }
 }

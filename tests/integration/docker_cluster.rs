@@ -1066,3 +1066,89 @@ fn docker_adopts_by_label_and_refuses_without_state() {
     assert_eq!(r.code, 0, "{r:?}");
     t.assert_nothing_left();
 }
+
+/// `spec.backup` on the docker provider: the repository (a directory of the host) mounted into
+/// every member's container, WAL archived through pgBackRest, the stanza created by the apply,
+/// a verified full backup, `backup list` and a passing restore test inside the leader's
+/// container; destroy removes the containers and leaves the repository.
+#[test]
+fn docker_backups_archive_back_up_and_restore_test() {
+    require_docker!("docker_backups_archive_back_up_and_restore_test");
+    let t = DockerCluster::new("dtbkup");
+    let repo = t.dir.path().join("repo");
+    t.write_spec(
+        1,
+        PARAMS,
+        &format!("  backup:\n    repository: {{path: {}}}\n", repo.display()),
+    );
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 2);
+    assert!(
+        cluster_of(&plan)["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "create_stanza"),
+        "no stanza in the plan: {plan:#}"
+    );
+    t.apply();
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 0, "not converged after apply: {plan:#}");
+    assert_eq!(t.show_everywhere("archive_mode"), vec!["on", "on"]);
+    assert!(repo.join("backup/dtbkup/backup.info").exists());
+
+    let r = t.run(&[
+        "backup",
+        "create",
+        "--type",
+        "full",
+        "-f",
+        t.spec_str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "backup create: {r:?}");
+    let b = &r.json()["data"]["backup"];
+    assert_eq!(b["type"], "full", "{b:#}");
+    assert_eq!(b["verified"], true, "{b:#}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    assert!(repo.join("backup/dtbkup").join(&id).is_dir());
+
+    let r = t.run(&["backup", "list", "-f", t.spec_str(), "--format", "json"]);
+    assert_eq!(r.code, 0, "backup list: {r:?}");
+    let j = r.json();
+    let ids: Vec<&str> = j["data"]["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![id.as_str()], "{j:#}");
+    assert!(j["data"]["window"]["oldest"].is_string(), "{j:#}");
+
+    let r = t.run(&[
+        "backup",
+        "verify-restore",
+        "-f",
+        t.spec_str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "verify-restore: {r:?}");
+    assert_eq!(r.json()["data"]["status"], "ok", "{r:?}");
+
+    let r = t.run(&[
+        "destroy",
+        "-f",
+        t.spec_str(),
+        "--confirm",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    t.assert_nothing_left();
+    assert!(
+        repo.join("backup/dtbkup").join(&id).is_dir(),
+        "destroy removed the repository's backups"
+    );
+}

@@ -779,7 +779,7 @@ fn spec_backup_problems_are_reported_where_they_are() {
                 7,
                 "parameter `archive_mode` is set by pgdba from spec.backup",
             ),
-            (13, 3, "spec.backup works on the local provider so far"),
+            (13, 3, "spec.backup works on the local and docker providers so far"),
             (14, 24, "must be an absolute path"),
             (
                 15,

@@ -120,6 +120,24 @@ pub fn etcd_cmd(layout: &Layout, n: &Node, token: &str) -> Vec<String> {
     ]
 }
 
+/// A member's pgBackRest configuration (`spec.backup`): the repository is the host directory
+/// mounted at the same path in every member's container.
+pub fn pgbackrest_config(backup: &crate::spec::model::BackupSpec, layout: &Layout) -> String {
+    use super::layout::{DATA_DIR, PG_PORT, PGBACKREST_LOCK, PGBACKREST_LOG, SOCKET_DIR};
+    use std::path::Path;
+    crate::providers::pgbackrest::config(
+        backup,
+        &layout.cluster,
+        &crate::providers::pgbackrest::Member {
+            data_dir: Path::new(DATA_DIR),
+            port: PG_PORT,
+            socket_dir: Path::new(SOCKET_DIR),
+            log_dir: Path::new(PGBACKREST_LOG),
+            lock_dir: Path::new(PGBACKREST_LOCK),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

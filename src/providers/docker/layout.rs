@@ -29,6 +29,12 @@ pub const DATA_DIR: &str = "/var/lib/postgresql/data";
 pub const CONFIG_DIR: &str = "/etc/pgdba";
 pub const CONFIG_FILE: &str = "patroni.yml";
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
+/// `spec.backup`: the member's pgBackRest configuration beside its data directory (PostgreSQL
+/// runs `archive_command` in the data directory: `$PWD/../pgbackrest.conf`), and its logs and
+/// locks, all on the member's volume.
+pub const PGBACKREST_CONF: &str = "/var/lib/postgresql/pgbackrest.conf";
+pub const PGBACKREST_LOG: &str = "/var/lib/postgresql/pgbackrest-log";
+pub const PGBACKREST_LOCK: &str = "/var/lib/postgresql/pgbackrest-lock";
 pub const ETCD_HOME: &str = "/var/lib/etcd";
 
 /// The resolved layout of one Docker cluster.

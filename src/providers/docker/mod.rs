@@ -374,7 +374,13 @@ impl Docker {
             exposed_ports: Some(ports.iter().map(|(p, _)| format!("{p}/tcp")).collect()),
             stop_timeout: Some(60),
             host_config: Some(HostConfig {
-                binds: mount.map(|m| vec![format!("{}:{m}", n.volume)]),
+                binds: mount.map(|m| {
+                    let mut binds = vec![format!("{}:{m}", n.volume)];
+                    if n.role == "member" {
+                        binds.extend(self.repository_bind());
+                    }
+                    binds
+                }),
                 port_bindings: Some(bindings),
                 network_mode: Some(self.layout.network.clone()),
                 restart_policy: Some(RestartPolicy {
@@ -598,7 +604,15 @@ impl Docker {
                 pooler: None,
             },
         );
-        Some(config::comparable(on_disk) == config::comparable(wanted))
+        // With `spec.backup`, its pgBackRest configuration too.
+        let backup_current = match &self.spec.spec.backup {
+            None => true,
+            Some(b) => self
+                .read_file(&container, layout::PGBACKREST_CONF)
+                .await
+                .is_ok_and(|t| t == config::pgbackrest_config(b, &self.layout)),
+        };
+        Some(config::comparable(on_disk) == config::comparable(wanted) && backup_current)
     }
 
     /// The numeric owner of the image's `postgres` user, from the container's `/etc/passwd`.
@@ -616,14 +630,115 @@ impl Docker {
             })
     }
 
-    /// Upload member `name`'s `patroni.yml` into its container.
+    /// Upload member `name`'s `patroni.yml` into its container, and with `spec.backup` its
+    /// pgBackRest configuration and log directory.
     async fn upload_config(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let n = self.layout.member(name);
         let cfg =
             config::patroni_config(&self.spec, &self.layout, &self.topology.admit, name, creds);
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
         self.upload(&n.container, &[(CONFIG_FILE, yaml.as_bytes(), 0o600)])
+            .await?;
+        if let Some(backup) = &self.spec.spec.backup {
+            let text = config::pgbackrest_config(backup, &self.layout);
+            self.upload_beside_data(&n.container, text.as_bytes())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `spec.backup`'s repository, a directory of the Docker host mounted at the same path in
+    /// every member's container.
+    fn repository_bind(&self) -> Option<String> {
+        let repo = &self.spec.spec.backup.as_ref()?.repository.path;
+        Some(format!("{}:{}", repo.display(), repo.display()))
+    }
+
+    /// Make `spec.backup`'s repository on the Docker host when it does not exist, owned by the
+    /// image's `postgres` user (as `container` has it), who runs pgBackRest. One that exists
+    /// is left as it is.
+    async fn ensure_repository(&self, container: &str) -> Result<(), ProviderError> {
+        let Some(backup) = &self.spec.spec.backup else {
+            return Ok(());
+        };
+        let repo = &backup.repository.path;
+        if std::fs::symlink_metadata(repo).is_ok() {
+            return Ok(());
+        }
+        let (uid, gid) = self.postgres_ids(container).await?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(repo)
+                .map_err(|e| ProviderError::io(repo, e))?;
+        }
+        let (uid, gid) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
+        std::os::unix::fs::chown(repo, uid, gid).map_err(|e| ProviderError::io(repo, e))
+    }
+
+    /// Does member container `container` have `spec.backup`'s repository mounted (it is
+    /// mounted when the container is made)? `None` when it cannot be inspected.
+    async fn repository_mounted(&self, container: &str) -> Option<bool> {
+        let bind = self.repository_bind()?;
+        let c = self
+            .engine()
             .await
+            .ok()?
+            .inspect_container(container, None)
+            .await
+            .ok()?;
+        Some(
+            c.host_config
+                .and_then(|h| h.binds)
+                .is_some_and(|b| b.contains(&bind)),
+        )
+    }
+
+    /// Upload the member's pgBackRest configuration beside its data directory, on its volume,
+    /// with the log directory pgBackRest does not make itself; owned by `postgres`.
+    async fn upload_beside_data(&self, container: &str, conf: &[u8]) -> Result<(), ProviderError> {
+        use layout::{PGBACKREST_CONF, PGBACKREST_LOG};
+        let (uid, gid) = self.postgres_ids(container).await?;
+        let tar_err = |e: std::io::Error| ProviderError::Config(e.to_string());
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o750);
+        dir.set_uid(uid);
+        dir.set_gid(gid);
+        dir.set_size(0);
+        builder
+            .append_data(
+                &mut dir,
+                PGBACKREST_LOG.trim_start_matches('/'),
+                std::io::empty(),
+            )
+            .map_err(tar_err)?;
+        let mut file = tar::Header::new_gnu();
+        file.set_mode(0o600);
+        file.set_uid(uid);
+        file.set_gid(gid);
+        file.set_size(conf.len() as u64);
+        builder
+            .append_data(&mut file, PGBACKREST_CONF.trim_start_matches('/'), conf)
+            .map_err(tar_err)?;
+        let tar = builder.into_inner().map_err(tar_err)?;
+        self.engine()
+            .await?
+            .upload_to_container(
+                container,
+                Some(UploadToContainerOptionsBuilder::new().path("/").build()),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|e| {
+                docker_error(
+                    &format!("uploading pgBackRest's configuration into {container}"),
+                    &e,
+                )
+            })
     }
 
     /// Upload `files` (name, content, mode) into `CONFIG_DIR` of `container`, owned by the
@@ -850,6 +965,22 @@ impl super::Provider for Docker {
                 ActionKind::CreateDcs | ActionKind::CreateMember { .. }
             )
         });
+        // The repository is mounted when a member's container is made: one made before
+        // `spec.backup` has no repository to archive into.
+        if self.spec.spec.backup.is_some() {
+            for s in self.containers().await? {
+                if s.role != "member" {
+                    continue;
+                }
+                let container = self.layout.member(&s.name).container;
+                if self.repository_mounted(&container).await == Some(false) {
+                    return Err(ProviderError::Config(format!(
+                        "member {}'s container was made without spec.backup's repository mounted (Docker mounts a directory only when it makes a container): remove and add the member again (`pgdba replica remove` / `replica add`), or make the cluster with spec.backup",
+                        s.name
+                    )));
+                }
+            }
+        }
         if !creates {
             return Ok(());
         }
@@ -920,6 +1051,7 @@ impl super::Provider for Docker {
             HashMap::new(),
         )
         .await?;
+        self.ensure_repository(&n.container).await?;
         self.upload_config(name, creds).await?;
         self.start_member(name, creds).await
     }
@@ -1108,12 +1240,14 @@ impl super::Provider for Docker {
     ) -> Result<super::Ran, ProviderError> {
         let engine = self.engine().await?;
         let container = self.layout.member(name).container;
+        let mut envs = vec![format!("PGBACKREST_CONFIG={}", layout::PGBACKREST_CONF)];
+        envs.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
         let exec = engine
             .create_exec(
                 &container,
                 bollard::exec::CreateExecOptions {
                     cmd: Some(argv.to_vec()),
-                    env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                    env: Some(envs),
                     user: Some("postgres".to_owned()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),

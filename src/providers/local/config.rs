@@ -89,35 +89,24 @@ pub fn etcd_args(layout: &Layout) -> Vec<String> {
     ]
 }
 
-/// One member's pgBackRest configuration (`spec.backup`): the repository, retention and
-/// compression, and the stanza (named after the cluster) with this member's PostgreSQL. Logs
-/// and locks stay in the member's directory. No secret is written here.
+/// One member's pgBackRest configuration (`spec.backup`): logs and locks stay in the member's
+/// directory.
 pub fn pgbackrest_config(
     backup: &crate::spec::model::BackupSpec,
     layout: &Layout,
     m: &MemberLayout,
 ) -> String {
-    let mut global = vec![
-        format!("repo1-path={}", backup.repository.path.display()),
-        format!("repo1-retention-full={}", backup.retention.full),
-        format!("compress-type={}", backup.compression.as_str()),
-        format!("log-path={}", m.dir.join("pgbackrest-log").display()),
-        format!("lock-path={}", m.dir.join("pgbackrest-lock").display()),
-        "log-level-console=warn".to_owned(),
-        "log-level-file=info".to_owned(),
-        "start-fast=y".to_owned(),
-    ];
-    if let Some(diff) = backup.retention.diff {
-        global.push(format!("repo1-retention-diff={diff}"));
-    }
-    format!(
-        "# Written by pgdba from spec.backup; edits are overwritten.\n[global]\n{}\n\n[{}]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user={}\n",
-        global.join("\n"),
-        layout.cluster,
-        m.data_dir.display(),
-        m.pg_port,
-        m.socket_dir.display(),
-        SUPERUSER,
+    let (log_dir, lock_dir) = (m.dir.join("pgbackrest-log"), m.dir.join("pgbackrest-lock"));
+    crate::providers::pgbackrest::config(
+        backup,
+        &layout.cluster,
+        &crate::providers::pgbackrest::Member {
+            data_dir: &m.data_dir,
+            port: m.pg_port,
+            socket_dir: &m.socket_dir,
+            log_dir: &log_dir,
+            lock_dir: &lock_dir,
+        },
     )
 }
 
