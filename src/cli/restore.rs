@@ -235,15 +235,30 @@ pub(super) async fn restore(
     super::replica::require_approval(auto_approve, "backup restore")?;
     let t = self::target(g, c).await?;
     let target = wanted;
-    let Provider::Local(source_local) = t.k.spec.spec.provider.clone() else {
-        return Err(Failure::new(
-            codes::REFUSED,
-            format!(
-                "cluster {}: backup restore --to-cluster works on the local provider so far",
-                t.k.name
-            ),
-        ));
-    };
+    match &t.k.spec.spec.provider {
+        Provider::Local(_) => {}
+        Provider::Docker(_) => {
+            if to.data_dir.is_some()
+                || to.pg_port.is_some()
+                || to.api_port.is_some()
+                || to.etcd_port.is_some()
+            {
+                return Err(Failure::new(
+                    codes::USAGE,
+                    "--data-dir, --pg-port, --api-port and --etcd-port are the local provider's: a docker cluster's data is in its volumes and Docker publishes its ports",
+                ));
+            }
+        }
+        _ => {
+            return Err(Failure::new(
+                codes::REFUSED,
+                format!(
+                    "cluster {}: backup restore --to-cluster works on the local and docker providers so far",
+                    t.k.name
+                ),
+            ));
+        }
+    }
     let Some(source_backup) = t.k.spec.spec.backup.clone() else {
         return Err(Failure::new(codes::NO_BACKUP, "no spec.backup"));
     };
@@ -311,25 +326,42 @@ pub(super) async fn restore(
         spec.spec.postgres.parameters.remove(p);
     }
     let members = spec.spec.replicas.saturating_add(1);
-    let (pg, api, etcd) = restore_ports(g, &source_local, &to, members)?;
-    let mut local = source_local.clone();
-    let source_root = crate::providers::local::layout::Layout::new(&t.k.spec, &source_local).root;
-    let data_dir = match &to.data_dir {
-        Some(d) => std::path::absolute(d)
-            .map_err(|e| Failure::new(codes::USAGE, format!("--data-dir {}: {e}", d.display())))?,
-        None => source_root
-            .parent()
-            .map(|p| p.join(&name))
-            .unwrap_or_else(|| std::path::PathBuf::from(&name)),
-    };
-    local.data_dir = Some(data_dir.clone());
-    local.pg_port = Some(pg);
-    local.api_port = Some(api);
-    local.etcd_port = Some(etcd);
-    spec.spec.provider = Provider::Local(local);
-    if let Some(p) = spec.spec.pooler.as_mut().and_then(|p| p.pgbouncer.as_mut()) {
-        // The source's pooler port is the source's.
-        p.port = Some(pg.saturating_add(u16::try_from(members).unwrap_or(0)));
+    match t.k.spec.spec.provider.clone() {
+        Provider::Local(source_local) => {
+            let (pg, api, etcd) = restore_ports(g, &source_local, &to, members)?;
+            let mut local = source_local.clone();
+            let source_root =
+                crate::providers::local::layout::Layout::new(&t.k.spec, &source_local).root;
+            let data_dir = match &to.data_dir {
+                Some(d) => std::path::absolute(d).map_err(|e| {
+                    Failure::new(codes::USAGE, format!("--data-dir {}: {e}", d.display()))
+                })?,
+                None => source_root
+                    .parent()
+                    .map(|p| p.join(&name))
+                    .unwrap_or_else(|| std::path::PathBuf::from(&name)),
+            };
+            local.data_dir = Some(data_dir.clone());
+            local.pg_port = Some(pg);
+            local.api_port = Some(api);
+            local.etcd_port = Some(etcd);
+            spec.spec.provider = Provider::Local(local);
+            if let Some(p) = spec.spec.pooler.as_mut().and_then(|p| p.pgbouncer.as_mut()) {
+                // The source's pooler port is the source's.
+                p.port = Some(pg.saturating_add(u16::try_from(members).unwrap_or(0)));
+            }
+        }
+        Provider::Docker(source_docker) => {
+            // Its own network (named after it) and published ports; the source's image.
+            let mut docker = source_docker.clone();
+            docker.network = None;
+            docker.subnet = None;
+            spec.spec.provider = Provider::Docker(docker);
+            if let Some(p) = spec.spec.pooler.as_mut().and_then(|p| p.pgbouncer.as_mut()) {
+                p.port = None;
+            }
+        }
+        _ => {}
     }
     spec.spec.restore_from = Some(restore_from(
         &source_backup,
@@ -483,11 +515,14 @@ pub(super) async fn restore_in_place(
         ));
     }
     let t = target(g, c).await?;
-    if !matches!(t.k.spec.spec.provider, Provider::Local(_)) {
+    if !matches!(
+        t.k.spec.spec.provider,
+        Provider::Local(_) | Provider::Docker(_)
+    ) {
         return Err(Failure::new(
             codes::REFUSED,
             format!(
-                "cluster {}: backup restore --in-place works on the local provider so far",
+                "cluster {}: backup restore --in-place works on the local and docker providers so far",
                 t.k.name
             ),
         ));

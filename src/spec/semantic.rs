@@ -223,10 +223,11 @@ fn check_restore_from(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, St
         .and_then(Value::as_object)
         .and_then(|o| o.keys().next())
         && provider != "local"
+        && provider != "docker"
     {
         out.push((
             positions.key_or_value(base),
-            format!("spec.restore_from works on the local provider so far, not on {provider}"),
+            format!("spec.restore_from works on the local and docker providers so far, not on {provider}"),
         ));
     }
 }

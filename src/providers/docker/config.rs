@@ -36,6 +36,20 @@ pub fn patroni_config(
     if let Some(p) = &creds.restapi {
         restapi["authentication"] = json!({ "username": RESTAPI_USER, "password": p });
     }
+    let mut bootstrap = json!({
+        "dcs": crate::patroni::bootstrap_dcs(spec, admit),
+        "initdb": [ { "encoding": "UTF8" }, { "locale": "C.UTF-8" }, "data-checksums" ],
+    });
+    if let Some(r) = &spec.spec.restore_from {
+        crate::providers::pgbackrest::restore_bootstrap(
+            &mut bootstrap,
+            r,
+            spec.restores_in_place(),
+            std::path::Path::new(super::layout::RESTORE_CONF),
+            std::path::Path::new(DATA_DIR),
+            &std::path::Path::new(&layout.bin_dir()).join("psql"),
+        );
+    }
     json!({
         "scope": layout.cluster,
         "namespace": crate::patroni::dcs::NAMESPACE,
@@ -43,10 +57,7 @@ pub fn patroni_config(
         "log": { "level": "INFO" },
         "restapi": restapi,
         "etcd3": etcd3,
-        "bootstrap": {
-            "dcs": crate::patroni::bootstrap_dcs(spec, admit),
-            "initdb": [ { "encoding": "UTF8" }, { "locale": "C.UTF-8" }, "data-checksums" ],
-        },
+        "bootstrap": bootstrap,
         "postgresql": {
             "listen": format!("0.0.0.0:{PG_PORT}"),
             "connect_address": format!("{name}:{PG_PORT}"),
@@ -120,22 +131,29 @@ pub fn etcd_cmd(layout: &Layout, n: &Node, token: &str) -> Vec<String> {
     ]
 }
 
+/// Where pgBackRest finds a member's PostgreSQL, its logs and locks, inside its container.
+fn pgbackrest_member() -> crate::providers::pgbackrest::Member<'static> {
+    use super::layout::{PG_PORT, PGBACKREST_LOCK, PGBACKREST_LOG, SOCKET_DIR};
+    use std::path::Path;
+    crate::providers::pgbackrest::Member {
+        data_dir: Path::new(DATA_DIR),
+        port: PG_PORT,
+        socket_dir: Path::new(SOCKET_DIR),
+        log_dir: Path::new(PGBACKREST_LOG),
+        lock_dir: Path::new(PGBACKREST_LOCK),
+    }
+}
+
+/// A restored member's configuration of the source repository (`spec.restore_from`), which is
+/// mounted read-only at the same path into its container.
+pub fn restore_config(r: &crate::spec::model::RestoreFrom) -> String {
+    crate::providers::pgbackrest::restore_config(r, &pgbackrest_member())
+}
+
 /// A member's pgBackRest configuration (`spec.backup`): the repository is the host directory
 /// mounted at the same path in every member's container.
 pub fn pgbackrest_config(backup: &crate::spec::model::BackupSpec, layout: &Layout) -> String {
-    use super::layout::{DATA_DIR, PG_PORT, PGBACKREST_LOCK, PGBACKREST_LOG, SOCKET_DIR};
-    use std::path::Path;
-    crate::providers::pgbackrest::config(
-        backup,
-        &layout.cluster,
-        &crate::providers::pgbackrest::Member {
-            data_dir: Path::new(DATA_DIR),
-            port: PG_PORT,
-            socket_dir: Path::new(SOCKET_DIR),
-            log_dir: Path::new(PGBACKREST_LOG),
-            lock_dir: Path::new(PGBACKREST_LOCK),
-        },
-    )
+    crate::providers::pgbackrest::config(backup, &layout.cluster, &pgbackrest_member())
 }
 
 #[cfg(test)]

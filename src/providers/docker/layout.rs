@@ -35,6 +35,8 @@ pub const SOCKET_DIR: &str = "/var/run/postgresql";
 pub const PGBACKREST_CONF: &str = "/var/lib/postgresql/pgbackrest.conf";
 pub const PGBACKREST_LOG: &str = "/var/lib/postgresql/pgbackrest-log";
 pub const PGBACKREST_LOCK: &str = "/var/lib/postgresql/pgbackrest-lock";
+/// `spec.restore_from`: the configuration of the source repository the bootstrap restores from.
+pub const RESTORE_CONF: &str = "/var/lib/postgresql/restore.conf";
 pub const ETCD_HOME: &str = "/var/lib/etcd";
 
 /// The resolved layout of one Docker cluster.

@@ -378,6 +378,7 @@ impl Docker {
                     let mut binds = vec![format!("{}:{m}", n.volume)];
                     if n.role == "member" {
                         binds.extend(self.repository_bind());
+                        binds.extend(self.source_repository_bind());
                     }
                     binds
                 }),
@@ -639,10 +640,18 @@ impl Docker {
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
         self.upload(&n.container, &[(CONFIG_FILE, yaml.as_bytes(), 0o600)])
             .await?;
+        let mut files = Vec::new();
         if let Some(backup) = &self.spec.spec.backup {
-            let text = config::pgbackrest_config(backup, &self.layout);
-            self.upload_beside_data(&n.container, text.as_bytes())
-                .await?;
+            files.push((
+                layout::PGBACKREST_CONF,
+                config::pgbackrest_config(backup, &self.layout),
+            ));
+        }
+        if let Some(r) = &self.spec.spec.restore_from {
+            files.push((layout::RESTORE_CONF, config::restore_config(r)));
+        }
+        if !files.is_empty() {
+            self.upload_beside_data(&n.container, &files).await?;
         }
         Ok(())
     }
@@ -652,6 +661,17 @@ impl Docker {
     fn repository_bind(&self) -> Option<String> {
         let repo = &self.spec.spec.backup.as_ref()?.repository.path;
         Some(format!("{}:{}", repo.display(), repo.display()))
+    }
+
+    /// `spec.restore_from`'s repository (another cluster's), mounted read-only: the new
+    /// cluster can restore from it and never write into it. None when it is the cluster's own
+    /// (an in-place restore), which `repository_bind` mounts.
+    fn source_repository_bind(&self) -> Option<String> {
+        if self.spec.restores_in_place() {
+            return None;
+        }
+        let repo = &self.spec.spec.restore_from.as_ref()?.repository.path;
+        Some(format!("{}:{}:ro", repo.display(), repo.display()))
     }
 
     /// Make `spec.backup`'s repository on the Docker host when it does not exist, owned by the
@@ -696,10 +716,15 @@ impl Docker {
         )
     }
 
-    /// Upload the member's pgBackRest configuration beside its data directory, on its volume,
-    /// with the log directory pgBackRest does not make itself; owned by `postgres`.
-    async fn upload_beside_data(&self, container: &str, conf: &[u8]) -> Result<(), ProviderError> {
-        use layout::{PGBACKREST_CONF, PGBACKREST_LOG};
+    /// Upload the member's pgBackRest configuration files (path, content) beside its data
+    /// directory, on its volume, with the log directory pgBackRest does not make itself; owned
+    /// by `postgres`.
+    async fn upload_beside_data(
+        &self,
+        container: &str,
+        files: &[(&str, String)],
+    ) -> Result<(), ProviderError> {
+        use layout::PGBACKREST_LOG;
         let (uid, gid) = self.postgres_ids(container).await?;
         let tar_err = |e: std::io::Error| ProviderError::Config(e.to_string());
         let mut builder = tar::Builder::new(Vec::new());
@@ -716,14 +741,16 @@ impl Docker {
                 std::io::empty(),
             )
             .map_err(tar_err)?;
-        let mut file = tar::Header::new_gnu();
-        file.set_mode(0o600);
-        file.set_uid(uid);
-        file.set_gid(gid);
-        file.set_size(conf.len() as u64);
-        builder
-            .append_data(&mut file, PGBACKREST_CONF.trim_start_matches('/'), conf)
-            .map_err(tar_err)?;
+        for (path, text) in files {
+            let mut file = tar::Header::new_gnu();
+            file.set_mode(0o600);
+            file.set_uid(uid);
+            file.set_gid(gid);
+            file.set_size(text.len() as u64);
+            builder
+                .append_data(&mut file, path.trim_start_matches('/'), text.as_bytes())
+                .map_err(tar_err)?;
+        }
         let tar = builder.into_inner().map_err(tar_err)?;
         self.engine()
             .await?

@@ -110,18 +110,8 @@ pub fn pgbackrest_config(
     )
 }
 
-/// `spec.restore_from`: Patroni's custom bootstrap (`method: pgbackrest`), which the first
-/// member runs instead of initdb. pgBackRest restores the source's backup from the source's
-/// repository and stanza (`restore.conf`, beside the data directory: pgBackRest runs as the
-/// run-as user, in no shell, so the file is named in full). Into a new cluster, archiving is
-/// off (`--archive-mode=off`, written to `postgresql.auto.conf`): the restored instance
-/// pushes no WAL anywhere while it recovers and promotes, least of all into the source's
-/// stanza; once Patroni has bootstrapped it, `post_bootstrap` resets that `archive_mode`
-/// (taking effect at the next restart, when the value was `off` anyway unless the spec
-/// archives into its own stanza). In place (`in_place`: the cluster restores its own stanza)
-/// archiving stays as the spec sets it: the promoted timeline is archived into the stanza it
-/// came from, as pgBackRest's own point-in-time recovery does. Patroni writes the same
-/// recovery settings (`recovery_conf`) and removes them after the promotion.
+/// `spec.restore_from`: Patroni's custom bootstrap from pgBackRest, with `restore.conf` beside
+/// the member's data directory (see [`crate::providers::pgbackrest::restore_bootstrap`]).
 fn restore_bootstrap(
     bootstrap: &mut Value,
     r: &crate::spec::model::RestoreFrom,
@@ -129,94 +119,29 @@ fn restore_bootstrap(
     layout: &Layout,
     m: &MemberLayout,
 ) {
-    let conf = m.dir.join(crate::spec::model::RESTORE_CONF);
-    let mut command = vec![
-        "pgbackrest".to_owned(),
-        format!("--config={}", conf.display()),
-        format!("--stanza={}", r.stanza),
-        format!("--pg1-path={}", m.data_dir.display()),
-        "--log-level-console=warn".to_owned(),
-    ];
-    if !in_place {
-        command.push("--archive-mode=off".to_owned());
-    }
-    if let Some(id) = &r.backup_id {
-        command.push(format!("--set={id}"));
-    }
-    let mut recovery = serde_json::Map::new();
-    recovery.insert(
-        "restore_command".to_owned(),
-        json!(format!(
-            "pgbackrest --config={} --stanza={} archive-get %f \"%p\"",
-            conf.display(),
-            r.stanza
-        )),
+    crate::providers::pgbackrest::restore_bootstrap(
+        bootstrap,
+        r,
+        in_place,
+        &m.dir.join(crate::spec::model::RESTORE_CONF),
+        &m.data_dir,
+        &layout.bin_dir.join("psql"),
     );
-    recovery.insert("recovery_target_timeline".to_owned(), json!("latest"));
-    if let Some((kind, param, value)) = r.target() {
-        command.push(format!("--type={kind}"));
-        command.push(format!("--target={value}"));
-        command.push("--target-action=promote".to_owned());
-        recovery.insert(param.to_owned(), json!(value));
-        recovery.insert("recovery_target_action".to_owned(), json!("promote"));
-    }
-    command.push("restore".to_owned());
-    // Patroni splits the command as a shell would (shlex), and runs no shell.
-    let command = command
-        .iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ");
-    if let Some(b) = bootstrap.as_object_mut() {
-        b.insert("method".to_owned(), json!("pgbackrest"));
-        b.insert(
-            "pgbackrest".to_owned(),
-            json!({
-                "command": command,
-                "keep_existing_recovery_conf": true,
-                "no_params": true,
-                "recovery_conf": recovery,
-            }),
-        );
-        if in_place {
-            return;
-        }
-        b.insert(
-            "post_bootstrap".to_owned(),
-            json!(format!(
-                "{} -X -q -v ON_ERROR_STOP=1 -c 'ALTER SYSTEM RESET archive_mode'",
-                shell_quote(&layout.bin_dir.join("psql").display().to_string())
-            )),
-        );
-    }
-}
-
-/// One word as a POSIX shell (and Python's shlex) reads it back.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_=/.:,+%@".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// A restored member's pgBackRest configuration of the SOURCE repository
-/// (`spec.restore_from`): only the bootstrap's `restore` and its `archive-get` read it. Logs and
-/// locks stay in the member's directory.
+/// (`spec.restore_from`). Logs and locks stay in the member's directory.
 pub fn restore_config(r: &crate::spec::model::RestoreFrom, m: &MemberLayout) -> String {
-    format!(
-        "# Written by pgdba from spec.restore_from: the source repository, read to restore.\n[global]\nrepo1-path={}\nlog-path={}\nlock-path={}\nlog-level-console=warn\nlog-level-file=info\n\n[{}]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user={}\n",
-        r.repository.path.display(),
-        m.dir.join("pgbackrest-log").display(),
-        m.dir.join("pgbackrest-lock").display(),
-        r.stanza,
-        m.data_dir.display(),
-        m.pg_port,
-        m.socket_dir.display(),
-        SUPERUSER,
+    let (log_dir, lock_dir) = (m.dir.join("pgbackrest-log"), m.dir.join("pgbackrest-lock"));
+    crate::providers::pgbackrest::restore_config(
+        r,
+        &crate::providers::pgbackrest::Member {
+            data_dir: &m.data_dir,
+            port: m.pg_port,
+            socket_dir: &m.socket_dir,
+            log_dir: &log_dir,
+            lock_dir: &lock_dir,
+        },
     )
 }
 
@@ -324,12 +249,5 @@ mod tests {
         let cfg = patroni_config(&spec, &layout, &[], &layout.members[0]);
         assert!(cfg["bootstrap"]["method"].is_null());
         assert!(cfg["bootstrap"]["initdb"].is_array());
-    }
-
-    #[test]
-    fn shell_quote_round_trips_through_a_shell_split() {
-        assert_eq!(shell_quote("--type=time"), "--type=time");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 }
