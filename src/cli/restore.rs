@@ -338,7 +338,10 @@ pub(super) async fn restore(
         None => (None, None, None),
     };
     spec.spec.restore_from = Some(RestoreFrom {
+        // The source's repository as its spec has it: an S3 bucket's keys and the passphrase
+        // stay references (`{env: ...}`, `{file: ...}`), read again when NEW is applied.
         repository: source_backup.repository.clone(),
+        encryption: source_backup.encryption.clone(),
         stanza: t.stanza().to_owned(),
         backup_id: Some(chosen.id.clone()),
         target_time,

@@ -1,11 +1,14 @@
 //! The files the local provider writes: each member's `patroni.yml` and etcd's command line.
-//! Pure: values in, text out. Passwords are not written here: Patroni gets them from its
-//! environment (`PATRONI_SUPERUSER_PASSWORD`, ...), so no configuration file holds a secret.
+//! Pure: values in, text out. Patroni's passwords are not written here: Patroni gets them from
+//! its environment (`PATRONI_SUPERUSER_PASSWORD`, ...). The one kind of secret written is a
+//! backup repository's (S3 keys, the encryption passphrase), into the pgBackRest configuration
+//! that PostgreSQL's `archive_command` reads, which has no other way to get them.
 
 use serde_json::{Value, json};
 
 use super::layout::{HOST, Layout, MemberLayout};
-use crate::spec::model::ClusterSpec;
+use crate::secret::RepoSecrets;
+use crate::spec::model::{BackupEncryption, BackupRepository, ClusterSpec};
 
 use crate::roles::{REPLICATION_USER, REWIND_USER, SUPERUSER};
 
@@ -91,14 +94,27 @@ pub fn etcd_args(layout: &Layout) -> Vec<String> {
 
 /// One member's pgBackRest configuration (`spec.backup`): the repository, retention and
 /// compression, and the stanza (named after the cluster) with this member's PostgreSQL. Logs
-/// and locks stay in the member's directory. No secret is written here.
+/// and locks stay in the member's directory. With an S3 repository or encryption, it holds their
+/// secrets (`secrets`, read by the caller): PostgreSQL's `archive_command` runs pgBackRest with
+/// this file and nothing else, so the file is the run-as user's, mode 0600, as `patroni.yml` is.
+///
+/// With `from_standby`, the stanza also lists every other member (`pg2`, `pg3`, ...): pgBackRest
+/// finds which one is the primary, and backs up from the first running standby it finds, which
+/// is this member (`pg1`) when `backup` runs beside a replica.
 pub fn pgbackrest_config(
     backup: &crate::spec::model::BackupSpec,
+    secrets: &RepoSecrets,
     layout: &Layout,
     m: &MemberLayout,
 ) -> String {
-    let mut global = vec![
-        format!("repo1-path={}", backup.repository.path.display()),
+    let mut global = vec!["# Written by pgdba from spec.backup; edits are overwritten.".to_owned()];
+    global.push("[global]".to_owned());
+    global.extend(repo_options(
+        &backup.repository,
+        backup.encryption.as_ref(),
+        secrets,
+    ));
+    global.extend([
         format!("repo1-retention-full={}", backup.retention.full),
         format!("compress-type={}", backup.compression.as_str()),
         format!("log-path={}", m.dir.join("pgbackrest-log").display()),
@@ -106,19 +122,80 @@ pub fn pgbackrest_config(
         "log-level-console=warn".to_owned(),
         "log-level-file=info".to_owned(),
         "start-fast=y".to_owned(),
-    ];
+    ]);
     if let Some(diff) = backup.retention.diff {
         global.push(format!("repo1-retention-diff={diff}"));
     }
-    format!(
-        "# Written by pgdba from spec.backup; edits are overwritten.\n[global]\n{}\n\n[{}]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user={}\n",
-        global.join("\n"),
-        layout.cluster,
-        m.data_dir.display(),
-        m.pg_port,
-        m.socket_dir.display(),
-        SUPERUSER,
-    )
+    if backup.from_standby {
+        global.push("backup-standby=y".to_owned());
+    }
+    global.push(String::new());
+    global.push(format!("[{}]", layout.cluster));
+    global.extend(pg_options(1, m));
+    if backup.from_standby {
+        let others = layout.members.iter().filter(|o| o.name != m.name);
+        for (i, o) in others.enumerate() {
+            global.extend(pg_options(i + 2, o));
+        }
+    }
+    let mut text = global.join("\n");
+    text.push('\n');
+    text
+}
+
+/// One PostgreSQL of the stanza: `pgN-path`, `-port`, `-socket-path`, `-user`.
+fn pg_options(n: usize, m: &MemberLayout) -> [String; 4] {
+    [
+        format!("pg{n}-path={}", m.data_dir.display()),
+        format!("pg{n}-port={}", m.pg_port),
+        format!("pg{n}-socket-path={}", m.socket_dir.display()),
+        format!("pg{n}-user={SUPERUSER}"),
+    ]
+}
+
+/// A repository's options as pgBackRest names them (`repo1-...`): where it is (a directory or
+/// an S3 bucket with its keys) and its encryption. A secret `secrets` lacks (it could not be
+/// read; the caller refuses that before writing) is left out.
+fn repo_options(
+    repo: &BackupRepository,
+    encryption: Option<&BackupEncryption>,
+    secrets: &RepoSecrets,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    match repo {
+        BackupRepository::Path(p) => out.push(format!("repo1-path={}", p.display())),
+        BackupRepository::S3(s3) => {
+            out.push("repo1-type=s3".to_owned());
+            out.push(format!("repo1-path={}", s3.path));
+            out.push(format!("repo1-s3-bucket={}", s3.bucket));
+            out.push(format!("repo1-s3-endpoint={}", s3.endpoint));
+            out.push(format!("repo1-s3-region={}", s3.region));
+            if let Some(k) = &secrets.s3_key {
+                out.push(format!("repo1-s3-key={k}"));
+            }
+            if let Some(k) = &secrets.s3_key_secret {
+                out.push(format!("repo1-s3-key-secret={k}"));
+            }
+            out.push(format!("repo1-s3-uri-style={}", s3.uri_style.as_str()));
+            out.push(format!(
+                "repo1-storage-verify-tls={}",
+                if s3.verify_tls { "y" } else { "n" }
+            ));
+            if let Some(ca) = &s3.ca_file {
+                out.push(format!("repo1-storage-ca-file={}", ca.display()));
+            }
+            if let Some(port) = s3.port {
+                out.push(format!("repo1-storage-port={port}"));
+            }
+        }
+    }
+    if let Some(e) = encryption {
+        out.push(format!("repo1-cipher-type={}", e.cipher.as_str()));
+        if let Some(p) = &secrets.cipher_pass {
+            out.push(format!("repo1-cipher-pass={p}"));
+        }
+    }
+    out
 }
 
 /// `spec.restore_from`: Patroni's custom bootstrap (`method: pgbackrest`), which the first
@@ -208,19 +285,31 @@ fn shell_quote(s: &str) -> String {
 
 /// A restored member's pgBackRest configuration of the SOURCE repository
 /// (`spec.restore_from`): only the bootstrap's `restore` and its `archive-get` read it. Logs and
-/// locks stay in the member's directory.
-pub fn restore_config(r: &crate::spec::model::RestoreFrom, m: &MemberLayout) -> String {
-    format!(
-        "# Written by pgdba from spec.restore_from: the source repository, read to restore.\n[global]\nrepo1-path={}\nlog-path={}\nlock-path={}\nlog-level-console=warn\nlog-level-file=info\n\n[{}]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user={}\n",
-        r.repository.path.display(),
-        m.dir.join("pgbackrest-log").display(),
-        m.dir.join("pgbackrest-lock").display(),
-        r.stanza,
-        m.data_dir.display(),
-        m.pg_port,
-        m.socket_dir.display(),
-        SUPERUSER,
-    )
+/// locks stay in the member's directory. Holds the source repository's secrets (S3 keys, its
+/// passphrase) when it has some: the run-as user's, mode 0600.
+pub fn restore_config(
+    r: &crate::spec::model::RestoreFrom,
+    secrets: &RepoSecrets,
+    m: &MemberLayout,
+) -> String {
+    let mut lines = vec![
+        "# Written by pgdba from spec.restore_from: the source repository, read to restore."
+            .to_owned(),
+        "[global]".to_owned(),
+    ];
+    lines.extend(repo_options(&r.repository, r.encryption.as_ref(), secrets));
+    lines.extend([
+        format!("log-path={}", m.dir.join("pgbackrest-log").display()),
+        format!("lock-path={}", m.dir.join("pgbackrest-lock").display()),
+        "log-level-console=warn".to_owned(),
+        "log-level-file=info".to_owned(),
+        String::new(),
+        format!("[{}]", r.stanza),
+    ]);
+    lines.extend(pg_options(1, m));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
@@ -275,7 +364,11 @@ mod tests {
         );
         // No archiving of the new cluster's own without spec.backup.
         assert!(b["dcs"]["postgresql"]["parameters"]["archive_command"].is_null());
-        let conf = restore_config(spec.spec.restore_from.as_ref().unwrap(), m);
+        let conf = restore_config(
+            spec.spec.restore_from.as_ref().unwrap(),
+            &RepoSecrets::default(),
+            m,
+        );
         assert!(conf.contains("repo1-path=/srv/src/repo\n"), "{conf}");
         assert!(
             conf.contains("[src]\npg1-path=/srv/rnew/rnew-0/data\n"),
@@ -294,6 +387,115 @@ mod tests {
         let cfg = patroni_config(&spec, &layout, &[], &layout.members[0]);
         assert!(cfg["bootstrap"]["method"].is_null());
         assert!(cfg["bootstrap"]["initdb"].is_array());
+    }
+
+    const S3_SPEC: &str = "apiVersion: pgdba/v1\nkind: Cluster\nmetadata: {name: bk}\nspec:\n  provider:\n    local: {data_dir: /srv/bk}\n  replicas: 2\n  backup:\n    repository:\n      s3: {bucket: pgdba-bk, endpoint: s3.example.com, region: eu-west-1, key: {env: K}, key_secret: {env: S}, uri_style: path, verify_tls: false, ca_file: /etc/ca.pem, port: 9443}\n    encryption: {passphrase: {env: P}}\n    from_standby: true\n";
+
+    fn secrets() -> RepoSecrets {
+        RepoSecrets {
+            s3_key: Some("AKIDKEY".to_owned()),
+            s3_key_secret: Some("s3cr3t-value".to_owned()),
+            cipher_pass: Some("pass-phrase".to_owned()),
+        }
+    }
+
+    #[test]
+    fn an_s3_repository_with_encryption_renders_pgbackrests_options() {
+        let spec = crate::spec::load_str("t.yaml", S3_SPEC.as_bytes()).unwrap();
+        let Provider::Local(local) = &spec.spec.provider else {
+            panic!("not local")
+        };
+        let layout = Layout::new(&spec, local);
+        let b = spec.spec.backup.as_ref().unwrap();
+        let conf = pgbackrest_config(b, &secrets(), &layout, &layout.members[1]);
+        for want in [
+            "repo1-type=s3\n",
+            "repo1-path=/pgdba\n",
+            "repo1-s3-bucket=pgdba-bk\n",
+            "repo1-s3-endpoint=s3.example.com\n",
+            "repo1-s3-region=eu-west-1\n",
+            "repo1-s3-key=AKIDKEY\n",
+            "repo1-s3-key-secret=s3cr3t-value\n",
+            "repo1-s3-uri-style=path\n",
+            "repo1-storage-verify-tls=n\n",
+            "repo1-storage-ca-file=/etc/ca.pem\n",
+            "repo1-storage-port=9443\n",
+            "repo1-cipher-type=aes-256-cbc\n",
+            "repo1-cipher-pass=pass-phrase\n",
+            "backup-standby=y\n",
+        ] {
+            assert!(conf.contains(want), "{want} not in\n{conf}");
+        }
+        // from_standby: this member is pg1, the others follow, each with its own PostgreSQL.
+        let stanza = conf.split("[bk]\n").nth(1).unwrap();
+        assert!(
+            stanza.starts_with("pg1-path=/srv/bk/bk-1/data\npg1-port=15433\n"),
+            "{stanza}"
+        );
+        assert!(stanza.contains("pg2-path=/srv/bk/bk-0/data\npg2-port=15432\n"));
+        assert!(stanza.contains("pg3-path=/srv/bk/bk-2/data\npg3-port=15434\n"));
+        assert!(stanza.contains("pg3-socket-path=/srv/bk/bk-2/run\npg3-user=postgres\n"));
+        assert!(!conf.contains("repo1-path=/srv"), "{conf}");
+        // A changed secret is a changed file: what config_current compares.
+        let mut other = secrets();
+        other.cipher_pass = Some("another".to_owned());
+        assert_ne!(
+            conf,
+            pgbackrest_config(b, &other, &layout, &layout.members[1])
+        );
+    }
+
+    #[test]
+    fn a_path_repository_without_from_standby_lists_only_its_own_member() {
+        let text = S3_SPEC
+            .replace(
+                "      s3: {bucket: pgdba-bk, endpoint: s3.example.com, region: eu-west-1, key: {env: K}, key_secret: {env: S}, uri_style: path, verify_tls: false, ca_file: /etc/ca.pem, port: 9443}\n",
+                "      path: /srv/bk/repo\n",
+            )
+            .replace("    encryption: {passphrase: {env: P}}\n    from_standby: true\n", "");
+        let spec = crate::spec::load_str("t.yaml", text.as_bytes()).unwrap();
+        let Provider::Local(local) = &spec.spec.provider else {
+            panic!("not local")
+        };
+        let layout = Layout::new(&spec, local);
+        let b = spec.spec.backup.as_ref().unwrap();
+        let conf = pgbackrest_config(b, &RepoSecrets::default(), &layout, &layout.members[0]);
+        assert!(conf.starts_with("# Written by pgdba from spec.backup; edits are overwritten.\n[global]\nrepo1-path=/srv/bk/repo\nrepo1-retention-full=2\n"), "{conf}");
+        for absent in ["repo1-type", "cipher", "backup-standby", "pg2-"] {
+            assert!(!conf.contains(absent), "{absent} in\n{conf}");
+        }
+        assert!(conf.ends_with("[bk]\npg1-path=/srv/bk/bk-0/data\npg1-port=15432\npg1-socket-path=/srv/bk/bk-0/run\npg1-user=postgres\n"), "{conf}");
+    }
+
+    #[test]
+    fn restore_from_an_encrypted_s3_repository_renders_its_secrets_into_restore_conf() {
+        let text = SPEC.replace(
+            "    repository: {path: /srv/src/repo}\n",
+            "    repository: {s3: {bucket: src-bk, endpoint: s3.example.com, region: r1, path: /src, key: {env: K}, key_secret: {env: S}}}\n    encryption: {passphrase: {env: P}}\n",
+        );
+        let spec = crate::spec::load_str("t.yaml", text.as_bytes()).unwrap();
+        let Provider::Local(local) = &spec.spec.provider else {
+            panic!("not local")
+        };
+        let layout = Layout::new(&spec, local);
+        let conf = restore_config(
+            spec.spec.restore_from.as_ref().unwrap(),
+            &secrets(),
+            &layout.members[0],
+        );
+        for want in [
+            "repo1-type=s3\n",
+            "repo1-path=/src\n",
+            "repo1-s3-bucket=src-bk\n",
+            "repo1-s3-key-secret=s3cr3t-value\n",
+            "repo1-s3-uri-style=host\n",
+            "repo1-storage-verify-tls=y\n",
+            "repo1-cipher-pass=pass-phrase\n",
+            "[src]\npg1-path=/srv/rnew/rnew-0/data\n",
+        ] {
+            assert!(conf.contains(want), "{want} not in\n{conf}");
+        }
+        assert!(!conf.contains("repo1-storage-port"), "{conf}");
     }
 
     #[test]
