@@ -41,6 +41,27 @@ if ! "$TOOLS_VENV/bin/check-jsonschema" --version >/dev/null 2>&1; then
   $SUDO "$TOOLS_VENV/bin/pip" install -q "check-jsonschema>=0.29"
 fi
 
+# An S3-compatible server for the S3 backup repository test (tests/integration/local_backup_s3.rs):
+# moto run plain, behind Debian's nginx terminating TLS (pgBackRest speaks S3 over TLS only), with
+# a certificate openssl makes. The test starts its own nginx with its own configuration.
+MOTO_VENV="${PGDBA_MOTO_VENV:-/opt/moto}"
+if ! [ -x "$MOTO_VENV/bin/moto_server" ]; then
+  log "creating the moto venv in $MOTO_VENV"
+  $SUDO /usr/bin/python3 -m venv "$MOTO_VENV"
+  $SUDO "$MOTO_VENV/bin/pip" install -q "moto[server]>=5"
+fi
+need_apt=()
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # Debian starts nginx as a service on install; the test runs its own.
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+  if [ -s /run/nginx.pid ]; then $SUDO kill "$(cat /run/nginx.pid)" >/dev/null 2>&1 || true; fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (rustup) first"; exit 1
 fi

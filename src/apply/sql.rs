@@ -309,38 +309,45 @@ pub async fn run(a: &Action, ctx: &Context<'_>) -> Outcome {
 
 async fn create_role(ctx: &Context<'_>, role: &RoleSpec) -> Outcome {
     let conn = leader_conn(ctx).await?;
+    let system = crate::roles::is_system(&role.name);
     // Precondition: the role does not exist yet; one made meanwhile is left to the next plan.
-    if exists(
+    // One of pgdba's own roles found made (a cluster restored from another cluster's backup
+    // carries the source's, with the source's password) is taken over: pgdba's attributes and
+    // this cluster's password.
+    let found = exists(
         &conn,
         "SELECT 1 FROM pg_roles WHERE rolname = $1",
         &role.name,
     )
-    .await?
-    {
-        if !crate::roles::is_system(&role.name) {
-            ctx.recorder.update(|s| {
-                s.managed_roles.insert(role.name.clone());
-            })?;
-        }
+    .await?;
+    if found && !system {
+        ctx.recorder.update(|s| {
+            s.managed_roles.insert(role.name.clone());
+        })?;
         return Ok(Effect::AlreadyDone(format!(
             "role {} already exists",
             role.name
         )));
     }
     let mut sql = format!(
-        "CREATE ROLE {} WITH {}",
+        "{} ROLE {} WITH {}",
+        if found { "ALTER" } else { "CREATE" },
         ident(&role.name),
         attributes(role)
     );
-    let system = crate::roles::is_system(&role.name);
     if let Some(v) = verifier(ctx, role, system)? {
         sql.push_str(&format!(" PASSWORD {}", literal(&v)));
     }
-    if !role.in_roles.is_empty() {
+    if !role.in_roles.is_empty() && !found {
         let groups: Vec<String> = role.in_roles.iter().map(|g| ident(g)).collect();
         sql.push_str(&format!(" IN ROLE {}", groups.join(", ")));
     }
-    on_leader(ctx, &sql, &format!("CREATE ROLE {}", role.name)).await?;
+    let what = format!(
+        "{} ROLE {}",
+        if found { "ALTER" } else { "CREATE" },
+        role.name
+    );
+    on_leader(ctx, &sql, &what).await?;
     if role.name == crate::roles::POOLER_USER {
         // Its lookup function, in every database a client may reach through the pooler
         // (and template1, which databases made later copy).

@@ -1,6 +1,7 @@
 //! `backup create`, `backup list` and `backup verify-restore`: the CLI edge of
 //! [`crate::ops::backup`]. pgBackRest runs beside the current leader's PostgreSQL (the
-//! provider's `run_beside`), on the stanza named after the cluster, for a cluster whose spec
+//! provider's `run_beside`; `backup create` beside a streaming replica with
+//! `spec.backup.from_standby`), on the stanza named after the cluster, for a cluster whose spec
 //! has `spec.backup` (`NO_BACKUP` otherwise). `backup create` holds the cluster's lock and is
 //! recorded in its history; `verify-restore` exits 1 with `VERIFY_FAILED` when the restore test
 //! fails, its report in `data` all the same.
@@ -30,11 +31,46 @@ const SCRATCH_PORTS: std::ops::RangeInclusive<u16> = 25432..=25631;
 pub(super) struct Target {
     pub k: Known,
     pub leader: String,
+    /// The cluster as Patroni shows it now.
+    status: crate::ops::cluster::ClusterStatus,
 }
 
 impl Target {
     pub fn runner(&self) -> OnMember<'_> {
         OnMember::new(self.k.cluster.provider.as_ref(), self.leader.clone())
+    }
+
+    /// Where `backup create` runs pgBackRest: the leader, or with `spec.backup.from_standby`
+    /// a streaming replica (the least behind), whose pgBackRest configuration lists it first
+    /// (`pg1`) and the other members after it, so pgBackRest copies its files and only starts
+    /// and stops the backup on the primary.
+    fn backup_member(&self) -> Result<String, Failure> {
+        if !self
+            .k
+            .spec
+            .spec
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.from_standby)
+        {
+            return Ok(self.leader.clone());
+        }
+        self.status
+            .members
+            .iter()
+            .filter(|m| m.name != self.leader && m.role != "leader" && m.state == "streaming")
+            .min_by_key(|m| (m.lag_bytes.unwrap_or(u64::MAX), m.name.clone()))
+            .map(|m| m.name.clone())
+            .ok_or_else(|| {
+                Failure::new(
+                    codes::NO_REPLICA,
+                    format!(
+                        "cluster {}: spec.backup.from_standby, and no replica streams from {} to back up from",
+                        self.k.name, self.leader
+                    ),
+                )
+                .hint("`pgdba cluster status` shows the members; `pgdba plan` starts a stopped one")
+            })
     }
 
     pub fn stanza(&self) -> &str {
@@ -69,7 +105,7 @@ pub(super) async fn target(g: &Global, c: &ClusterArg) -> Result<Target, Failure
         )
         .hint("`pgdba cluster status` shows the members"));
     };
-    Ok(Target { k, leader })
+    Ok(Target { k, leader, status })
 }
 
 /// A [`BackupError`] as the CLI's failure.
@@ -97,11 +133,12 @@ pub(super) async fn create(
     let t = target(g, c).await?;
     // One operation at a time, and none while an apply runs.
     let _lock = t.k.store.lock(&t.k.name, "backup create")?;
+    let member = t.backup_member()?;
     let mut opts = CreateOptions::default();
     if no_verify {
         opts.verify_within = None;
     }
-    let runner = t.runner();
+    let runner = OnMember::new(t.k.cluster.provider.as_ref(), member.clone());
     match backup::create(&runner, t.stanza(), kind, &opts).await {
         Ok(done) => {
             let mut b = serde_json::to_value(&done.backup).unwrap_or(Value::Null);
@@ -118,14 +155,14 @@ pub(super) async fn create(
             let data = json!({
                 "cluster": t.k.name,
                 "stanza": t.stanza(),
-                "member": t.leader,
+                "member": member,
                 "backup": b,
             });
             let summary = format!(
                 "{} backup {} taken on {} in {}",
                 done.backup.kind,
                 done.backup.id,
-                t.leader,
+                member,
                 seconds(done.duration_ms)
             );
             let verified = done.verification.as_ref().is_none_or(|v| v.verified);
@@ -135,7 +172,7 @@ pub(super) async fn create(
                 format!("{summary}, but pgBackRest's verify finds it or a backup it uses damaged")
             };
             t.k.record("backup create", verified, summary, data["backup"].clone());
-            let human = created_text(&t, &done);
+            let human = created_text(&t, &member, &done);
             if !verified {
                 // Taken, but pgBackRest's verify found it damaged: an error, with its data.
                 let problems = done
@@ -161,21 +198,21 @@ pub(super) async fn create(
                 "backup create",
                 false,
                 f.message.clone(),
-                json!({ "type": kind, "member": t.leader }),
+                json!({ "type": kind, "member": member }),
             );
             Err(f)
         }
     }
 }
 
-fn created_text(t: &Target, done: &backup::Created) -> String {
+fn created_text(t: &Target, member: &str, done: &backup::Created) -> String {
     let b = &done.backup;
     let mut out = format!(
         "{} backup {} of cluster {} taken on {} in {}\n",
         b.kind,
         b.id,
         t.k.name,
-        t.leader,
+        member,
         seconds(done.duration_ms)
     );
     for w in &done.warnings {

@@ -26,14 +26,19 @@ pub(super) struct Cluster {
     pub(super) spec: ClusterSpec,
     pub(super) provider: Box<dyn Provider>,
     role_secrets: std::sync::OnceLock<crate::secret::RoleSecrets>,
+    /// The secrets of `spec.backup` and `spec.restore_from`, read once; the provider holds a
+    /// copy to write them into the members' pgBackRest configuration.
+    backup_secrets: crate::secret::BackupSecrets,
 }
 
 impl Cluster {
     pub(super) fn new(spec: &ClusterSpec) -> Cluster {
+        let backup_secrets = crate::secret::BackupSecrets::resolve(spec);
         Cluster {
             spec: spec.clone(),
-            provider: providers::for_spec(spec),
+            provider: providers::for_spec(spec, &backup_secrets),
             role_secrets: std::sync::OnceLock::new(),
+            backup_secrets,
         }
     }
 
@@ -83,6 +88,7 @@ pub(super) fn managed(state: Option<&ClusterState>) -> Managed {
 fn needs(
     spec: &ClusterSpec,
     role_secrets: &crate::secret::RoleSecrets,
+    backup_secrets: &crate::secret::BackupSecrets,
     creds: Option<&Credentials>,
     managed: &Managed,
     memo: crate::pg::scram::Memo,
@@ -112,6 +118,19 @@ fn needs(
                     codes::SECRET_UNAVAILABLE,
                     format!("password of role {name}: {e}"),
                 ));
+            }
+        }
+    }
+    // The backup repository's secrets go into the members' pgBackRest configuration: without
+    // one, no member's configuration can be compared or written.
+    for (field, e) in backup_secrets.errors() {
+        match notes.as_deref_mut() {
+            Some(n) => n.push(format!(
+                "{field} cannot be read, so the members' pgBackRest configuration is not checked: {e}"
+            )),
+            None => {
+                return Err(Failure::new(codes::SECRET_UNAVAILABLE, format!("{field}: {e}"))
+                    .hint(format!("make {field} readable by pgdba (set the environment variable, or create the file), then run again")));
             }
         }
     }
@@ -184,6 +203,7 @@ pub(super) async fn observe_with(
     let needs = needs(
         &c.spec,
         c.role_secrets(),
+        &c.backup_secrets,
         creds,
         managed,
         memo,

@@ -458,7 +458,10 @@ fn restore_from(
         None => (None, None, None),
     };
     crate::spec::model::RestoreFrom {
+        // The repository as the spec has it: an S3 bucket's keys and the passphrase stay
+        // references (`{env: ...}`, `{file: ...}`), read again when the spec is applied.
         repository: backup.repository.clone(),
+        encryption: backup.encryption.clone(),
         stanza: stanza.to_owned(),
         backup_id: Some(chosen.id.clone()),
         target_time,

@@ -600,7 +600,7 @@ pub fn diff(input: &Input<'_>) -> Diff {
                     warning: None,
                     operation: Some(MemberOp::Reconfigure),
                     detail: Detail::None,
-                    reason: "its Patroni configuration file differs from what the spec renders (spec.patroni.watchdog, or a newer pgdba's settings)".to_owned(),
+                    reason: "its Patroni or pgBackRest configuration file differs from what the spec renders (spec.patroni.watchdog, spec.backup or one of its secrets, or a newer pgdba's settings)".to_owned(),
                 });
             }
             if inv.is_some_and(|i| !i.running) {

@@ -390,11 +390,15 @@ impl Ran {
     }
 }
 
-/// The provider of a spec: the one match on the provider kind.
-pub fn for_spec(spec: &ClusterSpec) -> Box<dyn Provider> {
+/// The provider of a spec: the one match on the provider kind. `backup_secrets` (read by the
+/// caller) are what it writes into its members' pgBackRest configuration.
+pub fn for_spec(
+    spec: &ClusterSpec,
+    backup_secrets: &crate::secret::BackupSecrets,
+) -> Box<dyn Provider> {
     match &spec.spec.provider {
-        ProviderSpec::Local(local) => Box::new(local::Local::new(spec, local)),
-        ProviderSpec::Docker(docker) => Box::new(docker::Docker::new(spec, docker)),
+        ProviderSpec::Local(local) => Box::new(local::Local::new(spec, local, backup_secrets)),
+        ProviderSpec::Docker(docker) => Box::new(docker::Docker::new(spec, docker, backup_secrets)),
         ProviderSpec::Adopted(adopted) => Box::new(adopted::Adopted::new(spec, adopted)),
     }
 }

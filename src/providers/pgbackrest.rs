@@ -3,60 +3,156 @@
 //! member's PostgreSQL as the provider runs it. The file sits beside the data directory (PostgreSQL
 //! runs `archive_command` there: `$PWD/../pgbackrest.conf`). No secret is written here.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::spec::model::BackupSpec;
+use crate::secret::RepoSecrets;
+use crate::spec::model::{BackupEncryption, BackupRepository, BackupSpec};
 
 /// Where one member's PostgreSQL and pgBackRest's own files are, as its provider runs it.
-pub struct Member<'a> {
-    pub data_dir: &'a Path,
+pub struct Member {
+    pub data_dir: PathBuf,
     pub port: u16,
-    pub socket_dir: &'a Path,
+    pub socket_dir: PathBuf,
     /// pgBackRest's log directory (pgBackRest does not make it: the provider does).
-    pub log_dir: &'a Path,
-    pub lock_dir: &'a Path,
+    pub log_dir: PathBuf,
+    pub lock_dir: PathBuf,
 }
 
-pub fn config(backup: &BackupSpec, stanza: &str, m: &Member<'_>) -> String {
-    let mut global = vec![
-        format!("repo1-path={}", backup.repository.path.display()),
+/// One member's pgBackRest configuration (`spec.backup`): the repository, retention and
+/// compression, and the stanza with this member's PostgreSQL (`me`). With an S3 repository or
+/// encryption, it holds their secrets (`secrets`, read by the caller): PostgreSQL's
+/// `archive_command` runs pgBackRest with this file and nothing else, so the provider writes it
+/// for the user that runs PostgreSQL alone (mode 0600), as it writes `patroni.yml`.
+///
+/// With `from_standby`, the stanza also lists the `others` (`pg2`, `pg3`, ...): pgBackRest finds
+/// which one is the primary, and backs up from the first running standby it finds, which is
+/// this member (`pg1`) when `backup` runs beside a replica.
+pub fn config(
+    backup: &BackupSpec,
+    secrets: &RepoSecrets,
+    stanza: &str,
+    me: &Member,
+    others: &[Member],
+) -> String {
+    let mut global = vec!["# Written by pgdba from spec.backup; edits are overwritten.".to_owned()];
+    global.push("[global]".to_owned());
+    global.extend(repo_options(
+        &backup.repository,
+        backup.encryption.as_ref(),
+        secrets,
+    ));
+    global.extend([
         format!("repo1-retention-full={}", backup.retention.full),
         format!("compress-type={}", backup.compression.as_str()),
+        format!("log-path={}", me.log_dir.display()),
+        format!("lock-path={}", me.lock_dir.display()),
+        "log-level-console=warn".to_owned(),
+        "log-level-file=info".to_owned(),
+        "start-fast=y".to_owned(),
+    ]);
+    if let Some(diff) = backup.retention.diff {
+        global.push(format!("repo1-retention-diff={diff}"));
+    }
+    if backup.from_standby {
+        global.push("backup-standby=y".to_owned());
+    }
+    global.push(String::new());
+    global.push(format!("[{stanza}]"));
+    global.extend(pg_options(1, me));
+    if backup.from_standby {
+        for (i, o) in others.iter().enumerate() {
+            global.extend(pg_options(i + 2, o));
+        }
+    }
+    let mut text = global.join("\n");
+    text.push('\n');
+    text
+}
+
+/// One PostgreSQL of the stanza: `pgN-path`, `-port`, `-socket-path`, `-user`.
+fn pg_options(n: usize, m: &Member) -> [String; 4] {
+    [
+        format!("pg{n}-path={}", m.data_dir.display()),
+        format!("pg{n}-port={}", m.port),
+        format!("pg{n}-socket-path={}", m.socket_dir.display()),
+        format!("pg{n}-user={}", crate::roles::SUPERUSER),
+    ]
+}
+
+/// A repository's options as pgBackRest names them (`repo1-...`): where it is (a directory or
+/// an S3 bucket with its keys) and its encryption. A secret `secrets` lacks (it could not be
+/// read; the caller refuses that before writing) is left out.
+fn repo_options(
+    repo: &BackupRepository,
+    encryption: Option<&BackupEncryption>,
+    secrets: &RepoSecrets,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    match repo {
+        BackupRepository::Path(p) => out.push(format!("repo1-path={}", p.display())),
+        BackupRepository::S3(s3) => {
+            out.push("repo1-type=s3".to_owned());
+            out.push(format!("repo1-path={}", s3.path));
+            out.push(format!("repo1-s3-bucket={}", s3.bucket));
+            out.push(format!("repo1-s3-endpoint={}", s3.endpoint));
+            out.push(format!("repo1-s3-region={}", s3.region));
+            if let Some(k) = &secrets.s3_key {
+                out.push(format!("repo1-s3-key={k}"));
+            }
+            if let Some(k) = &secrets.s3_key_secret {
+                out.push(format!("repo1-s3-key-secret={k}"));
+            }
+            out.push(format!("repo1-s3-uri-style={}", s3.uri_style.as_str()));
+            out.push(format!(
+                "repo1-storage-verify-tls={}",
+                if s3.verify_tls { "y" } else { "n" }
+            ));
+            if let Some(ca) = &s3.ca_file {
+                out.push(format!("repo1-storage-ca-file={}", ca.display()));
+            }
+            if let Some(port) = s3.port {
+                out.push(format!("repo1-storage-port={port}"));
+            }
+        }
+    }
+    if let Some(e) = encryption {
+        out.push(format!("repo1-cipher-type={}", e.cipher.as_str()));
+        if let Some(p) = &secrets.cipher_pass {
+            out.push(format!("repo1-cipher-pass={p}"));
+        }
+    }
+    out
+}
+
+/// A restored member's pgBackRest configuration of the SOURCE repository
+/// (`spec.restore_from`): only the bootstrap's `restore` and its `archive-get` read it. Holds the
+/// source repository's secrets (S3 keys, its passphrase) when it has some: the provider writes
+/// it for the user that runs PostgreSQL alone (mode 0600).
+pub fn restore_config(
+    r: &crate::spec::model::RestoreFrom,
+    secrets: &RepoSecrets,
+    m: &Member,
+) -> String {
+    let mut lines = vec![
+        "# Written by pgdba from spec.restore_from: the source repository, read to restore."
+            .to_owned(),
+        "[global]".to_owned(),
+    ];
+    lines.extend(repo_options(&r.repository, r.encryption.as_ref(), secrets));
+    lines.extend([
         format!("log-path={}", m.log_dir.display()),
         format!("lock-path={}", m.lock_dir.display()),
         "log-level-console=warn".to_owned(),
         "log-level-file=info".to_owned(),
-        "start-fast=y".to_owned(),
-    ];
-    if let Some(diff) = backup.retention.diff {
-        global.push(format!("repo1-retention-diff={diff}"));
-    }
-    format!(
-        "# Written by pgdba from spec.backup; edits are overwritten.\n[global]\n{}\n\n[{stanza}]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user={}\n",
-        global.join("\n"),
-        m.data_dir.display(),
-        m.port,
-        m.socket_dir.display(),
-        crate::roles::SUPERUSER,
-    )
-}
-
-/// A restored member's pgBackRest configuration of the SOURCE repository
-/// (`spec.restore_from`): only the bootstrap's `restore` and its `archive-get` read it.
-pub fn restore_config(r: &crate::spec::model::RestoreFrom, m: &Member<'_>) -> String {
-    format!(
-        "# Written by pgdba from spec.restore_from: the source repository, read to restore.\n[global]\nrepo1-path={}\nlog-path={}\nlock-path={}\nlog-level-console=warn\nlog-level-file=info\n\n[{}]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user={}\n",
-        r.repository.path.display(),
-        m.log_dir.display(),
-        m.lock_dir.display(),
-        r.stanza,
-        m.data_dir.display(),
-        m.port,
-        m.socket_dir.display(),
-        crate::roles::SUPERUSER,
-    )
+        String::new(),
+        format!("[{}]", r.stanza),
+    ]);
+    lines.extend(pg_options(1, m));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
 }
 
 /// `spec.restore_from`: Patroni's custom bootstrap (`method: pgbackrest`), which the first

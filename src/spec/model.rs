@@ -93,6 +93,9 @@ pub struct Spec {
 pub struct RestoreFrom {
     /// The source cluster's repository (read only: nothing is written into it).
     pub repository: BackupRepository,
+    /// The source repository's encryption (its `spec.backup.encryption`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BackupEncryption>,
     /// The source's stanza (pgdba names it after the source cluster).
     pub stanza: String,
     /// The backup to restore (its label) [default: pgBackRest's choice for the target].
@@ -153,15 +156,137 @@ pub struct BackupSpec {
     /// How backups and archived WAL are compressed.
     #[serde(default)]
     pub compression: BackupCompression,
+    /// Encrypt the repository (backups and archived WAL) with a passphrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BackupEncryption>,
+    /// Take backups from a streaming replica instead of the primary (pgBackRest's
+    /// `backup-standby`): the replica's files are copied, the primary only starts and stops
+    /// the backup. Default off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_standby: bool,
 }
 
-/// Where backups and archived WAL are kept.
+/// Where backups and archived WAL are kept: a directory or an S3 bucket, exactly one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BackupRepository {
+#[serde(rename_all = "lowercase")]
+pub enum BackupRepository {
     /// A directory every member can write to (on the local provider: on this machine; pgdba
     /// creates it for the user that runs PostgreSQL when it does not exist). An absolute path.
-    pub path: PathBuf,
+    Path(PathBuf),
+    /// An S3 (or S3-compatible) bucket, reached over HTTPS.
+    S3(S3Repository),
+}
+
+impl BackupRepository {
+    /// The repository's directory, when it is one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            BackupRepository::Path(p) => Some(p),
+            BackupRepository::S3(_) => None,
+        }
+    }
+
+    /// Where it is, for messages: the directory, or `s3://bucket/prefix` at its endpoint.
+    /// Holds no secret.
+    pub fn describe(&self) -> String {
+        match self {
+            BackupRepository::Path(p) => p.display().to_string(),
+            BackupRepository::S3(s) => format!(
+                "s3://{}{} at {}",
+                s.bucket,
+                if s.path.starts_with('/') {
+                    s.path.clone()
+                } else {
+                    format!("/{}", s.path)
+                },
+                s.endpoint
+            ),
+        }
+    }
+}
+
+/// An S3 repository (pgBackRest's `repo1-type=s3`). The keys are secret references: their
+/// values are read at plan and apply time and written only into each member's pgBackRest
+/// configuration (0600, the run-as user's), never into the state, a plan or any output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3Repository {
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// The endpoint's host name, without a scheme (`s3.eu-west-1.amazonaws.com`); always
+    /// reached over HTTPS.
+    pub endpoint: String,
+    /// The bucket's region (`eu-west-1`).
+    pub region: String,
+    /// The prefix inside the bucket (pgBackRest's `repo1-path`). Default `/pgdba`.
+    #[serde(default = "default_s3_path")]
+    pub path: String,
+    /// The access key id.
+    pub key: SecretRef,
+    /// The secret access key.
+    pub key_secret: SecretRef,
+    /// `host` (`bucket.endpoint`, the default) or `path` (`endpoint/bucket`, for most
+    /// S3-compatible servers).
+    #[serde(default)]
+    pub uri_style: S3UriStyle,
+    /// Check the endpoint's TLS certificate. Default on.
+    #[serde(default = "default_true")]
+    pub verify_tls: bool,
+    /// A CA certificate file to check the endpoint's certificate with, instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The endpoint's port. Default 443.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub port: Option<u16>,
+}
+
+fn default_s3_path() -> String {
+    "/pgdba".to_owned()
+}
+
+/// pgBackRest's `repo1-s3-uri-style`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum S3UriStyle {
+    #[default]
+    Host,
+    Path,
+}
+
+impl S3UriStyle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            S3UriStyle::Host => "host",
+            S3UriStyle::Path => "path",
+        }
+    }
+}
+
+/// The repository's encryption (pgBackRest's `repo1-cipher-type`, `repo1-cipher-pass`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupEncryption {
+    /// The cipher. Default `aes-256-cbc`, the one pgBackRest has.
+    #[serde(default)]
+    pub cipher: BackupCipher,
+    /// The passphrase. Losing it loses every backup: keep it apart from the repository.
+    pub passphrase: SecretRef,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BackupCipher {
+    #[default]
+    #[serde(rename = "aes-256-cbc")]
+    Aes256Cbc,
+}
+
+impl BackupCipher {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupCipher::Aes256Cbc => "aes-256-cbc",
+        }
+    }
 }
 
 /// How many backups pgBackRest keeps (`pgbackrest expire` after each backup).
@@ -369,6 +494,9 @@ fn default_conn_limit() -> i32 {
 }
 fn is_true(b: &bool) -> bool {
     *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 fn is_minus_one(n: &i32) -> bool {
     *n == -1

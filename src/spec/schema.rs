@@ -268,8 +268,19 @@ impl Explainer<'_> {
                 out.push((at_value, type_message(path, &types, instance)))
             }
             _ => {
-                // Explain through the alternative that came closest (fewest errors).
-                if let Some(best) = context.iter().min_by_key(|errors| errors.len()) {
+                // Explain through the alternative that came closest (fewest errors); an
+                // optional field's `null` alternative never is when a value is there (it would
+                // win with its one type error over a mapping with several problems).
+                let is_null = |i: usize| {
+                    alternatives.get(i).and_then(|a| a.get("type")) == Some(&Value::from("null"))
+                };
+                if let Some(best) = context
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| instance.is_null() || !is_null(*i))
+                    .map(|(_, errors)| errors)
+                    .min_by_key(|errors| errors.len())
+                {
                     for e in best {
                         self.explain(e, out);
                     }

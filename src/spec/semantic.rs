@@ -111,12 +111,23 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
     let Some(backup) = doc.pointer("/spec/backup") else {
         return;
     };
-    if let Some(path) = backup.pointer("/repository/path").and_then(Value::as_str)
-        && (!path.starts_with('/') || path.split('/').any(|c| c == ".."))
+    check_repository(doc, positions, "/spec/backup/repository", out);
+    if backup.get("from_standby").and_then(Value::as_bool) == Some(true)
+        && doc.pointer("/spec/replicas").and_then(Value::as_u64) == Some(0)
     {
         out.push((
-            positions.value_or_key("/spec/backup/repository/path"),
-            format!("spec.backup.repository.path `{path}` must be an absolute path without `..`"),
+            positions.value_or_key("/spec/backup/from_standby"),
+            "spec.backup.from_standby needs a replica to back up from, and spec.replicas is 0"
+                .to_owned(),
+        ));
+    }
+    if backup.get("from_standby").and_then(Value::as_bool) == Some(true)
+        && doc.pointer("/spec/provider/docker").is_some()
+    {
+        out.push((
+            positions.value_or_key("/spec/backup/from_standby"),
+            "spec.backup.from_standby works on the local provider so far: in a container pgBackRest reaches only its own member's PostgreSQL, and the primary's too is needed"
+                .to_owned(),
         ));
     }
     for name in crate::spec::model::BACKUP_PARAMETERS
@@ -145,6 +156,101 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
     }
 }
 
+/// A backup repository (`spec.backup.repository`, `spec.restore_from.repository`): an absolute
+/// directory, or an S3 bucket as pgBackRest reaches it: over HTTPS at an endpoint that is a host
+/// name (no scheme, path or port: the port has its own field), a bucket name S3 accepts, a
+/// region, an absolute prefix, an absolute CA file.
+fn check_repository(doc: &Value, positions: &Positions, base: &str, out: &mut Vec<(Pos, String)>) {
+    let name = base.trim_start_matches('/').replace('/', ".");
+    let absolute = |p: &str| p.starts_with('/') && !p.split('/').any(|c| c == "..");
+    let mut problem = |field: &str, message: String| {
+        out.push((
+            positions.value_or_key(&format!("{base}/{field}")),
+            format!("{name}.{} {message}", field.replace('/', ".")),
+        ));
+    };
+    if let Some(path) = doc.pointer(&format!("{base}/path")).and_then(Value::as_str)
+        && !absolute(path)
+    {
+        problem(
+            "path",
+            format!("`{path}` must be an absolute path without `..`"),
+        );
+    }
+    // Both or neither: the schema says so, once.
+    let Some(s3) = doc.pointer(&format!("{base}/s3")) else {
+        return;
+    };
+    if doc.pointer(&format!("{base}/path")).is_some() {
+        return;
+    }
+    let text = |field: &str| s3.get(field).and_then(Value::as_str);
+    if let Some(bucket) = text("bucket")
+        && !valid_bucket(bucket)
+    {
+        problem(
+            "s3/bucket",
+            format!(
+                "`{bucket}` is not a bucket name: 3 to 63 lowercase letters, digits, `.` and `-`, starting and ending with a letter or digit"
+            ),
+        );
+    }
+    if let Some(endpoint) = text("endpoint") {
+        let why = if endpoint.is_empty() {
+            Some("is empty")
+        } else if endpoint.contains("://") {
+            Some("must be a host name without a scheme: pgBackRest always reaches S3 over HTTPS")
+        } else if endpoint.contains('/') {
+            Some("must be a host name, without a path")
+        } else if endpoint.contains(':') {
+            Some("must be a host name without a port: set `port`")
+        } else if !endpoint
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            Some("must be a host name: letters, digits, `.` and `-`")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            problem("s3/endpoint", format!("`{endpoint}` {why}"));
+        }
+    }
+    if let Some(region) = text("region")
+        && (region.is_empty() || region.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        problem(
+            "s3/region",
+            format!("`{region}` must be a region name such as `eu-west-1`"),
+        );
+    }
+    if let Some(prefix) = text("path")
+        && !absolute(prefix)
+    {
+        problem(
+            "s3/path",
+            format!("`{prefix}` must be an absolute prefix (`/pgdba`) without `..`"),
+        );
+    }
+    if let Some(ca) = text("ca_file")
+        && !absolute(ca)
+    {
+        problem(
+            "s3/ca_file",
+            format!("`{ca}` must be an absolute path without `..`"),
+        );
+    }
+}
+
+/// S3's rules for a bucket name (which pgBackRest's host-style URIs rely on).
+fn valid_bucket(bucket: &str) -> bool {
+    let edge = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| edge(c) || c == '.' || c == '-')
+        && bucket.starts_with(edge)
+        && bucket.ends_with(edge)
+}
+
 /// `spec.restore_from`: an absolute repository path, a stanza, at most one target (a time
 /// PostgreSQL reads), and the local provider.
 fn check_restore_from(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
@@ -152,16 +258,7 @@ fn check_restore_from(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, St
     let Some(restore) = doc.pointer(base) else {
         return;
     };
-    if let Some(path) = restore.pointer("/repository/path").and_then(Value::as_str)
-        && (!path.starts_with('/') || path.split('/').any(|c| c == ".."))
-    {
-        out.push((
-            positions.value_or_key(&format!("{base}/repository/path")),
-            format!(
-                "spec.restore_from.repository.path `{path}` must be an absolute path without `..`"
-            ),
-        ));
-    }
+    check_repository(doc, positions, &format!("{base}/repository"), out);
     if let Some(stanza) = restore.get("stanza").and_then(Value::as_str)
         && (stanza.is_empty()
             || !stanza

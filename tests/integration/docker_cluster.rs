@@ -1070,7 +1070,8 @@ fn docker_adopts_by_label_and_refuses_without_state() {
 /// `spec.backup` on the docker provider: the repository (a directory of the host) mounted into
 /// every member's container, WAL archived through pgBackRest, the stanza created by the apply,
 /// a verified full backup, `backup list` and a passing restore test inside the leader's
-/// container; destroy removes the containers and leaves the repository.
+/// container; point-in-time recovery into a new cluster (the source's repository mounted
+/// read-only) and in place; destroy removes the containers and leaves the repository.
 #[test]
 fn docker_backups_archive_back_up_and_restore_test() {
     require_docker!("docker_backups_archive_back_up_and_restore_test");
@@ -1136,6 +1137,104 @@ fn docker_backups_archive_back_up_and_restore_test() {
     ]);
     assert_eq!(r.code, 0, "verify-restore: {r:?}");
     assert_eq!(r.json()["data"]["status"], "ok", "{r:?}");
+
+    // Point-in-time recovery: row A before T, row B after.
+    let (leader, _) = t.settled(2);
+    let port = t.port_of(&leader);
+    t.sql(port, "CREATE TABLE t (v text); INSERT INTO t VALUES ('A')");
+    let at = t.sql(
+        port,
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    t.sql(port, "INSERT INTO t VALUES ('B')");
+    let wal = t.sql(port, "SELECT pg_walfile_name(pg_switch_wal())");
+    wait_for(
+        "the WAL with row B archived",
+        Duration::from_secs(60),
+        || {
+            let last = t.sql(
+                port,
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+            );
+            (last.as_str() >= wal.as_str()).then_some(())
+        },
+    );
+    let rows = |c: &DockerCluster| {
+        let (leader, _) = c.settled(2);
+        c.sql(
+            c.port_of(&leader),
+            "SELECT string_agg(v, ',' ORDER BY v) FROM t",
+        )
+    };
+
+    // Into a new cluster: its containers mount the source's repository read-only.
+    let mut new = DockerCluster::new("dtbnew");
+    new.state_dir = t.state_dir.clone();
+    let r = t.run(&[
+        "backup",
+        "restore",
+        "-f",
+        t.spec_str(),
+        "--to-cluster",
+        "dtbnew",
+        "--target-time",
+        &at,
+        "--out",
+        new.spec_str(),
+        "--auto-approve",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "backup restore --to-cluster: {r:?}");
+    assert_eq!(rows(&new), "A");
+    let (code, plan) = new.plan_json();
+    assert_eq!(
+        code, 0,
+        "the restored cluster does not plan clean: {plan:#}"
+    );
+    let binds = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{json .HostConfig.Binds}}",
+        "pgdba-dtbnew-0",
+    ]);
+    assert!(
+        binds.contains(&format!("{}:{}:ro", repo.display(), repo.display())),
+        "{binds}"
+    );
+    assert_eq!(rows(&t), "A,B");
+    let r = new.run(&["destroy", "-f", new.spec_str(), "--confirm"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    new.assert_nothing_left();
+
+    // In place: the cluster itself goes back to T, on a new timeline.
+    let r = t.run(&[
+        "backup",
+        "restore",
+        "-f",
+        t.spec_str(),
+        "--in-place",
+        "--i-know-what-i-am-doing",
+        "--target-time",
+        &at,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "backup restore --in-place: {r:?}");
+    assert_eq!(r.json()["data"]["safety_backup"]["taken"], true, "{r:?}");
+    assert_eq!(rows(&t), "A");
+    let (code, plan) = t.plan_json();
+    assert_eq!(
+        code, 0,
+        "not converged after the in-place restore: {plan:#}"
+    );
+    assert!(
+        t.patronictl_list()
+            .iter()
+            .all(|m| m["TL"].as_u64().unwrap_or(0) >= 2),
+        "not on a new timeline"
+    );
 
     let r = t.run(&[
         "destroy",

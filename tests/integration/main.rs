@@ -5,6 +5,7 @@
 mod cli;
 mod docker_cluster;
 mod local_backup;
+mod local_backup_s3;
 mod local_cluster;
 mod local_dba;
 mod local_drift;

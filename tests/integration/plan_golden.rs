@@ -41,7 +41,9 @@ fn spec_with(from: &str, to: &str) -> ClusterSpec {
 }
 
 fn topology(s: &ClusterSpec) -> Topology {
-    pgdba::providers::for_spec(s).topology().clone()
+    pgdba::providers::for_spec(s, &pgdba::secret::BackupSecrets::default())
+        .topology()
+        .clone()
 }
 
 /// A running cluster whose DCS holds `params`, with `leader` leading and every member streaming.

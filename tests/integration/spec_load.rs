@@ -779,12 +779,90 @@ fn spec_backup_problems_are_reported_where_they_are() {
                 7,
                 "parameter `archive_mode` is set by pgdba from spec.backup",
             ),
-            (13, 3, "spec.backup works on the local and docker providers so far"),
+            (
+                13,
+                3,
+                "spec.backup works on the local and docker providers so far",
+            ),
             (14, 24, "must be an absolute path"),
             (
                 15,
                 23,
                 "spec.backup.retention.full: 0 is less than the minimum 1",
+            ),
+        ],
+    );
+}
+
+/// Issue 11: an S3 repository, encryption and `from_standby` load with their defaults, and
+/// the secrets stay references.
+#[test]
+fn spec_backup_s3_loads_with_its_defaults() {
+    use pgdba::spec::model::{BackupRepository, S3UriStyle, SecretRef};
+    let loaded = spec::load_file(&fixture("good/backup-s3.yaml")).unwrap();
+    let b = loaded.spec.spec.backup.as_ref().unwrap();
+    let BackupRepository::S3(s3) = &b.repository else {
+        panic!("{:?}", b.repository);
+    };
+    assert_eq!(s3.path, "/pgdba");
+    assert_eq!(s3.uri_style, S3UriStyle::Host);
+    assert!(s3.verify_tls);
+    assert_eq!((s3.ca_file.as_ref(), s3.port), (None, None));
+    assert_eq!(s3.key, SecretRef::Env("PGDBA_S3_KEY".into()));
+    let e = b.encryption.as_ref().unwrap();
+    assert_eq!(e.cipher.as_str(), "aes-256-cbc");
+    assert!(b.from_standby);
+    assert_eq!(
+        b.repository.describe(),
+        "s3://pgdba-backups/pgdba at s3.eu-west-1.amazonaws.com"
+    );
+}
+
+#[test]
+fn spec_backup_s3_problems_are_reported_where_they_are() {
+    assert_diags(
+        "bad/backup-s3.yaml",
+        &[
+            (
+                11,
+                17,
+                "spec.backup.repository.s3.bucket `Backups_Here` is not a bucket name",
+            ),
+            (
+                12,
+                19,
+                "spec.backup.repository.s3.endpoint `https://s3.example.com` must be a host name without a scheme",
+            ),
+            (
+                13,
+                17,
+                "spec.backup.repository.s3.region `` must be a region name",
+            ),
+            (
+                14,
+                15,
+                "spec.backup.repository.s3.path `pgdba` must be an absolute prefix",
+            ),
+            (
+                17,
+                20,
+                "spec.backup.repository.s3.uri_style: `virtual` is not supported; expected one of: host, path",
+            ),
+            (
+                18,
+                18,
+                "spec.backup.repository.s3.ca_file `certs/ca.pem` must be an absolute path",
+            ),
+            (
+                19,
+                26,
+                "spec.backup.encryption.cipher: `aes-128-cbc` is not supported; expected one of: aes-256-cbc",
+            ),
+            (20, 19, "spec.backup.from_standby needs a replica"),
+            (
+                22,
+                17,
+                "spec.restore_from.repository: set exactly one of path, s3, found path, s3",
             ),
         ],
     );

@@ -132,28 +132,41 @@ pub fn etcd_cmd(layout: &Layout, n: &Node, token: &str) -> Vec<String> {
 }
 
 /// Where pgBackRest finds a member's PostgreSQL, its logs and locks, inside its container.
-fn pgbackrest_member() -> crate::providers::pgbackrest::Member<'static> {
+fn pgbackrest_member() -> crate::providers::pgbackrest::Member {
     use super::layout::{PG_PORT, PGBACKREST_LOCK, PGBACKREST_LOG, SOCKET_DIR};
-    use std::path::Path;
     crate::providers::pgbackrest::Member {
-        data_dir: Path::new(DATA_DIR),
+        data_dir: DATA_DIR.into(),
         port: PG_PORT,
-        socket_dir: Path::new(SOCKET_DIR),
-        log_dir: Path::new(PGBACKREST_LOG),
-        lock_dir: Path::new(PGBACKREST_LOCK),
+        socket_dir: SOCKET_DIR.into(),
+        log_dir: PGBACKREST_LOG.into(),
+        lock_dir: PGBACKREST_LOCK.into(),
     }
 }
 
-/// A restored member's configuration of the source repository (`spec.restore_from`), which is
-/// mounted read-only at the same path into its container.
-pub fn restore_config(r: &crate::spec::model::RestoreFrom) -> String {
-    crate::providers::pgbackrest::restore_config(r, &pgbackrest_member())
+/// A restored member's configuration of the source repository (`spec.restore_from`): a
+/// directory is mounted read-only at the same path into its container.
+pub fn restore_config(
+    r: &crate::spec::model::RestoreFrom,
+    secrets: &crate::secret::RepoSecrets,
+) -> String {
+    crate::providers::pgbackrest::restore_config(r, secrets, &pgbackrest_member())
 }
 
-/// A member's pgBackRest configuration (`spec.backup`): the repository is the host directory
-/// mounted at the same path in every member's container.
-pub fn pgbackrest_config(backup: &crate::spec::model::BackupSpec, layout: &Layout) -> String {
-    crate::providers::pgbackrest::config(backup, &layout.cluster, &pgbackrest_member())
+/// A member's pgBackRest configuration (`spec.backup`): a directory repository is the host's,
+/// mounted at the same path into every member's container. Each member sees only its own
+/// PostgreSQL (`from_standby` is refused on this provider).
+pub fn pgbackrest_config(
+    backup: &crate::spec::model::BackupSpec,
+    secrets: &crate::secret::RepoSecrets,
+    layout: &Layout,
+) -> String {
+    crate::providers::pgbackrest::config(
+        backup,
+        secrets,
+        &layout.cluster,
+        &pgbackrest_member(),
+        &[],
+    )
 }
 
 #[cfg(test)]

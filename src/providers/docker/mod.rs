@@ -58,6 +58,8 @@ fn not_found(e: &bollard::errors::Error) -> bool {
 
 pub struct Docker {
     spec: ClusterSpec,
+    /// The secrets of `spec.backup` and `spec.restore_from`, read once by the caller.
+    backup_secrets: crate::secret::BackupSecrets,
     layout: Layout,
     topology: Topology,
     http: reqwest::Client,
@@ -105,10 +107,15 @@ impl Seen {
 }
 
 impl Docker {
-    pub fn new(spec: &ClusterSpec, docker: &DockerProvider) -> Docker {
+    pub fn new(
+        spec: &ClusterSpec,
+        docker: &DockerProvider,
+        backup_secrets: &crate::secret::BackupSecrets,
+    ) -> Docker {
         let layout = Layout::new(spec, docker);
         Docker {
             spec: spec.clone(),
+            backup_secrets: backup_secrets.clone(),
             topology: layout.topology(),
             layout,
             http: super::http_client(),
@@ -587,6 +594,9 @@ impl Docker {
     /// Is member `name`'s `patroni.yml` what the spec renders now (bootstrap settings and
     /// passwords aside)? `None` when it cannot be read.
     async fn config_current(&self, name: &str) -> Option<bool> {
+        if !self.backup_secrets.errors().is_empty() {
+            return None;
+        }
         let container = self.layout.member(name).container;
         let path = format!("{CONFIG_DIR}/{CONFIG_FILE}");
         let text = self.read_file(&container, &path).await.ok()?;
@@ -611,7 +621,9 @@ impl Docker {
             Some(b) => self
                 .read_file(&container, layout::PGBACKREST_CONF)
                 .await
-                .is_ok_and(|t| t == config::pgbackrest_config(b, &self.layout)),
+                .is_ok_and(|t| {
+                    t == config::pgbackrest_config(b, self.backup_secrets.backup(), &self.layout)
+                }),
         };
         Some(config::comparable(on_disk) == config::comparable(wanted) && backup_current)
     }
@@ -640,15 +652,21 @@ impl Docker {
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
         self.upload(&n.container, &[(CONFIG_FILE, yaml.as_bytes(), 0o600)])
             .await?;
+        if let Some(e) = self.backup_secrets.first_error() {
+            return Err(ProviderError::Config(e));
+        }
         let mut files = Vec::new();
         if let Some(backup) = &self.spec.spec.backup {
             files.push((
                 layout::PGBACKREST_CONF,
-                config::pgbackrest_config(backup, &self.layout),
+                config::pgbackrest_config(backup, self.backup_secrets.backup(), &self.layout),
             ));
         }
         if let Some(r) = &self.spec.spec.restore_from {
-            files.push((layout::RESTORE_CONF, config::restore_config(r)));
+            files.push((
+                layout::RESTORE_CONF,
+                config::restore_config(r, self.backup_secrets.restore_from()),
+            ));
         }
         if !files.is_empty() {
             self.upload_beside_data(&n.container, &files).await?;
@@ -659,7 +677,7 @@ impl Docker {
     /// `spec.backup`'s repository, a directory of the Docker host mounted at the same path in
     /// every member's container.
     fn repository_bind(&self) -> Option<String> {
-        let repo = &self.spec.spec.backup.as_ref()?.repository.path;
+        let repo = self.spec.spec.backup.as_ref()?.repository.path()?;
         Some(format!("{}:{}", repo.display(), repo.display()))
     }
 
@@ -670,7 +688,7 @@ impl Docker {
         if self.spec.restores_in_place() {
             return None;
         }
-        let repo = &self.spec.spec.restore_from.as_ref()?.repository.path;
+        let repo = self.spec.spec.restore_from.as_ref()?.repository.path()?;
         Some(format!("{}:{}:ro", repo.display(), repo.display()))
     }
 
@@ -681,7 +699,9 @@ impl Docker {
         let Some(backup) = &self.spec.spec.backup else {
             return Ok(());
         };
-        let repo = &backup.repository.path;
+        let Some(repo) = backup.repository.path() else {
+            return Ok(());
+        };
         if std::fs::symlink_metadata(repo).is_ok() {
             return Ok(());
         }

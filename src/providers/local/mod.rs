@@ -69,6 +69,8 @@ fn busy_ports(ports: &[(u16, String)]) -> Vec<String> {
 
 pub struct Local {
     spec: ClusterSpec,
+    /// The secrets of `spec.backup` and `spec.restore_from`, read once by the caller.
+    backup_secrets: crate::secret::BackupSecrets,
     layout: Layout,
     topology: Topology,
     http: reqwest::Client,
@@ -77,10 +79,15 @@ pub struct Local {
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Local {
-    pub fn new(spec: &ClusterSpec, local: &LocalProvider) -> Local {
+    pub fn new(
+        spec: &ClusterSpec,
+        local: &LocalProvider,
+        backup_secrets: &crate::secret::BackupSecrets,
+    ) -> Local {
         let layout = Layout::new(spec, local);
         Local {
             spec: spec.clone(),
+            backup_secrets: backup_secrets.clone(),
             topology: layout.topology(),
             layout,
             http: super::http_client(),
@@ -141,8 +148,12 @@ impl Local {
     }
 
     /// Is a member's `patroni.yml` what the spec renders now? Bootstrap settings aside: only
-    /// a new cluster reads them, and the DCS holds the live ones.
+    /// a new cluster reads them, and the DCS holds the live ones. Not known (`None`) while a
+    /// secret of `spec.backup` cannot be read: plan refuses that, naming the field.
     fn config_current(&self, m: &MemberLayout) -> Option<bool> {
+        if !self.backup_secrets.errors().is_empty() {
+            return None;
+        }
         let text = fs::read_to_string(&m.config).ok()?;
         let mut on_disk: serde_json::Value = serde_yaml::from_str(&text).ok()?;
         let mut wanted = config::patroni_config(&self.spec, &self.layout, &self.topology.admit, m);
@@ -151,10 +162,12 @@ impl Local {
                 o.remove("bootstrap");
             }
         }
-        // With `spec.backup`, its pgBackRest configuration too.
+        // With `spec.backup`, its pgBackRest configuration too, secrets included (a changed
+        // S3 key or passphrase is a changed file; only a yes or no comes out of here).
         let backup_current = self.spec.spec.backup.as_ref().is_none_or(|b| {
-            fs::read_to_string(m.pgbackrest_config())
-                .is_ok_and(|t| t == config::pgbackrest_config(b, &self.layout, m))
+            fs::read_to_string(m.pgbackrest_config()).is_ok_and(|t| {
+                t == config::pgbackrest_config(b, self.backup_secrets.backup(), &self.layout, m)
+            })
         });
         Some(on_disk == wanted && backup_current)
     }
@@ -528,11 +541,21 @@ impl Local {
     /// cluster's other directories; anywhere else it is made as the run-as user, so it can only
     /// be where that user may write.
     fn write_backup_config(&self, run_as: &RunAs, m: &MemberLayout) -> Result<(), ProviderError> {
+        if let Some(e) = self.backup_secrets.first_error() {
+            return Err(ProviderError::Config(e));
+        }
         self.write_restore_config(run_as, m)?;
         let Some(backup) = &self.spec.spec.backup else {
             return Ok(());
         };
-        let repo = &backup.repository.path;
+        // pgBackRest writes its logs there but does not make the directory.
+        run_as.make_dir_as_user(&m.dir.join("pgbackrest-log"), 0o750)?;
+        let text = config::pgbackrest_config(backup, self.backup_secrets.backup(), &self.layout, m);
+        // 0600, the run-as user's: it may hold the repository's secrets.
+        let write = || run_as.write_file(&m.pgbackrest_config(), text.as_bytes(), 0o600);
+        let Some(repo) = backup.repository.path() else {
+            return write();
+        };
         match repo.strip_prefix(&self.layout.root) {
             Ok(rel) if !rel.as_os_str().is_empty() => {
                 let mut dir = self.layout.root.clone();
@@ -556,10 +579,7 @@ impl Local {
                     ))
                 })?,
         }
-        // pgBackRest writes its logs there but does not make the directory.
-        run_as.make_dir_as_user(&m.dir.join("pgbackrest-log"), 0o750)?;
-        let text = config::pgbackrest_config(backup, &self.layout, m);
-        run_as.write_file(&m.pgbackrest_config(), text.as_bytes(), 0o600)
+        write()
     }
 
     /// `spec.restore_from`: the member's pgBackRest configuration of the source repository
@@ -570,7 +590,7 @@ impl Local {
             return Ok(());
         };
         run_as.make_dir_as_user(&m.dir.join("pgbackrest-log"), 0o750)?;
-        let text = config::restore_config(restore, m);
+        let text = config::restore_config(restore, self.backup_secrets.restore_from(), m);
         run_as.write_file(
             &m.dir.join(crate::spec::model::RESTORE_CONF),
             text.as_bytes(),
