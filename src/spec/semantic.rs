@@ -131,6 +131,7 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
             ));
         }
     }
+    check_schedule(backup, positions, out);
     if let Some(provider) = doc
         .pointer("/spec/provider")
         .and_then(Value::as_object)
@@ -141,6 +142,25 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
             positions.key_or_value("/spec/backup"),
             format!("spec.backup works on the local provider so far; the {provider} provider does not run pgBackRest yet"),
         ));
+    }
+}
+
+/// `spec.backup.schedule`: each entry a cron expression pgdba can install (`spec::cron`).
+fn check_schedule(backup: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let Some(schedule) = backup.get("schedule").and_then(Value::as_object) else {
+        return;
+    };
+    for (kind, expr) in schedule {
+        let Some(expr) = expr.as_str() else {
+            continue;
+        };
+        if let Err(e) = super::cron::Cron::parse(expr) {
+            let pointer = format!("/spec/backup/schedule/{}", escape_segment(kind));
+            out.push((
+                positions.value_or_key(&pointer),
+                format!("spec.backup.schedule.{kind}: {e}"),
+            ));
+        }
     }
 }
 
