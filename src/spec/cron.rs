@@ -290,16 +290,11 @@ fn value(s: &str, spec: &Spec) -> Result<u8, String> {
     }
 }
 
-/// A field's values as systemd writes them: `*` for all of them, `start/step` for three values or
+/// A field's values (not the day of week's: [`weekdays`]) as systemd writes them: `*` for all of them, `start/step` for three values or
 /// more a step apart that run to the field's end, else a list of values and `a..b` ranges.
 fn render(values: &BTreeSet<u8>, spec: &Spec) -> String {
-    let max = if spec.name == DAY_OF_WEEK.name {
-        6
-    } else {
-        spec.max
-    };
-    let all = values.len() == usize::from(max - spec.min + 1);
-    if all {
+    let max = spec.max;
+    if values.len() == usize::from(max - spec.min + 1) {
         return "*".to_owned();
     }
     let v: Vec<u8> = values.iter().copied().collect();
