@@ -308,6 +308,19 @@ pub(super) async fn list(g: &Global, c: &ClusterArg) -> Result<Outcome, Failure>
         None => None,
     };
     let window = backup::window(&info, archiver.as_ref());
+    // Logical backups beside the physical ones, oldest first; not part of the window.
+    let logical = super::logical::listed(&t).await;
+    let mut backups: Vec<Value> = info
+        .backups
+        .iter()
+        .map(|b| serde_json::to_value(b).unwrap_or(Value::Null))
+        .collect();
+    let (manifests, unfinished, logical_error) = match logical {
+        Ok((m, u)) => (m, u, None),
+        Err(e) => (Vec::new(), Vec::new(), Some(e)),
+    };
+    backups.extend(manifests.iter().map(super::logical::backup_json));
+    backups.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
     let data = json!({
         "cluster": t.k.name,
         "stanza": {
@@ -316,23 +329,55 @@ pub(super) async fn list(g: &Global, c: &ClusterArg) -> Result<Outcome, Failure>
             "message": info.message,
             "backup_running": info.backup_running,
         },
-        "backups": info.backups,
+        "backups": backups,
         "window": window,
         "archive": info.current_archive(),
         "member": t.leader,
+        "logical_unfinished": unfinished,
+        "logical_error": logical_error,
     });
-    Ok(Outcome::ok(data, list_text(&t, &info, window.as_ref())))
+    let mut human = list_text(&t, &info, &manifests, window.as_ref());
+    if !unfinished.is_empty() {
+        let _ = writeln!(
+            human,
+            "Logical backup directories without a manifest (a backup that did not finish; the next logical backup removes them): {}",
+            unfinished.join(", ")
+        );
+    }
+    if let Some(e) = &logical_error {
+        let _ = writeln!(human, "Logical backups could not be listed: {e}");
+    }
+    Ok(Outcome::ok(data, human))
 }
 
-fn list_text(t: &Target, info: &Info, window: Option<&Window>) -> String {
+fn list_text(
+    t: &Target,
+    info: &Info,
+    logical: &[crate::ops::logical::Manifest],
+    window: Option<&Window>,
+) -> String {
     let mut out = format!(
         "cluster {} (stanza {}: {})\n",
         t.k.name, info.stanza, info.message
     );
-    if info.backups.is_empty() {
+    if info.backups.is_empty() && logical.is_empty() {
         out.push_str("No backups.\n");
     } else {
-        let rows: Vec<Vec<String>> = info.backups.iter().map(backup_row).collect();
+        let mut rows: Vec<Vec<String>> = info.backups.iter().map(backup_row).collect();
+        rows.extend(logical.iter().map(|m| {
+            vec![
+                m.id.clone(),
+                "logical".to_owned(),
+                backup::format_time(&m.started_at),
+                backup::format_time(&m.stopped_at),
+                size(m.size_bytes),
+                size(m.size_bytes),
+                m.lsn_start.clone().unwrap_or_default(),
+                m.lsn_stop.clone().unwrap_or_default(),
+            ]
+        }));
+        // By start time (the third column, RFC 3339 in UTC).
+        rows.sort_by(|a, b| a[2].cmp(&b[2]));
         out.push('\n');
         out.push_str(&crate::output::columns(
             &[

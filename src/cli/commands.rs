@@ -79,7 +79,7 @@ pub mod codes {
         ADOPTED: "the cluster was adopted, not created, by pgdba: it will not destroy it (`cluster forget` drops it from the state)",
         APPLY_FAILED: "an action of the apply failed; the state records what was done and `plan` shows what remains",
         APPROVAL_REQUIRED: "the command applies a plan and stdin is not a terminal: add --auto-approve",
-        BACKUP_FAILED: "pgBackRest failed (its own message is quoted) or could not be run",
+        BACKUP_FAILED: "pgBackRest or pg_dump failed (its own message is quoted) or could not be run",
         CANCELLED: "the apply was interrupted (Ctrl-C, SIGTERM) or not approved; what ran is recorded",
         CONFIRMATION_REQUIRED: "a destructive command without its confirmation flag (--confirm, --force)",
         DATA_LOSS: "the plan destroys data and --allow-data-loss was not given",
@@ -115,6 +115,7 @@ pub mod codes {
         REFUSED: "an operation pgdba will not do, and why (a statement query analyze may not run, forgetting a created cluster)",
         REPLICATION_UNHEALTHY: "cluster connect: a replica does not stream, or the cluster has no leader",
         RESTORE_FAILED: "backup restore --in-place stopped after it began to remove the members; the hint names the spec that carries it on",
+        SCHEDULE_FAILED: "backup schedule --install/--uninstall: systemctl failed (its message is quoted)",
         SECRETS_MISSING: "the state exists but its secrets file does not: restore it",
         SECRET_UNAVAILABLE: "a password or other secret the spec points at ({env: ...}, {file: ...}) cannot be read",
         SPEC_NOT_EDITED: "the spec file could not be edited (changed meanwhile, or a layout pgdba cannot edit)",
@@ -126,7 +127,7 @@ pub mod codes {
         UNREACHABLE: "a server that should answer did not (the message names it); nothing was concluded",
         UNSUPPORTED: "cluster connect: the cluster runs something pgdba cannot manage (a PostgreSQL major, an HBA rule)",
         USAGE: "the command line cannot be parsed, or lacks what the command needs; never exit 2",
-        VERIFY_FAILED: "a backup's restore test failed, or pgBackRest's verify finds a new backup damaged; the report is in data",
+        VERIFY_FAILED: "a backup's restore test failed, pgBackRest's verify finds a new backup damaged, or a logical backup's dump does not read back (the file is named); the report is in data",
     }
 }
 
@@ -222,6 +223,8 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Backup(BackupCommand::Create { .. }) => "backup create",
         Command::Backup(BackupCommand::List { .. }) => "backup list",
         Command::Backup(BackupCommand::VerifyRestore { .. }) => "backup verify-restore",
+        Command::Backup(BackupCommand::Verify { .. }) => "backup verify",
+        Command::Backup(BackupCommand::Schedule { .. }) => "backup schedule",
         Command::Backup(BackupCommand::Restore { .. }) => "backup restore",
     }
 }
@@ -393,10 +396,40 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
         }) => super::query::index_suggest(g, &cluster, &table, database.as_deref()).await,
         Command::Backup(BackupCommand::Create {
             kind,
+            database,
             no_verify,
             cluster,
             ..
-        }) => super::backup::create(g, &cluster, kind, no_verify).await,
+        }) => match (kind.physical(), database) {
+            (Some(k), None) => super::backup::create(g, &cluster, k, no_verify).await,
+            (Some(k), Some(_)) => Err(Failure::new(
+                codes::USAGE,
+                format!(
+                    "--database is for logical backups: a {k} backup (pgBackRest) copies the whole cluster"
+                ),
+            )),
+            (None, _) if no_verify => Err(Failure::new(
+                codes::USAGE,
+                "--no-verify is for pgBackRest's backups: a logical backup is always read back",
+            )),
+            (None, database) => super::logical::create(g, &cluster, database.as_deref()).await,
+        },
+        Command::Backup(BackupCommand::Verify {
+            backup_id, cluster, ..
+        }) => super::logical::verify(g, &cluster, backup_id.as_deref()).await,
+        Command::Backup(BackupCommand::Schedule {
+            install,
+            uninstall,
+            cluster,
+            ..
+        }) => {
+            let mode = match (install, uninstall) {
+                (true, _) => super::schedule::Mode::Install,
+                (_, true) => super::schedule::Mode::Uninstall,
+                _ => super::schedule::Mode::Print,
+            };
+            super::schedule::schedule(g, &cluster, mode).await
+        }
         Command::Backup(BackupCommand::List { cluster, .. }) => {
             super::backup::list(g, &cluster).await
         }

@@ -19,11 +19,13 @@ mod drift;
 mod health;
 mod healthserve;
 mod leader;
+mod logical;
 mod opscluster;
 mod plan;
 mod query;
 mod replica;
 mod restore;
+mod schedule;
 mod specs;
 mod state;
 pub mod target;
@@ -271,29 +273,41 @@ pub enum Command {
     /// Query diagnostics: slow statements, EXPLAIN ANALYZE, index suggestions.
     #[command(subcommand)]
     Query(QueryCommand),
-    /// Physical backups with pgBackRest (spec.backup): take one, list them, prove one restores.
+    /// Backups (spec.backup): pgBackRest's physical ones and pg_dump's logical ones; take one,
+    /// list them, prove one restores, schedule them.
     #[command(subcommand)]
     Backup(BackupCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// Take a backup with pgBackRest beside the leader, then verify it (pgBackRest's verify).
+    /// Take a backup beside the leader (pgBackRest, or pg_dump for logical), then verify it.
     #[command(
         after_help = "The cluster's lock is held meanwhile, and the backup is recorded in its \
                       history. pgBackRest takes a full backup when a diff or incremental one has \
                       no full one to build on, and says so. pgBackRest 2.45 verifies a whole \
                       repository, not one backup: --no-verify skips it on a large one.\n\n\
+                      A logical backup is one `pg_dump --format=custom` per database (every one \
+                      that is not a template, or --database), into \
+                      <repository path>/logical/<cluster>/<id>/ with a manifest.json; each dump \
+                      is read back whole with pg_restore, and the logical backups beyond \
+                      spec.backup.retention.logical (default 7) are removed afterwards.\n\n\
                       Exit codes: 0 taken (and verified); 1 the cluster has no spec.backup \
-                      (NO_BACKUP), pgBackRest failed (BACKUP_FAILED, with its own message), or \
-                      the backup was taken but its verification finds it damaged (VERIFY_FAILED)."
+                      (NO_BACKUP), pgBackRest or pg_dump failed (BACKUP_FAILED, with its own \
+                      message), the repository is not a path (REFUSED, logical), or the backup \
+                      was taken but its verification finds it damaged (VERIFY_FAILED)."
     )]
     Create {
         /// What to back up: every file (full), the changes since the last full backup (diff),
-        /// or since the last backup of any type (incremental).
+        /// or since the last backup of any type (incremental), all with pgBackRest; or each
+        /// database with pg_dump (logical).
         #[arg(long = "type", value_enum, value_name = "TYPE")]
-        kind: crate::ops::backup::Kind,
-        /// Do not run pgBackRest's verify afterwards.
+        kind: crate::ops::logical::BackupType,
+        /// Logical backups: only this database [default: every database but the templates].
+        #[arg(long)]
+        database: Option<String>,
+        /// Do not run pgBackRest's verify afterwards (physical backups; a logical backup is
+        /// always read back).
         #[arg(long)]
         no_verify: bool,
         #[command(flatten)]
@@ -307,7 +321,8 @@ pub enum BackupCommand {
     #[command(
         after_help = "The window runs from the oldest backup's end to the last WAL segment the \
                       leader archived when archiving works (newest_source archived_wal), else to \
-                      the newest backup's end (backup).\n\n\
+                      the newest backup's end (backup). Logical backups are listed too (type \
+                      logical, from their manifests); they are not part of the window.\n\n\
                       Exit codes: 0 success; 1 no spec.backup, no stanza, or pgBackRest failed."
     )]
     List {
@@ -386,6 +401,62 @@ pub enum BackupCommand {
         /// Apply without asking for `yes` (required when stdin is not a terminal).
         #[arg(long)]
         auto_approve: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Read a logical backup's dumps back whole (pg_restore) and check them against its
+    /// manifest (size, SHA-256).
+    #[command(
+        after_help = "Runs beside the leader, as the user that runs PostgreSQL; restores \
+                      nothing into any server. pgBackRest's backups are proven by \
+                      `backup verify-restore`.\n\n\
+                      Exit codes: 0 every dump reads back as it was written; 1 a dump is \
+                      damaged (VERIFY_FAILED, each file named), no such backup (NOT_FOUND), or \
+                      none yet (NO_BACKUP)."
+    )]
+    Verify {
+        /// The logical backup (its id, from `backup list`) [default: the newest].
+        #[arg(long)]
+        backup_id: Option<String>,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// spec.backup.schedule as systemd timers or cron lines running `pgdba backup create`:
+    /// print them (the default), install them, or remove them.
+    #[command(
+        after_help = "--print renders, for the local provider, a service and a timer per \
+                      scheduled type (OnCalendar= translated from the cron expression) and the \
+                      same jobs as /etc/cron.d lines; for the docker provider, the cron lines \
+                      to run on the Docker host. --install writes the units to \
+                      /etc/systemd/system and runs systemctl daemon-reload and enable --now \
+                      when systemd is PID 1, else the cron.d file \
+                      /etc/cron.d/pgdba-backup-<cluster> (cron must run); a file that holds \
+                      its content already is left alone, and what an earlier install made for \
+                      types no longer scheduled is removed. --uninstall removes it all. \
+                      PGDBA_SCHEDULE_ROOT=DIR writes under DIR instead of / (systemctl is not \
+                      run then); PGDBA_SCHEDULE_INIT=systemd|cron overrides the detection.\n\n\
+                      Exit codes: 0 success; 1 no spec.backup (NO_BACKUP), no schedule to \
+                      install (USAGE), a file that cannot be written (IO_ERROR), systemctl \
+                      failed (SCHEDULE_FAILED)."
+    )]
+    Schedule {
+        /// Print the units and cron lines (the default).
+        #[arg(long, conflicts_with_all = ["install", "uninstall"])]
+        print: bool,
+        /// Install them (systemd timers, else /etc/cron.d).
+        #[arg(long, conflicts_with = "uninstall")]
+        install: bool,
+        /// Remove what --install wrote for this cluster.
+        #[arg(long)]
+        uninstall: bool,
         #[command(flatten)]
         cluster: target::ClusterArg,
         #[command(flatten)]
@@ -917,6 +988,8 @@ impl Command {
                 BackupCommand::Create { output, state, .. }
                 | BackupCommand::List { output, state, .. }
                 | BackupCommand::VerifyRestore { output, state, .. }
+                | BackupCommand::Verify { output, state, .. }
+                | BackupCommand::Schedule { output, state, .. }
                 | BackupCommand::Restore { output, state, .. },
             ) => (basic(output), Some(state), None),
             Command::Health(HealthCommand::Report {

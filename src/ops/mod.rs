@@ -8,7 +8,9 @@ pub mod backup;
 pub mod cluster;
 pub mod health;
 pub mod leader;
+pub mod logical;
 pub mod query;
+pub mod schedule;
 pub mod tune;
 
 use std::path::PathBuf;

@@ -364,8 +364,9 @@ pub trait Provider: Send + Sync {
     async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError>;
 
     /// Run `argv` where member `name`'s PostgreSQL runs, as the user that runs it, with its
-    /// pgBackRest configuration and the environment `env` adds, and wait for it (at most
-    /// `within`): for the tools that must run beside PostgreSQL (pgBackRest).
+    /// pgBackRest configuration (`PGBACKREST_CONFIG`), libpq pointed at its PostgreSQL's socket
+    /// (`PGHOST`, `PGPORT`) and the environment `env` adds, and wait for it (at most `within`):
+    /// for the tools that must run beside PostgreSQL (pgBackRest, pg_dump).
     async fn run_beside(
         &self,
         name: &str,

@@ -12,6 +12,7 @@
 //! `cluster init`) writes them, each edit checked with the real loader first; all else is pure.
 //! It never panics on any input.
 
+pub mod cron;
 mod diagnostic;
 pub mod edit;
 mod kdl;

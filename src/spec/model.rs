@@ -164,6 +164,25 @@ pub struct BackupSpec {
     /// the backup. Default off.
     #[serde(default, skip_serializing_if = "is_false")]
     pub from_standby: bool,
+    /// When backups run (`pgdba backup schedule` installs it): a cron expression per type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<BackupSchedule>,
+}
+
+/// `spec.backup.schedule`: 5-field cron expressions (`0 1 * * 0`), in the local time of the
+/// machine that runs them; a type left out is not scheduled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSchedule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<String>,
+    /// `pg_dump` of every database (`backup create --type logical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical: Option<String>,
 }
 
 /// Where backups and archived WAL are kept: a directory or an S3 bucket, exactly one.
@@ -302,6 +321,11 @@ pub struct BackupRetention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 9999))]
     pub diff: Option<u32>,
+    /// Logical backups (`pg_dump`) kept; pgdba removes older ones after each logical backup.
+    /// Default 7.
+    #[serde(default = "default_retention_logical")]
+    #[schemars(range(min = 1, max = 9999))]
+    pub logical: u32,
 }
 
 impl Default for BackupRetention {
@@ -309,8 +333,13 @@ impl Default for BackupRetention {
         BackupRetention {
             full: default_retention_full(),
             diff: None,
+            logical: default_retention_logical(),
         }
     }
+}
+
+fn default_retention_logical() -> u32 {
+    7
 }
 
 fn default_retention_full() -> u32 {

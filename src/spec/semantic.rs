@@ -142,6 +142,7 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
             ));
         }
     }
+    check_schedule(backup, positions, out);
     if let Some(provider) = doc
         .pointer("/spec/provider")
         .and_then(Value::as_object)
@@ -249,6 +250,25 @@ fn valid_bucket(bucket: &str) -> bool {
         && bucket.chars().all(|c| edge(c) || c == '.' || c == '-')
         && bucket.starts_with(edge)
         && bucket.ends_with(edge)
+}
+
+/// `spec.backup.schedule`: each entry a cron expression pgdba can install (`spec::cron`).
+fn check_schedule(backup: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let Some(schedule) = backup.get("schedule").and_then(Value::as_object) else {
+        return;
+    };
+    for (kind, expr) in schedule {
+        let Some(expr) = expr.as_str() else {
+            continue;
+        };
+        if let Err(e) = super::cron::Cron::parse(expr) {
+            let pointer = format!("/spec/backup/schedule/{}", escape_segment(kind));
+            out.push((
+                positions.value_or_key(&pointer),
+                format!("spec.backup.schedule.{kind}: {e}"),
+            ));
+        }
+    }
 }
 
 /// `spec.restore_from`: an absolute repository path, a stanza, at most one target (a time

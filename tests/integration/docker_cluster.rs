@@ -1069,7 +1069,7 @@ fn docker_adopts_by_label_and_refuses_without_state() {
 
 /// `spec.backup` on the docker provider: the repository (a directory of the host) mounted into
 /// every member's container, WAL archived through pgBackRest, the stanza created by the apply,
-/// a verified full backup, `backup list` and a passing restore test inside the leader's
+/// a verified full backup, a verified logical one, `backup list` and a passing restore test inside the leader's
 /// container; point-in-time recovery into a new cluster (the source's repository mounted
 /// read-only) and in place; destroy removes the containers and leaves the repository.
 #[test]
@@ -1115,6 +1115,28 @@ fn docker_backups_archive_back_up_and_restore_test() {
     let id = b["id"].as_str().unwrap().to_owned();
     assert!(repo.join("backup/dtbkup").join(&id).is_dir());
 
+    // A logical backup: pg_dump inside the leader's container, into the mounted repository.
+    let r = t.run(&[
+        "backup",
+        "create",
+        "--type",
+        "logical",
+        "-f",
+        t.spec_str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "backup create --type logical: {r:?}");
+    let l = &r.json()["data"]["backup"];
+    assert_eq!(l["verified"], true, "{l:#}");
+    let lid = l["id"].as_str().unwrap().to_owned();
+    assert!(
+        repo.join("logical/dtbkup")
+            .join(&lid)
+            .join("postgres.dump")
+            .is_file()
+    );
+
     let r = t.run(&["backup", "list", "-f", t.spec_str(), "--format", "json"]);
     assert_eq!(r.code, 0, "backup list: {r:?}");
     let j = r.json();
@@ -1124,7 +1146,7 @@ fn docker_backups_archive_back_up_and_restore_test() {
         .iter()
         .filter_map(|b| b["id"].as_str())
         .collect();
-    assert_eq!(ids, vec![id.as_str()], "{j:#}");
+    assert_eq!(ids, vec![id.as_str(), lid.as_str()], "{j:#}");
     assert!(j["data"]["window"]["oldest"].is_string(), "{j:#}");
 
     let r = t.run(&[

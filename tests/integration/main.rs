@@ -19,6 +19,7 @@ mod ops_backup;
 mod ops_config;
 mod ops_health;
 mod ops_leader;
+mod ops_logical;
 mod ops_query;
 mod ops_replica;
 mod ops_restore;

@@ -1287,7 +1287,11 @@ impl super::Provider for Docker {
     ) -> Result<super::Ran, ProviderError> {
         let engine = self.engine().await?;
         let container = self.layout.member(name).container;
-        let mut envs = vec![format!("PGBACKREST_CONFIG={}", layout::PGBACKREST_CONF)];
+        let mut envs = vec![
+            format!("PGBACKREST_CONFIG={}", layout::PGBACKREST_CONF),
+            format!("PGHOST={}", layout::SOCKET_DIR),
+            format!("PGPORT={PG_PORT}"),
+        ];
         envs.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
         let exec = engine
             .create_exec(

@@ -102,10 +102,14 @@ impl Local {
     /// pgBackRest configuration (Patroni's environment, which PostgreSQL and its
     /// `archive_command` inherit, has the same).
     fn beside_env(&self, m: &layout::MemberLayout) -> Vec<(String, String)> {
-        vec![(
-            "PGBACKREST_CONFIG".to_owned(),
-            m.pgbackrest_config().display().to_string(),
-        )]
+        vec![
+            (
+                "PGBACKREST_CONFIG".to_owned(),
+                m.pgbackrest_config().display().to_string(),
+            ),
+            ("PGHOST".to_owned(), m.socket_dir.display().to_string()),
+            ("PGPORT".to_owned(), m.pg_port.to_string()),
+        ]
     }
 
     fn run_as(&self) -> Result<RunAs, ProviderError> {
