@@ -126,10 +126,12 @@ pub(super) fn failure(t: &Target, e: &BackupError) -> Failure {
 /// `backup create --type T [--no-verify]`.
 pub(super) async fn create(
     g: &Global,
+    format: crate::output::Format,
     c: &ClusterArg,
     kind: Kind,
     no_verify: bool,
 ) -> Result<Outcome, Failure> {
+    use std::io::IsTerminal as _;
     let t = target(g, c).await?;
     // One operation at a time, and none while an apply runs.
     let _lock = t.k.store.lock(&t.k.name, "backup create")?;
@@ -139,7 +141,31 @@ pub(super) async fn create(
         opts.verify_within = None;
     }
     let runner = OnMember::new(t.k.cluster.provider.as_ref(), member.clone());
-    match backup::create(&runner, t.stanza(), kind, &opts).await {
+    // A bar of the bytes copied, on a terminal.
+    let bar =
+        (format == crate::output::Format::Table && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(format!("{} backup of {}", kind.as_str(), t.k.name));
+            bar
+        });
+    let report = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let progress: Option<&(dyn Fn(u64, u64) + Send + Sync)> =
+        if bar.is_some() { Some(&report) } else { None };
+    let result = backup::create(&runner, t.stanza(), kind, &opts, progress).await;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
         Ok(done) => {
             let mut b = serde_json::to_value(&done.backup).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut b {

@@ -96,6 +96,7 @@ fn needs(
 ) -> Result<observe::sql::Needs, Failure> {
     let mut needs = observe::sql::Needs {
         memo,
+        archiver: spec.spec.backup.is_some(),
         ..Default::default()
     };
     if let Some(c) = creds {

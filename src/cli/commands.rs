@@ -401,7 +401,7 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             cluster,
             ..
         }) => match (kind.physical(), database) {
-            (Some(k), None) => super::backup::create(g, &cluster, k, no_verify).await,
+            (Some(k), None) => super::backup::create(g, format, &cluster, k, no_verify).await,
             (Some(k), Some(_)) => Err(Failure::new(
                 codes::USAGE,
                 format!(

@@ -584,7 +584,9 @@ pub(super) async fn restore_in_place(
         verify_within: None,
         ..backup::CreateOptions::default()
     };
-    let safety = match backup::create(&runner, t.stanza(), backup::Kind::Incremental, &opts).await {
+    let safety = match backup::create(&runner, t.stanza(), backup::Kind::Incremental, &opts, None)
+        .await
+    {
         Ok(done) => json!({ "taken": true, "id": done.backup.id, "type": done.backup.kind }),
         Err(e) => {
             let why = crate::error_chain(&e);

@@ -15,7 +15,7 @@ use super::commands::{Failure, Outcome};
 use super::target::ClusterArg;
 use crate::ops::logical::BackupType;
 use crate::ops::schedule::{
-    self, ClusterRef, Host, Init, Installed, Job, Rendered, ScheduleError, Setup,
+    self, ClusterRef, Host, Init, Installed, Job, JobKind, Rendered, ScheduleError, Setup,
 };
 use crate::spec::cron::Cron;
 use crate::spec::model::{ClusterSpec, Provider as ProviderSpec};
@@ -94,10 +94,11 @@ fn jobs(spec: &ClusterSpec) -> Result<Vec<Job>, Failure> {
     };
     let mut out = Vec::new();
     for (kind, expr) in [
-        (BackupType::Full, &s.full),
-        (BackupType::Diff, &s.diff),
-        (BackupType::Incremental, &s.incremental),
-        (BackupType::Logical, &s.logical),
+        (JobKind::Backup(BackupType::Full), &s.full),
+        (JobKind::Backup(BackupType::Diff), &s.diff),
+        (JobKind::Backup(BackupType::Incremental), &s.incremental),
+        (JobKind::Backup(BackupType::Logical), &s.logical),
+        (JobKind::VerifyRestore, &s.verify_restore),
     ] {
         let Some(expr) = expr else { continue };
         // `validate` refuses these already; a spec read back from an older state may not be.

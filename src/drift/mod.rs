@@ -405,6 +405,33 @@ pub fn detect(diff: &Diff, obs: &Observation, applied_leader: Option<&str>) -> V
             });
         }
     }
+    if let Some(a) = obs
+        .sql
+        .as_ref()
+        .and_then(|s| s.archiver.as_ref())
+        .filter(|a| a.failing)
+    {
+        items.push(Item {
+            address: Address::BackupStanza,
+            class: Class::Dangerous,
+            source: "pg_stat_archiver".to_owned(),
+            member: leader.clone(),
+            before: Some(json!("archiving")),
+            after: Some(json!({
+                "last_failed_wal": a.last_failed_wal,
+                "last_failed_at": a.last_failed_at,
+                "last_archived_wal": a.last_archived_wal,
+                "last_archived_at": a.last_archived_at,
+                "failed_count": a.failed_count,
+            })),
+            message: format!(
+                "WAL archiving fails: {} failed at {}, and nothing was archived since {}; WAL piles up in pg_wal and point-in-time recovery stops at the last archived segment (`pgdba health check` and pgBackRest's log say why)",
+                a.last_failed_wal.as_deref().unwrap_or("a segment"),
+                a.last_failed_at.as_deref().unwrap_or("an unknown time"),
+                a.last_archived_at.as_deref().unwrap_or("the cluster was made"),
+            ),
+        });
+    }
     if let Some(message) = split_brain(obs) {
         let writers: Vec<&String> = obs
             .members

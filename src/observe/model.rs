@@ -86,6 +86,24 @@ pub struct SqlObjects {
     /// the caller may keep them. Never shown.
     #[serde(skip)]
     pub matched: std::collections::BTreeSet<String>,
+    /// The primary's WAL archiver (`pg_stat_archiver`), read when the spec has `spec.backup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archiver: Option<ArchiverStat>,
+}
+
+/// `pg_stat_archiver` of the primary: whether WAL reaches the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiverStat {
+    pub failed_count: i64,
+    pub last_failed_wal: Option<String>,
+    /// RFC 3339, UTC.
+    pub last_failed_at: Option<String>,
+    pub last_archived_wal: Option<String>,
+    /// RFC 3339, UTC.
+    pub last_archived_at: Option<String>,
+    /// Archiving fails now: the last attempt failed (its failure is newer than the last
+    /// success, or nothing was ever archived).
+    pub failing: bool,
 }
 
 /// A role from `pg_roles`/`pg_authid`. The password verifier itself is never kept: only

@@ -23,6 +23,28 @@ pub struct Needs {
     pub size_dbs: Vec<String>,
     /// What earlier checks found to match (see `scram::Memo`).
     pub memo: scram::Memo,
+    /// Read the primary's `pg_stat_archiver` (a spec with `spec.backup` archives WAL).
+    pub archiver: bool,
+}
+
+const ARCHIVER: &str = "\
+SELECT failed_count, last_failed_wal,
+       to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+       last_archived_wal,
+       to_char(last_archived_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+       coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)
+FROM pg_stat_archiver";
+
+async fn archiver(client: &tokio_postgres::Client) -> Result<super::model::ArchiverStat, PgError> {
+    let r = client.query_one(ARCHIVER, &[]).await?;
+    Ok(super::model::ArchiverStat {
+        failed_count: r.try_get(0)?,
+        last_failed_wal: r.try_get(1)?,
+        last_failed_at: r.try_get(2)?,
+        last_archived_wal: r.try_get(3)?,
+        last_archived_at: r.try_get(4)?,
+        failing: r.try_get(5)?,
+    })
 }
 
 // `pg_authid` itself, not the `pg_roles` view over it: the same rows, fewer catalogs for a
@@ -78,9 +100,22 @@ pub async fn objects_on(
     needs: &Needs,
 ) -> Result<SqlObjects, PgError> {
     let sized: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&needs.size_dbs];
-    let (roles, databases) =
-        tokio::join!(client.query(ROLES, &[]), client.query(DATABASES, &sized));
-    let mut out = SqlObjects::default();
+    let stat = async {
+        if needs.archiver {
+            archiver(client).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (roles, databases, stat) = tokio::join!(
+        client.query(ROLES, &[]),
+        client.query(DATABASES, &sized),
+        stat
+    );
+    let mut out = SqlObjects {
+        archiver: stat?,
+        ..SqlObjects::default()
+    };
     let roles = roles?;
     // The passwords to check, each a PBKDF2 of thousands of rounds: on every core.
     let mut checks = Vec::new();

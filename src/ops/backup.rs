@@ -834,18 +834,76 @@ fn warnings(stderr: &str) -> Vec<String> {
         .collect()
 }
 
+/// How far a running backup is, in hundredths of a percent, from the line of its log that
+/// `progress_argv` finds: pgBackRest's `DETAIL: backup file PATH (SIZE, NN.NN%)` (the share of
+/// the backup's bytes copied once that file is), or 0 at `backup command begin`.
+pub fn progress_of(line: &str) -> Option<u64> {
+    if line.contains("backup command begin") {
+        return Some(0);
+    }
+    let (_, rest) = line.split_once("DETAIL: backup file ")?;
+    let pct = rest.split_once("%)")?.0.rsplit(", ").next()?;
+    let v: f64 = pct.trim().parse().ok()?;
+    (0.0..=100.0)
+        .contains(&v)
+        .then(|| (v * 100.0).round() as u64)
+}
+
+/// The command that finds the newest progress line of `stanza`'s backup log beside the member:
+/// the log directory from its pgBackRest configuration, the log read from its end up to the
+/// latest file copied or the latest backup's start.
+fn progress_argv(stanza: &str) -> Vec<String> {
+    vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "f=\"$(sed -n 's/^log-path=//p' \"$PGBACKREST_CONFIG\")/{stanza}-backup.log\"; \
+             tac \"$f\" 2>/dev/null | grep -m1 -e 'backup command begin' -e 'DETAIL: backup file'"
+        ),
+    ]
+}
+
 /// Take a backup of `kind` (with a fast checkpoint), find it in `info`, and verify it.
+/// `progress`, when given, hears every second how far the backup is (done, of in all): the
+/// backup then logs each file it copies into its log file (`--log-level-file=detail`), whose
+/// newest line says how much of the backup's bytes are copied.
 pub async fn create(
     runner: &dyn Beside,
     stanza: &str,
     kind: Kind,
     opts: &CreateOptions,
+    progress: Option<&(dyn Fn(u64, u64) + Send + Sync)>,
 ) -> Result<Created, BackupError> {
     let before = info_of_stanza(runner, stanza).await?;
     let type_arg = format!("--type={}", kind.pgbackrest());
-    let argv = pgbackrest(stanza, "warn", &[&type_arg, "--start-fast", "backup"]);
+    let mut args = vec![type_arg.as_str(), "--start-fast"];
+    if progress.is_some() {
+        args.push("--log-level-file=detail");
+    }
+    args.push("backup");
+    let argv = pgbackrest(stanza, "warn", &args);
     let started = Instant::now();
-    let ran = run_ok(runner, &argv, opts.backup_within).await?;
+    let backup = run_ok(runner, &argv, opts.backup_within);
+    let ran = match progress {
+        None => backup.await?,
+        Some(report) => {
+            // The backup's log beside it, every second, until it ends.
+            let watch = progress_argv(stanza);
+            let mut backup = std::pin::pin!(backup);
+            loop {
+                tokio::select! {
+                    ran = &mut backup => break ran?,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if let Ok(r) = runner.run(&watch, Duration::from_secs(10)).await
+                            && let Some(done) = progress_of(r.stdout.trim())
+                        {
+                            report(done, 10_000);
+                        }
+                    }
+                }
+            }
+        }
+    };
     let duration_ms = millis(started.elapsed());
     let after = info(runner, stanza).await?;
     let backup = after
@@ -1936,6 +1994,24 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+
+    #[test]
+    fn a_running_backups_progress_is_read_from_its_log() {
+        let line = "2026-12-02 08:53:40.223 P01 DETAIL: backup file /srv/demo-0/data/base/5/16398 (768.4MB, 83.58%) checksum a2b5cb6d";
+        assert_eq!(super::progress_of(line), Some(8358));
+        let empty = "2026-12-02 08:53:58.704 P01 DETAIL: backup file /srv/demo-0/data/base/1/13399 (0B, 100.00%)";
+        assert_eq!(super::progress_of(empty), Some(10_000));
+        let begin =
+            "2026-12-02 08:53:36.002 P00   INFO: backup command begin 2.45: --exec-id=1-abc";
+        assert_eq!(super::progress_of(begin), Some(0));
+        assert_eq!(super::progress_of(""), None);
+        assert_eq!(
+            super::progress_of("P01 DETAIL: backup file /x (1B, 150.00%)"),
+            None
+        );
+        let argv = super::progress_argv("demo");
+        assert!(argv[2].contains("/demo-backup.log"), "{argv:?}");
+    }
 
     fn fixture(name: &str) -> String {
         let path = format!(

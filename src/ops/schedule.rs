@@ -22,10 +22,55 @@ use serde::Serialize;
 use super::logical::BackupType;
 use crate::spec::cron::Cron;
 
-/// One scheduled backup.
+/// What a scheduled job does: a backup of one type, or the restore test of the newest backup
+/// (`backup verify-restore`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Backup(BackupType),
+    VerifyRestore,
+}
+
+impl JobKind {
+    /// Every kind, in the order a schedule lists them.
+    pub const ALL: [JobKind; 5] = [
+        JobKind::Backup(BackupType::Full),
+        JobKind::Backup(BackupType::Diff),
+        JobKind::Backup(BackupType::Incremental),
+        JobKind::Backup(BackupType::Logical),
+        JobKind::VerifyRestore,
+    ];
+
+    /// Its name in unit names and the JSON (`full`, ..., `verify-restore`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backup(b) => b.as_str(),
+            JobKind::VerifyRestore => "verify-restore",
+        }
+    }
+}
+
+impl From<BackupType> for JobKind {
+    fn from(b: BackupType) -> JobKind {
+        JobKind::Backup(b)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for JobKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One scheduled job.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub kind: BackupType,
+    pub kind: JobKind,
     pub cron: Cron,
 }
 
@@ -81,7 +126,7 @@ pub struct File {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     #[serde(rename = "type")]
-    pub kind: BackupType,
+    pub kind: JobKind,
     pub cron: String,
     /// The timer's `OnCalendar=` lines (their union is the cron schedule).
     pub on_calendar: Vec<String>,
@@ -107,7 +152,7 @@ pub struct Rendered {
 pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
 pub const CRON_DIR: &str = "/etc/cron.d";
 
-pub fn unit_name(cluster: &str, kind: BackupType, suffix: &str) -> String {
+pub fn unit_name(cluster: &str, kind: JobKind, suffix: &str) -> String {
     format!("pgdba-backup-{cluster}-{kind}.{suffix}")
 }
 
@@ -116,19 +161,23 @@ pub fn cron_file_path(cluster: &str) -> String {
 }
 
 /// The command line a job runs.
-pub fn command(setup: &Setup, kind: BackupType) -> Vec<String> {
+pub fn command(setup: &Setup, kind: JobKind) -> Vec<String> {
     let mut c = vec![
         setup.pgdba.display().to_string(),
         "backup".to_owned(),
-        "create".to_owned(),
+        match kind {
+            JobKind::Backup(_) => "create".to_owned(),
+            JobKind::VerifyRestore => "verify-restore".to_owned(),
+        },
     ];
     match &setup.cluster_ref {
         ClusterRef::File(f) => c.extend(["-f".to_owned(), f.display().to_string()]),
         ClusterRef::Name(n) => c.extend(["--name".to_owned(), n.clone()]),
     }
+    if let JobKind::Backup(b) = kind {
+        c.extend(["--type".to_owned(), b.as_str().to_owned()]);
+    }
     c.extend([
-        "--type".to_owned(),
-        kind.as_str().to_owned(),
         "--state-dir".to_owned(),
         setup.state_dir.display().to_string(),
         "--format".to_owned(),
@@ -218,8 +267,9 @@ pub fn render(setup: &Setup, jobs: &[Job]) -> Rendered {
 fn units(setup: &Setup, job: &Job, command: &[String], on_calendar: &[String]) -> Vec<File> {
     let service = unit_name(&setup.cluster, job.kind, "service");
     let what = match job.kind {
-        BackupType::Logical => "logical backup (pg_dump)".to_owned(),
-        k => format!("{k} backup (pgBackRest)"),
+        JobKind::Backup(BackupType::Logical) => "logical backup (pg_dump)".to_owned(),
+        JobKind::Backup(k) => format!("{k} backup (pgBackRest)"),
+        JobKind::VerifyRestore => "restore test of the newest backup".to_owned(),
     };
     let service_text = format!(
         "# Written by `pgdba backup schedule --install`; edits are overwritten.\n\
@@ -525,7 +575,7 @@ fn remove_all(root: &Path, paths: &[String]) -> Result<Vec<Change>, ScheduleErro
 
 /// The unit files of `cluster` that exist under `root`, of every type.
 fn all_units(root: &Path, cluster: &str) -> Vec<String> {
-    BackupType::ALL
+    JobKind::ALL
         .iter()
         .flat_map(|k| ["service", "timer"].map(|s| unit_name(cluster, *k, s)))
         .map(|n| format!("{SYSTEMD_DIR}/{n}"))
@@ -585,8 +635,38 @@ mod tests {
             (BackupType::Logical, "30 3 1,15 * 1"),
         ]
         .iter()
-        .filter_map(|(k, c)| Cron::parse(c).ok().map(|cron| Job { kind: *k, cron }))
+        .filter_map(|(k, c)| {
+            Cron::parse(c).ok().map(|cron| Job {
+                kind: (*k).into(),
+                cron,
+            })
+        })
         .collect()
+    }
+
+    #[test]
+    fn the_restore_test_is_scheduled_as_verify_restore() {
+        let job = Job {
+            kind: JobKind::VerifyRestore,
+            cron: Cron::parse("0 5 * * 0").unwrap(),
+        };
+        let r = render(&setup(Host::Local), &[job]);
+        let e = &r.entries[0];
+        assert_eq!(
+            e.command[1..4],
+            ["backup", "verify-restore", "-f"].map(str::to_owned)
+        );
+        assert!(!e.command.iter().any(|w| w == "--type"), "{:?}", e.command);
+        assert_eq!(
+            e.units[1].path,
+            "/etc/systemd/system/pgdba-backup-demo-verify-restore.timer"
+        );
+        assert!(
+            e.units[0]
+                .content
+                .contains("restore test of the newest backup")
+        );
+        assert_eq!(serde_json::to_value(e).unwrap()["type"], "verify-restore");
     }
 
     #[test]

@@ -183,6 +183,9 @@ pub struct BackupSchedule {
     /// `pg_dump` of every database (`backup create --type logical`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logical: Option<String>,
+    /// The restore test of the newest backup (`backup verify-restore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_restore: Option<String>,
 }
 
 /// Where backups and archived WAL are kept: a directory or an S3 bucket, exactly one.

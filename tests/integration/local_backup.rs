@@ -1,7 +1,8 @@
 //! `spec.backup` on a real local cluster (issue 11, item 1): pgBackRest configured on every
 //! member, WAL archived through it (`archive_mode`, `archive_command` owned by pgdba), the
 //! stanza created and checked as a planned action; a stanza that goes missing is drift and is
-//! planned again; removing `spec.backup` turns archiving off and leaves the repository.
+//! planned again, and the archiver failing then is drift too; removing `spec.backup` turns
+//! archiving off and leaves the repository.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -134,6 +135,34 @@ fn spec_backup_configures_pgbackrest_archiving_and_the_stanza() {
             .iter()
             .any(|i| i["address"] == "backup.stanza" && i["class"] == "dangerous"),
         "{items:#}"
+    );
+    // WAL written now cannot be archived: the archiver fails, and drift says so.
+    t.psql(&l, port, "INSERT INTO t VALUES (2)");
+    t.psql(&l, port, "SELECT pg_switch_wal()");
+    wait_for("archiving to fail", Duration::from_secs(60), || {
+        let failing = t.psql(
+            &l,
+            port,
+            "SELECT last_failed_time > coalesce(last_archived_time, '-infinity') FROM pg_stat_archiver",
+        );
+        (failing == "t").then_some(())
+    });
+    let r = t.run(&["drift", "-f", t.spec_str(), "--format", "json"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let items = r.json()["data"]["clusters"][0]["drift"].clone();
+    let archiver = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["source"] == "pg_stat_archiver")
+        .unwrap_or_else(|| panic!("no archiver drift: {items:#}"));
+    assert_eq!(archiver["class"], "dangerous");
+    assert!(
+        archiver["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("WAL archiving fails"),
+        "{archiver:#}"
     );
     std::fs::remove_dir_all(&moved).unwrap();
     t.apply();

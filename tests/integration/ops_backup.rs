@@ -243,6 +243,7 @@ fn backups_are_taken_listed_and_a_good_one_passes_its_restore_test() {
             STANZA,
             Kind::Diff,
             &CreateOptions::default(),
+            None,
         ))
         .unwrap();
     assert_eq!(full.requested_type, Kind::Diff);
@@ -266,6 +267,7 @@ fn backups_are_taken_listed_and_a_good_one_passes_its_restore_test() {
             STANZA,
             Kind::Incremental,
             &CreateOptions::default(),
+            None,
         ))
         .unwrap();
     assert_eq!(incr.backup.kind, Kind::Incremental);
@@ -466,6 +468,7 @@ fn a_damaged_backup_fails_its_restore_test_naming_the_file() {
             STANZA,
             Kind::Full,
             &CreateOptions::default(),
+            None,
         ))
         .unwrap();
     assert!(full.verification.as_ref().unwrap().verified);
@@ -504,6 +507,7 @@ fn a_damaged_backup_fails_its_restore_test_naming_the_file() {
             STANZA,
             Kind::Full,
             &CreateOptions::default(),
+            None,
         ))
         .unwrap();
     let v = second.verification.unwrap();
@@ -534,6 +538,7 @@ fn corruption_carried_into_a_backup_fails_the_amcheck_of_its_table() {
             STANZA,
             Kind::Full,
             &CreateOptions::default(),
+            None,
         ))
         .unwrap();
     // pgBackRest's own checks pass: the file is as it was read.

@@ -218,6 +218,7 @@ fn catalogs(extra: &[(&str, ObservedRole)]) -> SqlObjects {
         databases,
         notes: Vec::new(),
         matched: Default::default(),
+        archiver: None,
     }
 }
 
