@@ -122,7 +122,8 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
         .map(|(d, done)| (d.clone(), done))
         .collect();
     let d = crate::drift::baseline(applied, &partial_diffs);
-    let drift = crate::drift::detect(&d, &obs, state.leader.as_deref());
+    let mut drift = crate::drift::detect(&d, &obs, state.leader.as_deref());
+    drift.extend(super::schedule::drift_items(store.dir(), &name));
     notes.extend(obs.notes.iter().cloned());
     Ok(ClusterDrift {
         name,

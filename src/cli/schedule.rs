@@ -170,6 +170,7 @@ pub(super) async fn schedule(g: &Global, c: &ClusterArg, mode: Mode) -> Result<O
             }
             let done = schedule::install(&root, &rendered, init).map_err(|e| failure(&e))?;
             record(g, &name, "backup schedule --install", &done);
+            remember(g, &name, Some(&done))?;
             let data = json!({
                 "cluster": name,
                 "host": host,
@@ -185,6 +186,7 @@ pub(super) async fn schedule(g: &Global, c: &ClusterArg, mode: Mode) -> Result<O
         Mode::Uninstall => {
             let done = schedule::uninstall(&root, &name, init).map_err(|e| failure(&e))?;
             record(g, &name, "backup schedule --uninstall", &done);
+            remember(g, &name, None)?;
             let data = json!({
                 "cluster": name,
                 "init": init,
@@ -195,6 +197,79 @@ pub(super) async fn schedule(g: &Global, c: &ClusterArg, mode: Mode) -> Result<O
             Ok(Outcome::ok(data, installed_text(&name, &done)))
         }
     }
+}
+
+/// What `--install` left on the machine, kept beside the state
+/// (`<state dir>/<cluster>.schedule.json`) so that `drift` can tell when it goes missing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Remembered {
+    /// The directory the paths are under (`/`, or `PGDBA_SCHEDULE_ROOT`).
+    pub root: String,
+    /// Absolute paths on that root.
+    pub files: Vec<String>,
+}
+
+fn remembered_path(g: &Global, cluster: &str) -> std::path::PathBuf {
+    g.state_dir.join(format!("{cluster}.schedule.json"))
+}
+
+/// Keep what an install wrote (or forget it, after `--uninstall`).
+fn remember(g: &Global, cluster: &str, done: Option<&Installed>) -> Result<(), Failure> {
+    let path = remembered_path(g, cluster);
+    let io = |e: std::io::Error| Failure::new(codes::IO_ERROR, format!("{}: {e}", path.display()));
+    let Some(done) = done else {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        };
+    };
+    let r = Remembered {
+        root: done.root.clone(),
+        files: done
+            .files
+            .iter()
+            .filter(|f| f.action != schedule::Action::Removed)
+            .map(|f| f.path.clone())
+            .collect(),
+    };
+    let text =
+        serde_json::to_vec_pretty(&r).map_err(|e| Failure::new(codes::INTERNAL, e.to_string()))?;
+    std::fs::create_dir_all(&g.state_dir).map_err(io)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(io)
+}
+
+/// `drift`'s view of an installed schedule: each file the last `--install` wrote and that is
+/// gone now is one dangerous item (scheduled backups no longer run). Nothing when no schedule
+/// was installed.
+pub(super) fn drift_items(state_dir: &Path, cluster: &str) -> Vec<crate::drift::Item> {
+    let path = state_dir.join(format!("{cluster}.schedule.json"));
+    let Some(r) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Remembered>(&b).ok())
+    else {
+        return Vec::new();
+    };
+    r.files
+        .iter()
+        .filter(|f| {
+            let on_root = Path::new(&r.root).join(f.trim_start_matches('/'));
+            std::fs::symlink_metadata(on_root).is_err()
+        })
+        .map(|f| crate::drift::Item {
+            address: crate::diff::Address::BackupSchedule,
+            class: crate::drift::Class::Dangerous,
+            source: "schedule".to_owned(),
+            member: None,
+            before: Some(json!(f)),
+            after: None,
+            message: format!(
+                "{f}, which `backup schedule --install` wrote, is gone: its scheduled backups no longer run; `pgdba backup schedule --install` writes it again"
+            ),
+        })
+        .collect()
 }
 
 /// Where `--install` writes, and for what.

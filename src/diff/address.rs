@@ -41,6 +41,9 @@ pub enum Address {
     Pooler,
     /// The backup repository's stanza of the cluster (`backup.stanza`).
     BackupStanza,
+    /// The backup schedule `backup schedule --install` put on the machine
+    /// (`backup.schedule`): only drift reports it; no plan changes it.
+    BackupSchedule,
 }
 
 /// The kind of object an address names.
@@ -73,7 +76,7 @@ impl Address {
             Address::Extension { .. } => Kind::Extension,
             Address::Hba => Kind::Hba,
             Address::Pooler => Kind::Pooler,
-            Address::BackupStanza => Kind::Backup,
+            Address::BackupStanza | Address::BackupSchedule => Kind::Backup,
         }
     }
 
@@ -112,6 +115,7 @@ impl fmt::Display for Address {
             Address::Hba => "hba".to_owned(),
             Address::Pooler => "pooler.pgbouncer".to_owned(),
             Address::BackupStanza => "backup.stanza".to_owned(),
+            Address::BackupSchedule => "backup.schedule".to_owned(),
         };
         f.pad(&text)
     }
@@ -138,6 +142,7 @@ impl FromStr for Address {
             "hba" => return Ok(Address::Hba),
             "pooler.pgbouncer" => return Ok(Address::Pooler),
             "backup.stanza" => return Ok(Address::BackupStanza),
+            "backup.schedule" => return Ok(Address::BackupSchedule),
             _ => {}
         }
         let (prefix, rest) = s.split_once('.').ok_or_else(unknown)?;

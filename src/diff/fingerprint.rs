@@ -23,6 +23,8 @@ pub fn observed_facts(obs: &Observation, address: &Address) -> Value {
                 .map(|p| json!({ "running": p.running, "settings": p.settings }))
         ),
         Address::BackupStanza => json!(obs.backup.as_ref().map(|b| b.exists)),
+        // Not observed: only drift reads it, from beside the state.
+        Address::BackupSchedule => Value::Null,
         Address::Leader => json!(view.and_then(|v| v.leader()).map(|m| m.name.clone())),
         Address::Patroni(key) => json!(view.and_then(|v| v.dcs_setting(key))),
         Address::Member(member) => {

@@ -77,7 +77,7 @@ fn logical_backup_restores_lists_expires_and_finds_a_cut_dump() {
         1,
         &[("max_connections", "100")],
         &format!(
-            "  backup:\n    repository: {{path: {}}}\n    retention: {{full: 2, logical: 2}}\n",
+            "  backup:\n    repository: {{path: {}}}\n    retention: {{full: 2, logical: 2}}\n    schedule: {{logical: \"30 2 * * *\", verify_restore: \"0 5 * * 0\"}}\n",
             repo.display()
         ),
     );
@@ -293,6 +293,63 @@ fn logical_backup_restores_lists_expires_and_finds_a_cut_dump() {
         history.contains(&format!("logical backup {third_id} of 2 database(s)")),
         "{history}"
     );
+
+    // An installed schedule (under a temporary root, for cron) that goes missing is drift.
+    let root = t.data_dir().join("schedule-root");
+    std::fs::create_dir_all(&root).unwrap();
+    t.envs.borrow_mut().extend([
+        ("PGDBA_SCHEDULE_ROOT".to_owned(), root.display().to_string()),
+        ("PGDBA_SCHEDULE_INIT".to_owned(), "cron".to_owned()),
+    ]);
+    let schedule_drift = |t: &TestCluster| -> (i32, Vec<Value>) {
+        let r = t.run(&["drift", "-f", t.spec_str(), "--format", "json"]);
+        assert!(r.code == 0 || r.code == 2, "{r:?}");
+        let items = r.json()["data"]["clusters"][0]["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["address"] == "backup.schedule")
+            .cloned()
+            .collect();
+        (r.code, items)
+    };
+    let install = |t: &TestCluster, flag: &str| {
+        let r = t.run(&[
+            "backup",
+            "schedule",
+            "-f",
+            t.spec_str(),
+            flag,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.json()
+    };
+    let v = install(&t, "--install");
+    let types: Vec<&str> = v["data"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(types, ["logical", "verify-restore"], "{v:#}");
+    let cron = root.join("etc/cron.d/pgdba-backup-lgc");
+    let text = std::fs::read_to_string(&cron).unwrap();
+    assert!(text.contains("backup verify-restore -f"), "{text}");
+    assert!(schedule_drift(&t).1.is_empty());
+    std::fs::remove_file(&cron).unwrap();
+    let (code, items) = schedule_drift(&t);
+    assert_eq!(code, 2);
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["class"], "dangerous");
+    assert_eq!(items[0]["before"], "/etc/cron.d/pgdba-backup-lgc");
+    install(&t, "--install");
+    assert!(schedule_drift(&t).1.is_empty());
+    install(&t, "--uninstall");
+    assert!(!t.state_dir.join("lgc.schedule.json").exists());
+    assert!(!cron.exists());
+    assert!(schedule_drift(&t).1.is_empty());
 }
 
 /// A spec with a schedule, for the tests that need no cluster.
