@@ -537,7 +537,7 @@ pub(super) async fn verify_restore(
 }
 
 /// A failure that carries a report: the report's text for people, then the error.
-fn with_text(f: Failure, text: String) -> Outcome {
+pub(super) fn with_text(f: Failure, text: String) -> Outcome {
     let mut o = f.into_outcome();
     o.human = format!("{text}\n{}", o.human);
     o

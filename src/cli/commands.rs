@@ -10,8 +10,8 @@ use super::plan::plan_cmd;
 use super::specs::validate;
 use super::state::state_cmd;
 use super::{
-    BackupCommand, ClusterCommand, Command, ConfigCommand, FailoverCommand, Global, HealthCommand,
-    QueryCommand, ReplicaCommand, StateCommand,
+    BackupCommand, ChaosCommand, ClusterCommand, Command, ConfigCommand, DrillCommand,
+    FailoverCommand, Global, HealthCommand, QueryCommand, ReplicaCommand, StateCommand,
 };
 use crate::output::{ErrorBody, Format};
 use crate::state::StateError;
@@ -84,9 +84,10 @@ pub mod codes {
         CONFIRMATION_REQUIRED: "a destructive command without its confirmation flag (--confirm, --force)",
         DATA_LOSS: "the plan destroys data and --allow-data-loss was not given",
         DESTROY_FAILED: "destroy could not remove everything; what is left is named",
+        DRILL_FAILED: "a failover drill in synchronous mode lost acknowledged commits (the message names them)",
         EXISTS: "what the command would create exists already (a cluster name in the state, a file)",
         EXISTS_UNMANAGED: "the cluster runs but the state dir has no state for it",
-        FAILED: "a leader change failed (Patroni refused it, or the new leader took no write)",
+        FAILED: "a leader change failed (Patroni refused it, or the new leader took no write; in a drill, no member took writes after the fault)",
         INTERNAL: "a bug or an environment pgdba cannot run in (say how it happened)",
         INVALID_INPUT: "inputs a calculation refuses (PGTune's memory, CPU or connection range)",
         INVALID_PLAN: "a saved plan file that cannot be read as a plan",
@@ -226,6 +227,9 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Backup(BackupCommand::Verify { .. }) => "backup verify",
         Command::Backup(BackupCommand::Schedule { .. }) => "backup schedule",
         Command::Backup(BackupCommand::Restore { .. }) => "backup restore",
+        Command::Chaos(ChaosCommand::Drill(DrillCommand::Failover { .. })) => {
+            "chaos drill failover"
+        }
     }
 }
 
@@ -492,6 +496,12 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
                 }
             }
         }
+        Command::Chaos(ChaosCommand::Drill(DrillCommand::Failover {
+            i_know_what_i_am_doing,
+            no_backup,
+            cluster,
+            ..
+        })) => super::chaos::drill_failover(g, &cluster, i_know_what_i_am_doing, no_backup).await,
         Command::Backup(BackupCommand::VerifyRestore {
             backup_id,
             scratch_dir,

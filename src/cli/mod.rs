@@ -11,6 +11,7 @@
 mod adopt;
 mod apply;
 mod backup;
+mod chaos;
 mod cluster;
 pub mod commands;
 mod config;
@@ -277,6 +278,47 @@ pub enum Command {
     /// list them, prove one restores, schedule them.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Faults and drills that measure what the cluster does: RTO and RPO as figures.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// Drills: a fault under a writer's load, measured.
+    #[command(subcommand)]
+    Drill(DrillCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Kill the leader (Patroni and PostgreSQL at once, as a crash) while a writer commits
+    /// numbered rows, and measure the write outage (RTO) and the acknowledged commits the new
+    /// leader lacks (RPO); then bring the old leader back and measure how it rejoins.
+    #[command(
+        after_help = "Needs --i-know-what-i-am-doing; refused for env: production. With spec.backup, \
+                      an incremental backup is taken first unless --no-backup. The writer commits \
+                      through whichever member accepts writes (libpq's target_session_attrs) into \
+                      a table of its own in the postgres database, dropped at the end. With \
+                      spec.patroni.synchronous_mode, any acknowledged commit lost fails the drill.\n\n\
+                      Exit codes: 0 the drill ran (and, in synchronous mode, lost nothing); 1 it \
+                      could not run, was refused, or lost acknowledged commits in synchronous mode \
+                      (DRILL_FAILED, the numbers in the message)."
+    )]
+    Failover {
+        /// Confirms the fault: the leader is killed.
+        #[arg(long)]
+        i_know_what_i_am_doing: bool,
+        /// Do not take a backup first (with spec.backup).
+        #[arg(long)]
+        no_backup: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -991,7 +1033,10 @@ impl Command {
                 | BackupCommand::Verify { output, state, .. }
                 | BackupCommand::Schedule { output, state, .. }
                 | BackupCommand::Restore { output, state, .. },
-            ) => (basic(output), Some(state), None),
+            )
+            | Command::Chaos(ChaosCommand::Drill(DrillCommand::Failover {
+                output, state, ..
+            })) => (basic(output), Some(state), None),
             Command::Health(HealthCommand::Report {
                 format,
                 verbose,

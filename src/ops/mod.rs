@@ -5,6 +5,7 @@
 
 pub mod adopt;
 pub mod backup;
+pub mod chaos;
 pub mod cluster;
 pub mod health;
 pub mod leader;

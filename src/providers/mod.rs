@@ -357,6 +357,10 @@ pub trait Provider: Send + Sync {
     /// prove it created.
     async fn destroy(&self, lineage: &str) -> Result<(), ProviderError>;
 
+    /// Kill member `name` as a crash would: its Patroni and its PostgreSQL at once, without
+    /// letting either shut down (a failover drill's fault). `start_member` brings it back.
+    async fn kill_member(&self, name: &str) -> Result<(), ProviderError>;
+
     /// Delete every key Patroni keeps for this cluster in the DCS (its leader, members,
     /// dynamic configuration, initialize key and history: what `patronictl remove` deletes),
     /// so that the next member started bootstraps the cluster again. Only when no member

@@ -847,15 +847,18 @@ impl GucValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatroniSettings {
-    /// Leader key TTL in seconds. Patroni requires `ttl >= loop_wait + 2 * retry_timeout`.
+    /// Leader key TTL in seconds. Patroni requires `ttl >= loop_wait + 2 * retry_timeout`, and
+    /// raises a ttl below 20 to 20 (so a smaller one would never match).
     #[serde(default = "default_ttl")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = 20, max = 3600))]
     pub ttl: u32,
+    /// Seconds between Patroni's HA loops (Patroni's minimum: 1).
     #[serde(default = "default_loop_wait")]
     #[schemars(range(min = 1, max = 3600))]
     pub loop_wait: u32,
+    /// Seconds Patroni retries the DCS and PostgreSQL; Patroni raises one below 3 to 3.
     #[serde(default = "default_retry_timeout")]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(range(min = 3, max = 3600))]
     pub retry_timeout: u32,
     /// Bytes a replica may lag and still be promoted.
     #[serde(default = "default_max_lag")]

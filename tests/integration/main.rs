@@ -16,6 +16,7 @@ mod local_stale;
 mod local_sync;
 mod ops_adopt;
 mod ops_backup;
+mod ops_chaos;
 mod ops_config;
 mod ops_health;
 mod ops_leader;

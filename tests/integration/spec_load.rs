@@ -565,7 +565,12 @@ fn structural_and_semantic_problems_are_reported_together() {
     );
     assert!(err[0].message.contains("unknown field `colour`"));
     assert!(err[2].message.contains("wal_level `minimal`"));
-    assert!(err[3].message.contains("ttl 5 is too short"));
+    assert!(
+        err[3]
+            .message
+            .contains("spec.patroni.ttl: 5 is less than the minimum 20"),
+        "{shown:#?}"
+    );
 }
 
 /// Issue 8: what a spec could smuggle into files pgdba writes as root, or into commands the

@@ -261,6 +261,10 @@ impl Provider for Adopted {
         Err(self.refuse("destroy a cluster it did not create"))
     }
 
+    async fn kill_member(&self, name: &str) -> Result<(), ProviderError> {
+        Err(self.refuse(&format!("kill member {name}'s processes")))
+    }
+
     async fn forget_cluster(&self, _creds: &Credentials) -> Result<(), ProviderError> {
         Err(self.refuse("delete the cluster's keys in its DCS"))
     }

@@ -1150,6 +1150,22 @@ impl super::Provider for Docker {
         self.remove_container_and_volume(&n).await
     }
 
+    async fn kill_member(&self, name: &str) -> Result<(), ProviderError> {
+        let container = self.layout.member(name).container;
+        self.engine()
+            .await?
+            .kill_container(
+                &container,
+                Some(
+                    bollard::query_parameters::KillContainerOptionsBuilder::new()
+                        .signal("SIGKILL")
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(|e| docker_error(&format!("killing container {container}"), &e))
+    }
+
     async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {
         let prefix = self.dcs_location().await.prefix;
         self.some_etcd().await?.forget_prefix(&prefix, creds).await

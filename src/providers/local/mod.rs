@@ -833,6 +833,21 @@ impl super::Provider for Local {
         self.remove_all(lineage).await
     }
 
+    async fn kill_member(&self, name: &str) -> Result<(), ProviderError> {
+        let m = self.member_layout(name)?;
+        // Both at once, as a machine that dies takes both: Patroni first, so that it cannot
+        // notice and restart its PostgreSQL in between.
+        let patroni = process::running(&m.pidfile);
+        let postmaster = process::postmaster(&m.data_dir, &self.layout.bin_dir);
+        if let Some(id) = &patroni {
+            process::kill_now(id).await?;
+        }
+        if let Some(id) = &postmaster {
+            process::kill_now(id).await?;
+        }
+        Ok(())
+    }
+
     async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {
         self.etcd()
             .forget_prefix(&self.layout.dcs().prefix, creds)

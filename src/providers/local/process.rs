@@ -431,6 +431,27 @@ pub async fn stop(id: &ProcessId, grace: Duration) -> Result<(), ProviderError> 
     Err(ProviderError::Stuck { pid: id.pid })
 }
 
+/// SIGKILL now (a crash, not a stop), while `id` still is the process pgdba started; returns
+/// once it is gone.
+pub async fn kill_now(id: &ProcessId) -> Result<(), ProviderError> {
+    let Ok(raw) = i32::try_from(id.pid) else {
+        return Ok(());
+    };
+    if id.is_running() {
+        let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+    }
+    let gone = || async {
+        if id.is_running() {
+            crate::poll::Probe::NotYet(String::new())
+        } else {
+            crate::poll::Probe::Done(())
+        }
+    };
+    crate::poll::poll_until(Duration::from_secs(5), Duration::from_millis(20), gone)
+        .await
+        .map_err(|_| ProviderError::Stuck { pid: id.pid })
+}
+
 /// Is a TCP port on 127.0.0.1 free to listen on?
 pub fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind((super::layout::HOST, port)).is_ok()

@@ -1,0 +1,335 @@
+//! `chaos drill failover`: the CLI edge of [`crate::ops::chaos`]. The leader is killed under a
+//! writer's load; the drill measures the outage and the acknowledged commits lost, brings the
+//! old leader back and measures how it rejoins, and records all of it in the cluster's history.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::Global;
+use super::commands::codes;
+use super::commands::{Failure, Outcome};
+use super::leader::read_status;
+use super::target::{ClusterArg, Known, resolve_cluster};
+use crate::ops::chaos::{self, Writer};
+
+/// The guards every fault shares: the flag, and never on `env: production`.
+fn guard(k: &Known, i_know: bool, what: &str) -> Result<(), Failure> {
+    if !i_know {
+        return Err(Failure::new(
+            codes::USAGE,
+            format!(
+                "{what} injects a fault into cluster {}: it needs --i-know-what-i-am-doing",
+                k.name
+            ),
+        ));
+    }
+    if super::destroy::is_production(&k.spec, Some(&k.state)) {
+        return Err(Failure::new(
+            codes::PROTECTED,
+            format!(
+                "cluster {} is labelled env: production: pgdba injects no fault into it",
+                k.name
+            ),
+        )
+        .hint("drill on a copy: `pgdba backup restore --to-cluster NEW` makes one"));
+    }
+    Ok(())
+}
+
+/// The `PG_VERSION` file's modification time on `server`: a member cloned again has a new one;
+/// one rewound or restarted keeps it.
+async fn data_dir_made(server: &crate::ops::Server) -> Option<String> {
+    let c = server.connect(Duration::from_secs(5)).await.ok()?;
+    let row = c
+        .query_one(
+            "SELECT (pg_stat_file('PG_VERSION')).modification::text",
+            &[],
+        )
+        .await
+        .ok()?;
+    row.try_get(0).ok()
+}
+
+/// The timeline `server` writes on: the first 8 hex digits of its current WAL file's name.
+async fn timeline_of(server: &crate::ops::Server) -> Option<u64> {
+    let c = server.connect(Duration::from_secs(5)).await.ok()?;
+    let row = c
+        .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+        .await
+        .ok()?;
+    let name: String = row.try_get(0).ok()?;
+    u64::from_str_radix(name.get(..8)?, 16).ok()
+}
+
+pub(super) async fn drill_failover(
+    g: &Global,
+    c: &ClusterArg,
+    i_know: bool,
+    no_backup: bool,
+) -> Result<Outcome, Failure> {
+    let k = resolve_cluster(g, c).await?;
+    guard(&k, i_know, "chaos drill failover")?;
+    let status = read_status(&k).await?;
+    let Some(old) = status.leader.clone() else {
+        return Err(Failure::new(
+            codes::NO_PRIMARY,
+            format!("cluster {} has no leader to kill", k.name),
+        ));
+    };
+    let streaming: Vec<String> = status
+        .members
+        .iter()
+        .filter(|m| m.name != old && m.state == "streaming")
+        .map(|m| m.name.clone())
+        .collect();
+    if streaming.is_empty() {
+        return Err(Failure::new(
+            codes::PRECHECK_FAILED,
+            format!(
+                "cluster {}: no replica streams from {old}, so nothing could take over",
+                k.name
+            ),
+        )
+        .hint("`pgdba cluster status` shows the members"));
+    }
+    let _lock = k.store.lock(&k.name, "chaos drill failover")?;
+    let p = &k.spec.spec.patroni;
+    let settings = json!({
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        "synchronous_mode": p.synchronous_mode,
+        "expected_max_failover_ms": chaos::expected_max_ms(p.ttl, p.loop_wait),
+    });
+
+    // A backup first, when the cluster has one.
+    let backup = match (&k.spec.spec.backup, no_backup) {
+        (Some(_), false) => {
+            let runner =
+                crate::ops::backup::OnMember::new(k.cluster.provider.as_ref(), old.clone());
+            let opts = crate::ops::backup::CreateOptions {
+                verify_within: None,
+                ..Default::default()
+            };
+            let done = crate::ops::backup::create(
+                &runner,
+                &k.name,
+                crate::ops::backup::Kind::Incremental,
+                &opts,
+                None,
+            )
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    codes::BACKUP_FAILED,
+                    format!(
+                        "cluster {}: the backup before the drill failed: {}",
+                        k.name,
+                        crate::error_chain(&e)
+                    ),
+                )
+                .hint("fix backups first, or drill with --no-backup")
+            })?;
+            json!(done.backup.id)
+        }
+        _ => serde_json::Value::Null,
+    };
+
+    // The writer, warmed up.
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let table = chaos::table_name(&id[..12]);
+    chaos::prepare(&k.servers, &table)
+        .await
+        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+    let writer = Writer::start(&k.servers, &table);
+    let warm = Instant::now();
+    while writer.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let old_server = k.servers.iter().find(|s| s.name == old).cloned();
+    let made_before = match &old_server {
+        Some(s) => data_dir_made(s).await,
+        None => None,
+    };
+
+    // The fault.
+    let fault = Instant::now();
+    let at = chrono::Utc::now();
+    if let Err(e) = k.cluster.provider.kill_member(&old).await {
+        let _ = writer.finish(fault).await;
+        return Err(Failure::new(
+            codes::FAILED,
+            format!(
+                "cluster {}: killing {old}: {}",
+                k.name,
+                crate::error_chain(&e)
+            ),
+        ));
+    }
+    let budget =
+        Duration::from_millis(chaos::expected_max_ms(p.ttl, p.loop_wait)) + Duration::from_secs(60);
+    let recovered = writer
+        .commit_after(fault + Duration::from_millis(100), budget)
+        .await;
+    // A little more load on the new leader, then the count.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let written = writer.finish(fault).await;
+    let after = read_status(&k).await.ok();
+    let new = after.as_ref().and_then(|s| s.leader.clone());
+    // The new leader's own word for its timeline (Patroni's listing catches up a loop later).
+    let timeline = match new
+        .as_deref()
+        .and_then(|n| k.servers.iter().find(|s| s.name == n))
+    {
+        Some(s) => timeline_of(s).await,
+        None => None,
+    };
+    if !recovered || new.is_none() || new.as_deref() == Some(old.as_str()) {
+        let _ = k.cluster.provider.start_member(&old, &k.creds).await;
+        return Err(Failure::new(
+            codes::FAILED,
+            format!(
+                "cluster {}: no member took writes within {} s of killing {old}; {old} was started again",
+                k.name,
+                budget.as_secs()
+            ),
+        ));
+    }
+    let missing = chaos::missing(&k.servers, &table, &written.acked)
+        .await
+        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+
+    // The old leader back: how does it rejoin?
+    let rejoin_started = Instant::now();
+    let mut rejoined_via = serde_json::Value::Null;
+    let mut rejoin_ms = serde_json::Value::Null;
+    let mut notes = Vec::new();
+    match k.cluster.provider.start_member(&old, &k.creds).await {
+        Err(e) => notes.push(format!(
+            "{old} could not be started again: {}",
+            crate::error_chain(&e)
+        )),
+        Ok(()) => {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            let mut streaming = false;
+            while Instant::now() < deadline {
+                if let Ok(s) = read_status(&k).await
+                    && s.member(&old).is_some_and(|m| m.state == "streaming")
+                {
+                    streaming = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            if streaming {
+                rejoin_ms =
+                    json!(u64::try_from(rejoin_started.elapsed().as_millis()).unwrap_or(u64::MAX));
+                let made_after = match &old_server {
+                    Some(s) => data_dir_made(s).await,
+                    None => None,
+                };
+                rejoined_via = match (&made_before, &made_after) {
+                    (Some(b), Some(a)) if b != a => json!("reinit"),
+                    (Some(_), Some(_)) => json!("pg_rewind"),
+                    _ => serde_json::Value::Null,
+                };
+            } else {
+                notes.push(format!("{old} did not stream again within 180 s"));
+            }
+        }
+    }
+
+    let rpo = missing.len();
+    let data = json!({
+        "cluster": k.name,
+        "drill": "failover",
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "old_leader": old,
+        "new_leader": new,
+        "timeline": timeline,
+        "rto_ms": written.rto_ms,
+        "rpo_transactions": rpo,
+        "missing": missing,
+        "commits": written.commits,
+        "failed_writes": written.failed_writes,
+        "rejoined_via": rejoined_via,
+        "rejoin_ms": rejoin_ms,
+        "settings": settings,
+        "backup": backup,
+        "notes": notes,
+    });
+    let lost_in_sync = p.synchronous_mode && rpo > 0;
+    let summary = format!(
+        "failover drill: {old} killed, {} took over in {} ms, {rpo} acknowledged commit(s) lost",
+        new.as_deref().unwrap_or("?"),
+        written.rto_ms
+    );
+    k.record("chaos drill failover", !lost_in_sync, summary, data.clone());
+    let human = text(&data);
+    if lost_in_sync {
+        let shown: Vec<String> = missing.iter().take(20).map(u64::to_string).collect();
+        let f = Failure::new(
+            codes::DRILL_FAILED,
+            format!(
+                "cluster {}: synchronous mode, yet {rpo} acknowledged commit(s) are missing on {}: {}{}",
+                k.name,
+                new.as_deref().unwrap_or("the new leader"),
+                shown.join(", "),
+                if rpo > shown.len() { ", ..." } else { "" }
+            ),
+        )
+        .data(data);
+        return Ok(super::backup::with_text(f, human));
+    }
+    Ok(Outcome::ok(data, human))
+}
+
+fn text(d: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(t) => t.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "Failover drill on cluster {}: {} killed, {} leads on timeline {}.",
+        s(&d["cluster"]),
+        s(&d["old_leader"]),
+        s(&d["new_leader"]),
+        s(&d["timeline"])
+    );
+    let _ = writeln!(
+        out,
+        "  RTO {} ms (first failed write to the first acknowledged one); RPO {} acknowledged commit(s) lost of {}.",
+        s(&d["rto_ms"]),
+        s(&d["rpo_transactions"]),
+        s(&d["commits"])
+    );
+    let _ = writeln!(
+        out,
+        "  {} rejoined via {} in {} ms.",
+        s(&d["old_leader"]),
+        s(&d["rejoined_via"]),
+        s(&d["rejoin_ms"])
+    );
+    let st = &d["settings"];
+    let _ = writeln!(
+        out,
+        "  Bounded by Patroni's ttl {} s, loop_wait {} s, retry_timeout {} s (synchronous_mode {}): a failover takes at most about {} ms once the leader is gone; a shorter ttl and loop_wait shorten it, at the price of failovers on shorter hiccups.",
+        s(&st["ttl"]),
+        s(&st["loop_wait"]),
+        s(&st["retry_timeout"]),
+        s(&st["synchronous_mode"]),
+        s(&st["expected_max_failover_ms"])
+    );
+    if let Some(n) = d["notes"].as_array() {
+        for note in n {
+            let _ = writeln!(out, "  note: {}", s(note));
+        }
+    }
+    out
+}

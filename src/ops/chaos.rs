@@ -1,0 +1,224 @@
+//! Failover drills that measure: a writer that commits numbered rows through whichever member
+//! accepts writes, and keeps every number PostgreSQL acknowledged, so that after a fault the
+//! outage (RTO) and the acknowledged commits the new leader does not have (RPO) are figures
+//! read back from the cluster, not promises.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Server;
+
+/// How often the writer commits.
+const WRITE_EVERY: Duration = Duration::from_millis(20);
+
+/// The drill's table, in the `postgres` database: one per drill, dropped at its end.
+pub fn table_name(drill: &str) -> String {
+    format!("pgdba_drill_{drill}")
+}
+
+/// What the writer saw: each acknowledged number with when, and when writes failed.
+#[derive(Debug, Default)]
+struct Log {
+    acked: Vec<(u64, Instant)>,
+    failures: Vec<Instant>,
+}
+
+/// A writer committing `INSERT INTO <table> VALUES (n)` with `n` counting up, on the member of
+/// `servers` that accepts writes (libpq's `target_session_attrs=read-write`), reconnecting
+/// after a failure. A number is kept as acknowledged only once its COMMIT returned.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    log: Arc<std::sync::Mutex<Log>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a writer measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Written {
+    /// Every number PostgreSQL acknowledged, in order.
+    #[serde(skip)]
+    pub acked: Vec<u64>,
+    pub commits: usize,
+    pub failed_writes: usize,
+    /// From the first write that failed at or after the fault to the first one acknowledged
+    /// after it (0 when no write failed).
+    pub rto_ms: u64,
+}
+
+impl Writer {
+    /// Start writing into `table` (made first by [`prepare`]).
+    pub fn start(servers: &[Server], table: &str) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(std::sync::Mutex::new(Log::default()));
+        let cfg = config(servers, "pgdba-drill-writer");
+        let sql = format!("INSERT INTO {table} (n) VALUES ($1)");
+        let task = {
+            let stop = stop.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut client: Option<tokio_postgres::Client> = None;
+                let mut n: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if client
+                        .as_ref()
+                        .is_none_or(tokio_postgres::Client::is_closed)
+                    {
+                        client = crate::observe::pg::open(cfg.clone(), Duration::from_secs(2))
+                            .await
+                            .ok();
+                    }
+                    let ok = match &client {
+                        Some(c) => {
+                            n += 1;
+                            let v = i64::try_from(n).unwrap_or(i64::MAX);
+                            matches!(
+                                tokio::time::timeout(
+                                    Duration::from_secs(3),
+                                    c.execute(&sql, &[&v])
+                                )
+                                .await,
+                                Ok(Ok(1))
+                            )
+                        }
+                        None => false,
+                    };
+                    if let Ok(mut l) = log.lock() {
+                        if ok {
+                            l.acked.push((n, Instant::now()));
+                        } else {
+                            l.failures.push(Instant::now());
+                        }
+                    }
+                    if !ok {
+                        client = None;
+                    }
+                    tokio::time::sleep(WRITE_EVERY).await;
+                }
+            })
+        };
+        Writer { stop, log, task }
+    }
+
+    /// Commits acknowledged so far.
+    pub fn commits(&self) -> usize {
+        self.log.lock().map(|l| l.acked.len()).unwrap_or(0)
+    }
+
+    /// Wait until a commit is acknowledged after `after`, at most `within`.
+    pub async fn commit_after(&self, after: Instant, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let last = self
+                .log
+                .lock()
+                .ok()
+                .and_then(|l| l.acked.last().map(|a| a.1));
+            if last.is_some_and(|t| t > after) {
+                return true;
+            }
+            tokio::time::sleep(WRITE_EVERY).await;
+        }
+        false
+    }
+
+    /// Stop, and measure against `fault` (when the fault was injected).
+    pub async fn finish(self, fault: Instant) -> Written {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let log = self
+            .log
+            .lock()
+            .map(|l| Log {
+                acked: l.acked.clone(),
+                failures: l.failures.clone(),
+            })
+            .unwrap_or_default();
+        let first_failure = log.failures.iter().copied().find(|t| *t >= fault);
+        let rto_ms = first_failure
+            .and_then(|f| log.acked.iter().find(|a| a.1 > f).map(|a| a.1 - f))
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Written {
+            commits: log.acked.len(),
+            failed_writes: log.failures.len(),
+            rto_ms,
+            acked: log.acked.iter().map(|a| a.0).collect(),
+        }
+    }
+}
+
+/// A session on whichever of `servers` accepts writes.
+fn config(servers: &[Server], application: &str) -> tokio_postgres::Config {
+    let mut cfg = tokio_postgres::Config::new();
+    for s in servers {
+        cfg.host(&s.host).port(s.port);
+    }
+    if let Some(s) = servers.first() {
+        cfg.user(&s.user).dbname("postgres");
+        if let Some(p) = &s.password {
+            cfg.password(p);
+        }
+    }
+    cfg.application_name(application)
+        .target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite)
+        .options("-c statement_timeout=3000 -c synchronous_commit=on")
+        .connect_timeout(Duration::from_secs(1));
+    cfg
+}
+
+async fn session(servers: &[Server]) -> Result<tokio_postgres::Client, String> {
+    crate::observe::pg::open(config(servers, "pgdba-drill"), Duration::from_secs(5))
+        .await
+        .map_err(|e| crate::error_chain(&e))
+}
+
+/// Make the drill's table on the leader.
+pub async fn prepare(servers: &[Server], table: &str) -> Result<(), String> {
+    let c = session(servers).await?;
+    c.batch_execute(&format!(
+        "CREATE TABLE {table} (n bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())"
+    ))
+    .await
+    .map_err(|e| format!("creating {table}: {}", crate::error_chain(&e)))
+}
+
+/// The acknowledged numbers the current leader does not have (in order), and the table
+/// dropped.
+pub async fn missing(servers: &[Server], table: &str, acked: &[u64]) -> Result<Vec<u64>, String> {
+    let c = session(servers).await?;
+    let rows = c
+        .query(&format!("SELECT n FROM {table}"), &[])
+        .await
+        .map_err(|e| format!("reading {table}: {}", crate::error_chain(&e)))?;
+    let found: std::collections::BTreeSet<u64> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<_, i64>(0).ok())
+        .filter_map(|n| u64::try_from(n).ok())
+        .collect();
+    c.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await
+        .map_err(|e| format!("dropping {table}: {}", crate::error_chain(&e)))?;
+    Ok(acked
+        .iter()
+        .copied()
+        .filter(|n| !found.contains(n))
+        .collect())
+}
+
+/// The longest a failover can take with Patroni's timings, once the leader is gone: its leader
+/// key lives `ttl` seconds after the last renewal, and a replica notices within `loop_wait`.
+pub fn expected_max_ms(ttl: u32, loop_wait: u32) -> u64 {
+    (u64::from(ttl) + u64::from(loop_wait)) * 1000
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_theoretical_window_is_ttl_plus_loop_wait() {
+        assert_eq!(super::expected_max_ms(30, 10), 40_000);
+        assert_eq!(super::expected_max_ms(10, 2), 12_000);
+        assert_eq!(super::table_name("a1b2"), "pgdba_drill_a1b2");
+    }
+}

@@ -1,0 +1,133 @@
+//! `chaos drill failover` on a real local cluster in synchronous mode: the leader killed
+//! (Patroni and PostgreSQL at once) under pgdba's writer, no acknowledged commit lost, the
+//! outage measured within what Patroni's timings allow, the old leader streaming again and the
+//! spec planning clean; refused without the flag and on `env: production`, with nothing done.
+//! Ports 31200-31299.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use crate::support::{TestCluster, wait_for};
+
+const PARAMS: &[(&str, &str)] = &[("max_connections", "100")];
+
+fn leader(t: &TestCluster) -> String {
+    t.patronictl_list()
+        .iter()
+        .find(|m| m["Role"] == "Leader")
+        .map(|m| m["Member"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+#[test]
+fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams_again() {
+    let t = TestCluster::new("drill", 31200);
+    t.write_spec(2, PARAMS);
+    let text = std::fs::read_to_string(&t.spec).unwrap();
+    let timing = "patroni: {ttl: 30, loop_wait: 10, retry_timeout: 10}";
+    assert!(text.contains(timing), "{text}");
+    std::fs::write(
+        &t.spec,
+        text.replace(
+            timing,
+            "patroni: {ttl: 20, loop_wait: 2, retry_timeout: 5, synchronous_mode: true}",
+        ),
+    )
+    .unwrap();
+    t.apply();
+    wait_for("a sync standby", Duration::from_secs(60), || {
+        t.patronictl_list()
+            .iter()
+            .any(|m| m["Role"] == "Sync Standby" && m["State"] == "streaming")
+            .then_some(())
+    });
+    let before = leader(&t);
+
+    // Without the flag: refused, nothing done.
+    let r = t.run(&[
+        "chaos",
+        "drill",
+        "failover",
+        "-f",
+        t.spec_str(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "USAGE", "{r:?}");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--i-know-what-i-am-doing")
+    );
+    assert_eq!(leader(&t), before);
+
+    // The drill.
+    let r = t.run(&[
+        "chaos",
+        "drill",
+        "failover",
+        "-f",
+        t.spec_str(),
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos drill failover: {r:?}");
+    let d = r.json()["data"].clone();
+    assert_eq!(d["old_leader"], before.as_str(), "{d:#}");
+    let new = d["new_leader"].as_str().unwrap().to_owned();
+    assert_ne!(new, before, "{d:#}");
+    assert_eq!(d["rpo_transactions"], 0, "{d:#}");
+    assert!(d["commits"].as_u64().unwrap() > 50, "{d:#}");
+    let rto = d["rto_ms"].as_u64().unwrap();
+    let bound = d["settings"]["expected_max_failover_ms"].as_u64().unwrap();
+    assert_eq!(bound, 22_000, "{d:#}");
+    // Under the 30 s, and within Patroni's window plus a loop for the new sync standby.
+    assert!(rto > 0 && rto < 30_000, "RTO {rto} ms: {d:#}");
+    assert!(d["timeline"].as_u64().unwrap() >= 2, "{d:#}");
+    assert!(
+        d["rejoined_via"] == "pg_rewind" || d["rejoined_via"] == "reinit",
+        "{d:#}"
+    );
+    assert!(d["rejoin_ms"].as_u64().is_some(), "{d:#}");
+
+    // As a DBA sees it: three members, the old leader streaming from the new one.
+    let list = t.patronictl_list();
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert!(
+        list.iter()
+            .any(|m| m["Member"] == before.as_str() && m["State"] == "streaming"),
+        "{list:?}"
+    );
+    assert_eq!(leader(&t), new);
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 0, "not converged after the drill: {plan:#}");
+    let history = std::fs::read_to_string(t.state_dir.join("drill.history.json")).unwrap();
+    assert!(history.contains("chaos drill failover"), "{history}");
+    // The drill's table is gone.
+    let tables = t.psql(
+        &new,
+        t.members().into_iter().find(|(n, _)| *n == new).unwrap().1,
+        "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'pgdba_drill_%'",
+    );
+    assert_eq!(tables, "0");
+
+    // env: production: refused whatever the flags, nothing done.
+    let text = std::fs::read_to_string(&t.spec).unwrap();
+    std::fs::write(&t.spec, text.replace("env: test", "env: production")).unwrap();
+    let r = t.run(&[
+        "chaos",
+        "drill",
+        "failover",
+        "-f",
+        t.spec_str(),
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "PROTECTED", "{r:?}");
+    assert_eq!(leader(&t), new);
+}
