@@ -499,7 +499,7 @@ mod tests {
         assert!(VALIDATOR.is_ok(), "{:?}", VALIDATOR.as_ref().err());
         let s = json_schema();
         let ttl = &s["$defs"]["PatroniSettings"]["properties"]["ttl"];
-        assert_eq!(ttl["minimum"], 1);
+        assert_eq!(ttl["minimum"], 20);
         assert_eq!(ttl["maximum"], 3600);
         let port = &s["$defs"]["LocalProvider"]["properties"]["pg_port"];
         assert_eq!(port["maximum"], u16::MAX);
