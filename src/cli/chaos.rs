@@ -39,6 +39,195 @@ fn guard(k: &Known, i_know: bool, what: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A backup before a fault, when the cluster has `spec.backup` (unless `--no-backup`): an
+/// incremental one (full when there is none), beside the leader. Its label, or null.
+async fn backup_first(
+    k: &Known,
+    leader: &str,
+    no_backup: bool,
+) -> Result<serde_json::Value, Failure> {
+    if k.spec.spec.backup.is_none() || no_backup {
+        return Ok(serde_json::Value::Null);
+    }
+    let runner = crate::ops::backup::OnMember::new(k.cluster.provider.as_ref(), leader);
+    let opts = crate::ops::backup::CreateOptions {
+        verify_within: None,
+        ..Default::default()
+    };
+    let done = crate::ops::backup::create(
+        &runner,
+        &k.name,
+        crate::ops::backup::Kind::Incremental,
+        &opts,
+        None,
+    )
+    .await
+    .map_err(|e| {
+        Failure::new(
+            codes::BACKUP_FAILED,
+            format!(
+                "cluster {}: the backup before the fault failed: {}",
+                k.name,
+                crate::error_chain(&e)
+            ),
+        )
+        .hint("fix backups first, or run it with --no-backup")
+    })?;
+    Ok(json!(done.backup.id))
+}
+
+/// `chaos kill-node --member M | --host H`: the member killed as a crash would; nothing
+/// starts it again but `apply`.
+pub(super) async fn kill_node(
+    g: &Global,
+    c: &ClusterArg,
+    m: &super::target::MemberArg,
+    i_know: bool,
+    no_backup: bool,
+) -> Result<Outcome, Failure> {
+    let k = resolve_cluster(g, c).await?;
+    guard(&k, i_know, "chaos kill-node")?;
+    let Some(member) = k.member(m)?.map(|s| s.name.clone()) else {
+        return Err(Failure::new(
+            codes::USAGE,
+            "chaos kill-node needs the member: --member NAME or --host HOST[:PORT]",
+        ));
+    };
+    let status = read_status(&k).await?;
+    let role = status
+        .member(&member)
+        .map_or_else(|| "unknown".to_owned(), |s| s.role.clone());
+    let leader = status.leader.clone().unwrap_or_else(|| member.clone());
+    let _lock = k.store.lock(&k.name, "chaos kill-node")?;
+    let backup = backup_first(&k, &leader, no_backup).await?;
+    let at = chrono::Utc::now();
+    k.cluster.provider.kill_member(&member).await.map_err(|e| {
+        Failure::new(
+            codes::FAILED,
+            format!(
+                "cluster {}: killing {member}: {}",
+                k.name,
+                crate::error_chain(&e)
+            ),
+        )
+    })?;
+    let data = json!({
+        "cluster": k.name,
+        "fault": "kill-node",
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "member": member,
+        "role": role,
+        "backup": backup,
+    });
+    k.record(
+        "chaos kill-node",
+        true,
+        format!("{member} ({role}) killed"),
+        data.clone(),
+    );
+    let human = format!(
+        "Killed {member} ({role}) of cluster {}: its Patroni and PostgreSQL, at once.\nNothing starts it again: `pgdba drift` reports it, `pgdba plan` shows it, `pgdba apply` starts it.\n",
+        k.name
+    );
+    Ok(Outcome::ok(data, human))
+}
+
+/// `chaos report`: the faults and drills of the cluster's history, oldest first.
+pub(super) async fn report(
+    g: &Global,
+    format: crate::output::Format,
+    c: &ClusterArg,
+) -> Result<Outcome, Failure> {
+    let name = match (&c.name, &c.file) {
+        (Some(n), _) => n.clone(),
+        (None, Some(f)) => {
+            super::specs::load_one(f, "chaos report")?
+                .spec
+                .metadata
+                .name
+        }
+        (None, None) => {
+            return Err(Failure::new(
+                codes::USAGE,
+                "chaos report needs the cluster: -f SPEC or --name NAME",
+            ));
+        }
+    };
+    let store = crate::state::StateStore::new(&g.state_dir);
+    if store.load(&name)?.is_none() {
+        return Err(Failure::new(
+            codes::NOT_FOUND,
+            format!("{} has no cluster {name}", store.dir().display()),
+        ));
+    }
+    let runs: Vec<crate::state::HistoryEntry> = store
+        .history(&name)?
+        .into_iter()
+        .filter(|h| h.command.starts_with("chaos "))
+        .collect();
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|h| {
+            let d = &h.details;
+            let f = |k: &str| match &d[k] {
+                serde_json::Value::Null => "-".to_owned(),
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            vec![
+                h.at.clone(),
+                h.command.trim_start_matches("chaos ").to_owned(),
+                if h.success { "ok" } else { "FAILED" }.to_owned(),
+                if d["old_leader"].is_null() {
+                    f("member")
+                } else {
+                    f("old_leader")
+                },
+                f("new_leader"),
+                f("rto_ms"),
+                f("rpo_transactions"),
+                f("rejoined_via"),
+            ]
+        })
+        .collect();
+    let headers = [
+        "at",
+        "run",
+        "result",
+        "member",
+        "new leader",
+        "RTO ms",
+        "RPO",
+        "rejoined via",
+    ];
+    let human = if format == crate::output::Format::Markdown {
+        let mut out = format!("# Chaos report: cluster {name}\n\n");
+        if rows.is_empty() {
+            out.push_str("No fault or drill has run against this cluster.\n");
+        } else {
+            let _ = writeln!(out, "| {} |", headers.join(" | "));
+            let _ = writeln!(out, "|{}", "---|".repeat(headers.len()));
+            for r in &rows {
+                let _ = writeln!(out, "| {} |", r.join(" | "));
+            }
+            out.push('\n');
+            for h in &runs {
+                let _ = writeln!(out, "- {} `{}`: {}", h.at, h.command, h.summary);
+            }
+        }
+        out
+    } else if rows.is_empty() {
+        format!("cluster {name}: no fault or drill has run against it\n")
+    } else {
+        format!(
+            "cluster {name}:\n{}",
+            crate::output::columns(&headers, &rows)
+        )
+    };
+    let data = json!({ "cluster": name, "runs": runs });
+    Ok(Outcome::ok(data, human))
+}
+
 /// The `PG_VERSION` file's modification time on `server`: a member cloned again has a new one;
 /// one rewound or restarted keeps it.
 async fn data_dir_made(server: &crate::ops::Server) -> Option<String> {
@@ -105,38 +294,7 @@ pub(super) async fn drill_failover(
         "expected_max_failover_ms": chaos::expected_max_ms(p.ttl, p.loop_wait),
     });
 
-    // A backup first, when the cluster has one.
-    let backup = match (&k.spec.spec.backup, no_backup) {
-        (Some(_), false) => {
-            let runner =
-                crate::ops::backup::OnMember::new(k.cluster.provider.as_ref(), old.clone());
-            let opts = crate::ops::backup::CreateOptions {
-                verify_within: None,
-                ..Default::default()
-            };
-            let done = crate::ops::backup::create(
-                &runner,
-                &k.name,
-                crate::ops::backup::Kind::Incremental,
-                &opts,
-                None,
-            )
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    codes::BACKUP_FAILED,
-                    format!(
-                        "cluster {}: the backup before the drill failed: {}",
-                        k.name,
-                        crate::error_chain(&e)
-                    ),
-                )
-                .hint("fix backups first, or drill with --no-backup")
-            })?;
-            json!(done.backup.id)
-        }
-        _ => serde_json::Value::Null,
-    };
+    let backup = backup_first(&k, &old, no_backup).await?;
 
     // The writer, warmed up.
     let id = uuid::Uuid::new_v4().simple().to_string();

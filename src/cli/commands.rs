@@ -230,6 +230,8 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Chaos(ChaosCommand::Drill(DrillCommand::Failover { .. })) => {
             "chaos drill failover"
         }
+        Command::Chaos(ChaosCommand::KillNode { .. }) => "chaos kill-node",
+        Command::Chaos(ChaosCommand::Report { .. }) => "chaos report",
     }
 }
 
@@ -240,7 +242,9 @@ pub fn supports(c: &Command, f: Format) -> bool {
         Format::Dot => matches!(c, Command::Plan { .. }),
         Format::Markdown => matches!(
             c,
-            Command::Plan { .. } | Command::Health(HealthCommand::Report { .. })
+            Command::Plan { .. }
+                | Command::Health(HealthCommand::Report { .. })
+                | Command::Chaos(ChaosCommand::Report { .. })
         ),
         Format::Html => matches!(c, Command::Health(HealthCommand::Report { .. })),
     }
@@ -502,6 +506,18 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             cluster,
             ..
         })) => super::chaos::drill_failover(g, &cluster, i_know_what_i_am_doing, no_backup).await,
+        Command::Chaos(ChaosCommand::KillNode {
+            member,
+            i_know_what_i_am_doing,
+            no_backup,
+            cluster,
+            ..
+        }) => {
+            super::chaos::kill_node(g, &cluster, &member, i_know_what_i_am_doing, no_backup).await
+        }
+        Command::Chaos(ChaosCommand::Report { cluster, .. }) => {
+            super::chaos::report(g, format, &cluster).await
+        }
         Command::Backup(BackupCommand::VerifyRestore {
             backup_id,
             scratch_dir,

@@ -101,11 +101,12 @@ pub struct Output {
     verbose: u8,
 }
 
-/// `--format` and `-v` for `plan`, which also prints Markdown and DOT.
+/// `--format` and `-v` for `plan` (which also prints Markdown and DOT) and `chaos report`
+/// (Markdown).
 #[derive(Debug, Args)]
 pub struct PlanOutput {
     /// Output format (default: table on a terminal, json otherwise); markdown for a pull
-    /// request comment, dot for Graphviz.
+    /// request comment or a post-mortem, dot for Graphviz (plan).
     #[arg(long, value_enum)]
     format: Option<Format>,
     /// More logging on stderr (-v info, -vv debug).
@@ -288,6 +289,41 @@ pub enum ChaosCommand {
     /// Drills: a fault under a writer's load, measured.
     #[command(subcommand)]
     Drill(DrillCommand),
+    /// Kill a member as a crash would (Patroni and PostgreSQL at once, or its container); it
+    /// stays down until `pgdba apply` starts it again.
+    #[command(
+        after_help = "Needs --i-know-what-i-am-doing; refused for env: production. With spec.backup, \
+                      an incremental backup is taken first unless --no-backup. `pgdba plan` then \
+                      shows the member to start, `drift` reports it, `apply` starts it.\n\n\
+                      Exit codes: 0 killed; 1 refused, no such member, or it could not be killed."
+    )]
+    KillNode {
+        #[command(flatten)]
+        member: target::MemberArg,
+        /// Confirms the fault.
+        #[arg(long)]
+        i_know_what_i_am_doing: bool,
+        /// Do not take a backup first (with spec.backup).
+        #[arg(long)]
+        no_backup: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Every fault and drill run against the cluster, with its figures (from its history);
+    /// `--format markdown` for a post-mortem.
+    #[command(after_help = "Exit codes: 0 listed (also when there is none); 1 no such cluster.")]
+    Report {
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: PlanOutput,
+        #[command(flatten)]
+        state: StateDir,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1034,9 +1070,13 @@ impl Command {
                 | BackupCommand::Schedule { output, state, .. }
                 | BackupCommand::Restore { output, state, .. },
             )
-            | Command::Chaos(ChaosCommand::Drill(DrillCommand::Failover {
-                output, state, ..
-            })) => (basic(output), Some(state), None),
+            | Command::Chaos(
+                ChaosCommand::Drill(DrillCommand::Failover { output, state, .. })
+                | ChaosCommand::KillNode { output, state, .. },
+            ) => (basic(output), Some(state), None),
+            Command::Chaos(ChaosCommand::Report { output, state, .. }) => {
+                ((output.format, output.verbose), Some(state), None)
+            }
             Command::Health(HealthCommand::Report {
                 format,
                 verbose,

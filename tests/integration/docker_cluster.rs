@@ -1071,7 +1071,8 @@ fn docker_adopts_by_label_and_refuses_without_state() {
 /// every member's container, WAL archived through pgBackRest, the stanza created by the apply,
 /// a verified full backup, a verified logical one, `backup list` and a passing restore test inside the leader's
 /// container; point-in-time recovery into a new cluster (the source's repository mounted
-/// read-only) and in place; destroy removes the containers and leaves the repository.
+/// read-only) and in place; a failover drill (the leader's container killed); destroy removes
+/// the containers and leaves the repository.
 #[test]
 fn docker_backups_archive_back_up_and_restore_test() {
     require_docker!("docker_backups_archive_back_up_and_restore_test");
@@ -1257,6 +1258,31 @@ fn docker_backups_archive_back_up_and_restore_test() {
             .all(|m| m["TL"].as_u64().unwrap_or(0) >= 2),
         "not on a new timeline"
     );
+
+    // A failover drill: the leader's container killed under the writer, a backup first.
+    let (before, _) = t.settled(2);
+    let r = t.run(&[
+        "chaos",
+        "drill",
+        "failover",
+        "-f",
+        t.spec_str(),
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos drill failover: {r:?}");
+    let d = r.json()["data"].clone();
+    assert_eq!(d["old_leader"], before.as_str(), "{d:#}");
+    assert_ne!(d["new_leader"], before.as_str(), "{d:#}");
+    assert!(d["backup"].is_string(), "{d:#}");
+    assert!(d["rto_ms"].as_u64().unwrap() > 0, "{d:#}");
+    assert!(d["rejoin_ms"].as_u64().is_some(), "{d:#}");
+    let (after, streaming) = t.settled(2);
+    assert_eq!(streaming, vec![before.clone()]);
+    assert_ne!(after, before);
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 0, "not converged after the drill: {plan:#}");
 
     let r = t.run(&[
         "destroy",

@@ -1,7 +1,8 @@
 //! `chaos drill failover` on a real local cluster in synchronous mode: the leader killed
 //! (Patroni and PostgreSQL at once) under pgdba's writer, no acknowledged commit lost, the
 //! outage measured within what Patroni's timings allow, the old leader streaming again and the
-//! spec planning clean; refused without the flag and on `env: production`, with nothing done.
+//! spec planning clean; `chaos kill-node` leaving a member down until apply starts it; `chaos
+//! report` of both; refused without the flag and on `env: production`, with nothing done.
 //! Ports 31200-31299.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -113,6 +114,80 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
         "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'pgdba_drill_%'",
     );
     assert_eq!(tables, "0");
+
+    // kill-node: a replica killed stays down; drift reports it, apply starts it again.
+    let victim = list
+        .iter()
+        .map(|m| m["Member"].as_str().unwrap().to_owned())
+        .find(|m| *m != new)
+        .unwrap();
+    let r = t.run(&[
+        "chaos",
+        "kill-node",
+        "-f",
+        t.spec_str(),
+        "--member",
+        &victim,
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos kill-node: {r:?}");
+    assert_eq!(r.json()["data"]["member"], victim.as_str());
+    let (code, plan) = t.plan_json();
+    assert_eq!(
+        code, 2,
+        "the killed member is not planned to start: {plan:#}"
+    );
+    let r = t.run(&["drift", "-f", t.spec_str(), "--format", "json"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    t.apply();
+    wait_for(
+        "the killed member streaming again",
+        Duration::from_secs(90),
+        || {
+            t.patronictl_list()
+                .iter()
+                .any(|m| m["Member"] == victim.as_str() && m["State"] == "streaming")
+                .then_some(())
+        },
+    );
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 0, "{plan:#}");
+
+    // The report: both runs, with their figures; markdown for a post-mortem.
+    let r = t.run(&["chaos", "report", "-f", t.spec_str(), "--format", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let runs = r.json()["data"]["runs"].as_array().unwrap().clone();
+    let commands: Vec<&str> = runs
+        .iter()
+        .map(|h| h["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        ["chaos drill failover", "chaos kill-node"],
+        "{runs:?}"
+    );
+    assert_eq!(runs[0]["details"]["rpo_transactions"], 0);
+    let r = t.run(&[
+        "chaos",
+        "report",
+        "-f",
+        t.spec_str(),
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("# Chaos report: cluster drill"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("| drill failover | ok | "),
+        "{}",
+        r.stdout
+    );
 
     // env: production: refused whatever the flags, nothing done.
     let text = std::fs::read_to_string(&t.spec).unwrap();
