@@ -132,6 +132,82 @@ pub(super) async fn kill_node(
     Ok(Outcome::ok(data, human))
 }
 
+/// `chaos freeze` (`frozen`) and `chaos thaw`: every process of the member stopped where it is,
+/// or resumed. Thawing needs no flag (it undoes a fault) and is allowed wherever freezing was.
+pub(super) async fn freeze(
+    g: &Global,
+    c: &ClusterArg,
+    m: &super::target::MemberArg,
+    frozen: bool,
+    i_know: bool,
+    no_backup: bool,
+) -> Result<Outcome, Failure> {
+    let what = if frozen { "chaos freeze" } else { "chaos thaw" };
+    let k = resolve_cluster(g, c).await?;
+    if frozen {
+        guard(&k, i_know, what)?;
+    }
+    let Some(member) = k.member(m)?.map(|s| s.name.clone()) else {
+        return Err(Failure::new(
+            codes::USAGE,
+            format!("{what} needs the member: --member NAME or --host HOST[:PORT]"),
+        ));
+    };
+    // A frozen member does not answer: its role is what the others' Patroni say, if anyone.
+    let status = read_status(&k).await.ok();
+    let role = status
+        .as_ref()
+        .and_then(|s| s.member(&member))
+        .map_or_else(|| "unknown".to_owned(), |s| s.role.clone());
+    let _lock = k.store.lock(&k.name, what)?;
+    let backup = match (frozen, status.as_ref().and_then(|s| s.leader.clone())) {
+        (true, Some(leader)) => backup_first(&k, &leader, no_backup).await?,
+        _ => serde_json::Value::Null,
+    };
+    let at = chrono::Utc::now();
+    k.cluster
+        .provider
+        .freeze_member(&member, frozen)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                codes::FAILED,
+                format!(
+                    "cluster {}: {} {member}: {}",
+                    k.name,
+                    if frozen { "freezing" } else { "thawing" },
+                    crate::error_chain(&e)
+                ),
+            )
+        })?;
+    let data = json!({
+        "cluster": k.name,
+        "fault": if frozen { "freeze" } else { "thaw" },
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "member": member,
+        "role": role,
+        "backup": backup,
+    });
+    k.record(
+        what,
+        true,
+        format!(
+            "{member} ({role}) {}",
+            if frozen { "frozen" } else { "thawed" }
+        ),
+        data.clone(),
+    );
+    let human = if frozen {
+        format!(
+            "Froze {member} ({role}) of cluster {}: its processes are stopped where they are, its connections open and silent.\n`pgdba chaos thaw -f SPEC --member {member}` resumes it.\n",
+            k.name
+        )
+    } else {
+        format!("Thawed {member} of cluster {}.\n", k.name)
+    };
+    Ok(Outcome::ok(data, human))
+}
+
 /// `chaos report`: the faults and drills of the cluster's history, oldest first.
 pub(super) async fn report(
     g: &Global,

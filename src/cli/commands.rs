@@ -231,6 +231,8 @@ pub fn command_name(c: &Command) -> &'static str {
             "chaos drill failover"
         }
         Command::Chaos(ChaosCommand::KillNode { .. }) => "chaos kill-node",
+        Command::Chaos(ChaosCommand::Freeze { .. }) => "chaos freeze",
+        Command::Chaos(ChaosCommand::Thaw { .. }) => "chaos thaw",
         Command::Chaos(ChaosCommand::Report { .. }) => "chaos report",
     }
 }
@@ -515,6 +517,26 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
         }) => {
             super::chaos::kill_node(g, &cluster, &member, i_know_what_i_am_doing, no_backup).await
         }
+        Command::Chaos(ChaosCommand::Freeze {
+            member,
+            i_know_what_i_am_doing,
+            no_backup,
+            cluster,
+            ..
+        }) => {
+            super::chaos::freeze(
+                g,
+                &cluster,
+                &member,
+                true,
+                i_know_what_i_am_doing,
+                no_backup,
+            )
+            .await
+        }
+        Command::Chaos(ChaosCommand::Thaw {
+            member, cluster, ..
+        }) => super::chaos::freeze(g, &cluster, &member, false, true, true).await,
         Command::Chaos(ChaosCommand::Report { cluster, .. }) => {
             super::chaos::report(g, format, &cluster).await
         }

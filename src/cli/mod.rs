@@ -313,6 +313,45 @@ pub enum ChaosCommand {
         #[command(flatten)]
         state: StateDir,
     },
+    /// Freeze a member: every one of its processes stopped where it is (SIGSTOP; Docker:
+    /// pause), as a machine that hangs, its connections open and silent; `chaos thaw` resumes
+    /// it. On the local provider, whose members share one loopback that cannot be cut, this is
+    /// the honest stand-in for a network partition.
+    #[command(
+        after_help = "Needs --i-know-what-i-am-doing; refused for env: production. With spec.backup, \
+                      an incremental backup is taken first unless --no-backup. A frozen leader \
+                      loses its leader key after Patroni's ttl and a replica takes over; thawed, \
+                      it finds it lost the lock and rejoins.\n\n\
+                      Exit codes: 0 frozen; 1 refused, no such member, or it does not run."
+    )]
+    Freeze {
+        #[command(flatten)]
+        member: target::MemberArg,
+        /// Confirms the fault.
+        #[arg(long)]
+        i_know_what_i_am_doing: bool,
+        /// Do not take a backup first (with spec.backup).
+        #[arg(long)]
+        no_backup: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Resume a frozen member (SIGCONT; Docker: unpause).
+    #[command(after_help = "Exit codes: 0 resumed; 1 no such member, or it does not run.")]
+    Thaw {
+        #[command(flatten)]
+        member: target::MemberArg,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
     /// Every fault and drill run against the cluster, with its figures (from its history);
     /// `--format markdown` for a post-mortem.
     #[command(after_help = "Exit codes: 0 listed (also when there is none); 1 no such cluster.")]
@@ -1072,7 +1111,9 @@ impl Command {
             )
             | Command::Chaos(
                 ChaosCommand::Drill(DrillCommand::Failover { output, state, .. })
-                | ChaosCommand::KillNode { output, state, .. },
+                | ChaosCommand::KillNode { output, state, .. }
+                | ChaosCommand::Freeze { output, state, .. }
+                | ChaosCommand::Thaw { output, state, .. },
             ) => (basic(output), Some(state), None),
             Command::Chaos(ChaosCommand::Report { output, state, .. }) => {
                 ((output.format, output.verbose), Some(state), None)

@@ -361,6 +361,11 @@ pub trait Provider: Send + Sync {
     /// letting either shut down (a failover drill's fault). `start_member` brings it back.
     async fn kill_member(&self, name: &str) -> Result<(), ProviderError>;
 
+    /// Freeze member `name` (`frozen`: every one of its processes stopped where it is, as a
+    /// machine that hangs) or thaw it: the local provider's SIGSTOP and SIGCONT, Docker's
+    /// pause and unpause. Its connections stay open and nothing answers on them.
+    async fn freeze_member(&self, name: &str, frozen: bool) -> Result<(), ProviderError>;
+
     /// Delete every key Patroni keeps for this cluster in the DCS (its leader, members,
     /// dynamic configuration, initialize key and history: what `patronictl remove` deletes),
     /// so that the next member started bootstraps the cluster again. Only when no member

@@ -1071,8 +1071,8 @@ fn docker_adopts_by_label_and_refuses_without_state() {
 /// every member's container, WAL archived through pgBackRest, the stanza created by the apply,
 /// a verified full backup, a verified logical one, `backup list` and a passing restore test inside the leader's
 /// container; point-in-time recovery into a new cluster (the source's repository mounted
-/// read-only) and in place; a failover drill (the leader's container killed); destroy removes
-/// the containers and leaves the repository.
+/// read-only) and in place; a failover drill (the leader's container killed), a replica frozen
+/// and thawed; destroy removes the containers and leaves the repository.
 #[test]
 fn docker_backups_archive_back_up_and_restore_test() {
     require_docker!("docker_backups_archive_back_up_and_restore_test");
@@ -1283,6 +1283,37 @@ fn docker_backups_archive_back_up_and_restore_test() {
     assert_ne!(after, before);
     let (code, plan) = t.plan_json();
     assert_eq!(code, 0, "not converged after the drill: {plan:#}");
+
+    // freeze / thaw: the replica's container paused, then resumed.
+    let container = format!("pgdba-{before}");
+    let paused = || docker_ok(&["inspect", "--format", "{{.State.Paused}}", &container]);
+    let r = t.run(&[
+        "chaos",
+        "freeze",
+        "-f",
+        t.spec_str(),
+        "--member",
+        &before,
+        "--i-know-what-i-am-doing",
+        "--no-backup",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos freeze: {r:?}");
+    assert_eq!(paused(), "true");
+    let r = t.run(&[
+        "chaos",
+        "thaw",
+        "-f",
+        t.spec_str(),
+        "--member",
+        &before,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos thaw: {r:?}");
+    assert_eq!(paused(), "false");
+    t.settled(2);
 
     let r = t.run(&[
         "destroy",

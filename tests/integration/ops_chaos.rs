@@ -2,7 +2,7 @@
 //! (Patroni and PostgreSQL at once) under pgdba's writer, no acknowledged commit lost, the
 //! outage measured within what Patroni's timings allow, the old leader streaming again and the
 //! spec planning clean; `chaos kill-node` leaving a member down until apply starts it; `chaos
-//! report` of both; refused without the flag and on `env: production`, with nothing done.
+//! freeze` silencing a member until `chaos thaw`; `chaos report` of them all; refused without the flag and on `env: production`, with nothing done.
 //! Ports 31200-31299.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -155,7 +155,55 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
     let (code, plan) = t.plan_json();
     assert_eq!(code, 0, "{plan:#}");
 
-    // The report: both runs, with their figures; markdown for a post-mortem.
+    // freeze: the member's processes stopped where they are (its REST API silent); thaw
+    // resumes it, and it streams again.
+    let index: u16 = victim.rsplit('-').next().unwrap().parse().unwrap();
+    let api = format!("http://127.0.0.1:{}/patroni", t.api_port + index);
+    let answers = || {
+        std::process::Command::new("curl")
+            .args(["-s", "-m", "2", "-o", "/dev/null", &api])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(answers());
+    let r = t.run(&[
+        "chaos",
+        "freeze",
+        "-f",
+        t.spec_str(),
+        "--member",
+        &victim,
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos freeze: {r:?}");
+    assert!(!answers(), "a frozen member's Patroni answered");
+    let r = t.run(&[
+        "chaos",
+        "thaw",
+        "-f",
+        t.spec_str(),
+        "--member",
+        &victim,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos thaw: {r:?}");
+    wait_for(
+        "the thawed member streaming",
+        Duration::from_secs(60),
+        || {
+            (answers()
+                && t.patronictl_list()
+                    .iter()
+                    .any(|m| m["Member"] == victim.as_str() && m["State"] == "streaming"))
+            .then_some(())
+        },
+    );
+
+    // The report: every run, with its figures; markdown for a post-mortem.
     let r = t.run(&["chaos", "report", "-f", t.spec_str(), "--format", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let runs = r.json()["data"]["runs"].as_array().unwrap().clone();
@@ -165,7 +213,12 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
         .collect();
     assert_eq!(
         commands,
-        ["chaos drill failover", "chaos kill-node"],
+        [
+            "chaos drill failover",
+            "chaos kill-node",
+            "chaos freeze",
+            "chaos thaw"
+        ],
         "{runs:?}"
     );
     assert_eq!(runs[0]["details"]["rpo_transactions"], 0);

@@ -265,6 +265,10 @@ impl Provider for Adopted {
         Err(self.refuse(&format!("kill member {name}'s processes")))
     }
 
+    async fn freeze_member(&self, name: &str, _frozen: bool) -> Result<(), ProviderError> {
+        Err(self.refuse(&format!("stop member {name}'s processes")))
+    }
+
     async fn forget_cluster(&self, _creds: &Credentials) -> Result<(), ProviderError> {
         Err(self.refuse("delete the cluster's keys in its DCS"))
     }

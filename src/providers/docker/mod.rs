@@ -1166,6 +1166,25 @@ impl super::Provider for Docker {
             .map_err(|e| docker_error(&format!("killing container {container}"), &e))
     }
 
+    async fn freeze_member(&self, name: &str, frozen: bool) -> Result<(), ProviderError> {
+        let container = self.layout.member(name).container;
+        let engine = self.engine().await?;
+        let done = if frozen {
+            engine.pause_container(&container).await
+        } else {
+            engine.unpause_container(&container).await
+        };
+        done.map_err(|e| {
+            docker_error(
+                &format!(
+                    "{} container {container}",
+                    if frozen { "pausing" } else { "unpausing" }
+                ),
+                &e,
+            )
+        })
+    }
+
     async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {
         let prefix = self.dcs_location().await.prefix;
         self.some_etcd().await?.forget_prefix(&prefix, creds).await

@@ -848,6 +848,27 @@ impl super::Provider for Local {
         Ok(())
     }
 
+    async fn freeze_member(&self, name: &str, frozen: bool) -> Result<(), ProviderError> {
+        let m = self.member_layout(name)?;
+        let patroni = process::running(&m.pidfile);
+        let postmaster = process::postmaster(&m.data_dir, &self.layout.bin_dir);
+        if patroni.is_none() && postmaster.is_none() {
+            return Err(ProviderError::Config(format!(
+                "member {name} does not run: there is nothing to {}",
+                if frozen { "freeze" } else { "thaw" }
+            )));
+        }
+        // PostgreSQL first when freezing (Patroni cannot react), Patroni first when thawing.
+        let mut order = [postmaster, patroni];
+        if !frozen {
+            order.reverse();
+        }
+        for id in order.iter().flatten() {
+            process::pause(id, frozen);
+        }
+        Ok(())
+    }
+
     async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {
         self.etcd()
             .forget_prefix(&self.layout.dcs().prefix, creds)

@@ -452,6 +452,60 @@ pub async fn kill_now(id: &ProcessId) -> Result<(), ProviderError> {
         .map_err(|_| ProviderError::Stuck { pid: id.pid })
 }
 
+/// `pid` and every process descending from it (from `/proc`'s parent links), parents first.
+pub fn with_descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // After the command name in parentheses: state, then the parent's pid.
+            if let Some(ppid) = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok())
+            {
+                parent_of.push((p, ppid));
+            }
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    out
+}
+
+/// SIGSTOP (`stop`) or SIGCONT to `id` and every process descending from it, while `id` still
+/// is the process pgdba started.
+pub fn pause(id: &ProcessId, stop: bool) {
+    if !id.is_running() {
+        return;
+    }
+    let signal = if stop {
+        Signal::SIGSTOP
+    } else {
+        Signal::SIGCONT
+    };
+    for pid in with_descendants(id.pid) {
+        if let Ok(raw) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(raw), signal);
+        }
+    }
+}
+
 /// Is a TCP port on 127.0.0.1 free to listen on?
 pub fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind((super::layout::HOST, port)).is_ok()
