@@ -39,6 +39,156 @@ fn guard(k: &Known, i_know: bool, what: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `chaos drill switchover`: the planned case, measured the same way. The lead is handed to
+/// the most caught-up streaming replica (the synchronous standby when there is one) while the
+/// writer commits; the old leader follows the new one as Patroni makes it.
+pub(super) async fn drill_switchover(
+    g: &Global,
+    c: &ClusterArg,
+    i_know: bool,
+    no_backup: bool,
+) -> Result<Outcome, Failure> {
+    use crate::ops::leader::{Kind, change};
+    let k = resolve_cluster(g, c).await?;
+    guard(&k, i_know, "chaos drill switchover")?;
+    let status = read_status(&k).await?;
+    let Some(old) = status.leader.clone() else {
+        return Err(Failure::new(
+            codes::NO_PRIMARY,
+            format!("cluster {} has no leader to hand over", k.name),
+        ));
+    };
+    let candidate = status
+        .sync_standby
+        .iter()
+        .find(|s| status.member(s).is_some_and(|m| m.state == "streaming"))
+        .cloned()
+        .or_else(|| {
+            status
+                .members
+                .iter()
+                .filter(|m| m.name != old && m.state == "streaming")
+                .min_by_key(|m| m.lag_bytes.unwrap_or(u64::MAX))
+                .map(|m| m.name.clone())
+        });
+    let Some(to) = candidate else {
+        return Err(Failure::new(
+            codes::PRECHECK_FAILED,
+            format!(
+                "cluster {}: no replica streams from {old} to take over",
+                k.name
+            ),
+        ));
+    };
+    if let Some(why) = crate::ops::cluster::refuse_candidate(&status, &to, true) {
+        return Err(Failure::new(
+            codes::PRECHECK_FAILED,
+            format!("cluster {}: switchover to {to} refused: {why}", k.name),
+        ));
+    }
+    let _lock = k.store.lock(&k.name, "chaos drill switchover")?;
+    let backup = backup_first(&k, &old, no_backup).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let table = chaos::table_name(&id[..12]);
+    chaos::prepare(&k.servers, &table)
+        .await
+        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+    let writer = Writer::start(&k.servers, &table);
+    let warm = Instant::now();
+    while writer.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = k.patroni(Duration::from_secs(90))?;
+    let at = chrono::Utc::now();
+    let started = Instant::now();
+    let done = change(
+        &client,
+        &status,
+        &k.servers,
+        &to,
+        Kind::Switchover,
+        Duration::from_secs(90),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let written = writer.finish(started).await;
+    let done = done.map_err(|e| {
+        Failure::new(
+            codes::FAILED,
+            format!(
+                "cluster {}: the switchover to {to} failed: {}",
+                k.name,
+                crate::error_chain(&e)
+            ),
+        )
+    })?;
+    let missing = chaos::missing(&k.servers, &table, &written.acked)
+        .await
+        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+    // The old leader follows the new one.
+    let rejoin_started = Instant::now();
+    let mut rejoin_ms = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(s) = read_status(&k).await
+            && s.member(&old).is_some_and(|m| m.state == "streaming")
+        {
+            rejoin_ms =
+                json!(u64::try_from(rejoin_started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let rpo = missing.len();
+    let p = &k.spec.spec.patroni;
+    let data = json!({
+        "cluster": k.name,
+        "drill": "switchover",
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "old_leader": old,
+        "new_leader": done.to,
+        "timeline": done.timeline,
+        "rto_ms": written.rto_ms,
+        "write_unavailable_ms": done.write_unavailable_ms,
+        "rpo_transactions": rpo,
+        "missing": missing,
+        "commits": written.commits,
+        "failed_writes": written.failed_writes,
+        "rejoined_via": if rejoin_ms.is_null() { serde_json::Value::Null } else { json!("switchover") },
+        "rejoin_ms": rejoin_ms,
+        "settings": {
+            "ttl": p.ttl,
+            "loop_wait": p.loop_wait,
+            "retry_timeout": p.retry_timeout,
+            "synchronous_mode": p.synchronous_mode,
+        },
+        "backup": backup,
+    });
+    let summary = format!(
+        "switchover drill: {old} handed the lead to {} with {} ms without writes, {rpo} acknowledged commit(s) lost",
+        done.to,
+        done.write_unavailable_ms.unwrap_or(written.rto_ms)
+    );
+    k.record(
+        "chaos drill switchover",
+        rpo == 0,
+        summary.clone(),
+        data.clone(),
+    );
+    if rpo > 0 {
+        let f = Failure::new(
+            codes::DRILL_FAILED,
+            format!(
+                "cluster {}: a switchover lost {rpo} acknowledged commit(s)",
+                k.name
+            ),
+        )
+        .data(data);
+        return Ok(super::backup::with_text(f, format!("{summary}\n")));
+    }
+    Ok(Outcome::ok(data, format!("{summary}\n")))
+}
+
 /// A backup before a fault, when the cluster has `spec.backup` (unless `--no-backup`): an
 /// incremental one (full when there is none), beside the leader. Its label, or null.
 async fn backup_first(

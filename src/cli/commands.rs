@@ -230,6 +230,9 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Chaos(ChaosCommand::Drill(DrillCommand::Failover { .. })) => {
             "chaos drill failover"
         }
+        Command::Chaos(ChaosCommand::Drill(DrillCommand::Switchover { .. })) => {
+            "chaos drill switchover"
+        }
         Command::Chaos(ChaosCommand::KillNode { .. }) => "chaos kill-node",
         Command::Chaos(ChaosCommand::Freeze { .. }) => "chaos freeze",
         Command::Chaos(ChaosCommand::Thaw { .. }) => "chaos thaw",
@@ -508,6 +511,12 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             cluster,
             ..
         })) => super::chaos::drill_failover(g, &cluster, i_know_what_i_am_doing, no_backup).await,
+        Command::Chaos(ChaosCommand::Drill(DrillCommand::Switchover {
+            i_know_what_i_am_doing,
+            no_backup,
+            cluster,
+            ..
+        })) => super::chaos::drill_switchover(g, &cluster, i_know_what_i_am_doing, no_backup).await,
         Command::Chaos(ChaosCommand::KillNode {
             member,
             i_know_what_i_am_doing,

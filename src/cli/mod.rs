@@ -380,6 +380,29 @@ pub enum DrillCommand {
                       could not run, was refused, or lost acknowledged commits in synchronous mode \
                       (DRILL_FAILED, the numbers in the message)."
     )]
+    /// Hand the lead to the most caught-up replica (the synchronous standby when there is one)
+    /// while the writer commits: the planned case, measured the same way.
+    #[command(
+        after_help = "Needs --i-know-what-i-am-doing; refused for env: production. With spec.backup, \
+                      an incremental backup is taken first unless --no-backup. A switchover loses \
+                      no acknowledged commit: one lost fails the drill.\n\n\
+                      Exit codes: 0 the drill ran and lost nothing; 1 it could not run, was \
+                      refused, or lost acknowledged commits (DRILL_FAILED)."
+    )]
+    Switchover {
+        /// Confirms the drill: the leader changes.
+        #[arg(long)]
+        i_know_what_i_am_doing: bool,
+        /// Do not take a backup first (with spec.backup).
+        #[arg(long)]
+        no_backup: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
     Failover {
         /// Confirms the fault: the leader is killed.
         #[arg(long)]
@@ -1110,7 +1133,10 @@ impl Command {
                 | BackupCommand::Restore { output, state, .. },
             )
             | Command::Chaos(
-                ChaosCommand::Drill(DrillCommand::Failover { output, state, .. })
+                ChaosCommand::Drill(
+                    DrillCommand::Failover { output, state, .. }
+                    | DrillCommand::Switchover { output, state, .. },
+                )
                 | ChaosCommand::KillNode { output, state, .. }
                 | ChaosCommand::Freeze { output, state, .. }
                 | ChaosCommand::Thaw { output, state, .. },

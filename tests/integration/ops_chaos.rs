@@ -1,7 +1,7 @@
 //! `chaos drill failover` on a real local cluster in synchronous mode: the leader killed
 //! (Patroni and PostgreSQL at once) under pgdba's writer, no acknowledged commit lost, the
 //! outage measured within what Patroni's timings allow, the old leader streaming again and the
-//! spec planning clean; `chaos kill-node` leaving a member down until apply starts it; `chaos
+//! spec planning clean; a switchover drill losing nothing; `chaos kill-node` leaving a member down until apply starts it; `chaos
 //! freeze` silencing a member until `chaos thaw`; `chaos report` of them all; refused without the flag and on `env: production`, with nothing done.
 //! Ports 31200-31299.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -115,6 +115,27 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
     );
     assert_eq!(tables, "0");
 
+    // The planned case: a switchover under the writer loses nothing either.
+    let r = t.run(&[
+        "chaos",
+        "drill",
+        "switchover",
+        "-f",
+        t.spec_str(),
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos drill switchover: {r:?}");
+    let d = r.json()["data"].clone();
+    assert_eq!(d["old_leader"], new.as_str(), "{d:#}");
+    assert_eq!(d["rpo_transactions"], 0, "{d:#}");
+    assert!(d["write_unavailable_ms"].as_u64().is_some(), "{d:#}");
+    assert!(d["rejoin_ms"].as_u64().is_some(), "{d:#}");
+    let new = d["new_leader"].as_str().unwrap().to_owned();
+    assert_eq!(leader(&t), new);
+    let list = t.patronictl_list();
+
     // kill-node: a replica killed stays down; drift reports it, apply starts it again.
     let victim = list
         .iter()
@@ -215,6 +236,7 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
         commands,
         [
             "chaos drill failover",
+            "chaos drill switchover",
             "chaos kill-node",
             "chaos freeze",
             "chaos thaw"
