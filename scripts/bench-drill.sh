@@ -50,7 +50,13 @@ sys.exit(0 if ok else 1)'; then return 0; fi
 drill() {
   settled
   "$PGDBA" chaos drill "$1" -f "$WORK/dr.yaml" --i-know-what-i-am-doing --format json |
-    python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["rto_ms"], d["rpo_transactions"], d.get("write_unavailable_ms") or 0)'
+    python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+if v["error"]:
+    sys.exit("the drill failed: " + v["error"]["message"])
+d = v["data"]
+print(d["rto_ms"], d["rpo_transactions"], d.get("write_unavailable_ms") or 0)'
 }
 median() { python3 -c 'import statistics,sys; print(int(statistics.median(int(x) for x in sys.argv[1:])))' "$@"; }
 run() { # kind ttl loop_wait retry label

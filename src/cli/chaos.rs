@@ -101,15 +101,45 @@ pub(super) async fn drill_switchover(
     let client = k.patroni(Duration::from_secs(90))?;
     let at = chrono::Utc::now();
     let started = Instant::now();
-    let done = change(
-        &client,
-        &status,
-        &k.servers,
-        &to,
-        Kind::Switchover,
-        Duration::from_secs(90),
-    )
-    .await;
+    // Patroni names its synchronous standby in the DCS up to a loop after a member rejoins, and
+    // refuses (412) a candidate that is not the one it names yet: ask again, with the
+    // candidate it names, a few loops on.
+    let mut status = status;
+    let mut to = to;
+    let mut attempt = 0;
+    let done = loop {
+        attempt += 1;
+        let r = change(
+            &client,
+            &status,
+            &k.servers,
+            &to,
+            Kind::Switchover,
+            Duration::from_secs(90),
+        )
+        .await;
+        let refused_sync = r
+            .as_ref()
+            .err()
+            .is_some_and(|e| crate::error_chain(e).contains("does not match with sync_standby"));
+        if !refused_sync || attempt >= 4 {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_secs(u64::from(
+            k.spec.spec.patroni.loop_wait,
+        )))
+        .await;
+        if let Ok(s) = read_status(&k).await {
+            if let Some(sync) = s
+                .sync_standby
+                .iter()
+                .find(|n| s.member(n).is_some_and(|m| m.state == "streaming"))
+            {
+                to = sync.clone();
+            }
+            status = s;
+        }
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let written = writer.finish(started).await;
     let done = done.map_err(|e| {
