@@ -262,22 +262,8 @@ pub(super) async fn restore(
     let Some(source_backup) = t.k.spec.spec.backup.clone() else {
         return Err(Failure::new(codes::NO_BACKUP, "no spec.backup"));
     };
-    let runner = t.runner();
-    let info = backup::info(&runner, t.stanza())
-        .await
-        .map_err(|e| failure(&t, &e))?;
-    let archiver = match t.leader_server() {
-        Some(s) => archiver(s).await,
-        None => None,
-    };
-    let Some(window) = backup::window(&info, archiver.as_ref()) else {
-        return Err(Failure::new(
-            codes::NO_BACKUP,
-            format!("cluster {} has no backup to restore", t.k.name),
-        )
-        .hint("take one with `pgdba backup create --type full`"));
-    };
-    let (chosen, normalized) = pick_backup(&info, &window, target.as_ref(), backup_id, &t.k.name)?;
+    let (window, chosen, normalized) = chosen_backup(&t, target.as_ref(), backup_id).await?;
+    let chosen = &chosen;
     let name = to.name.clone();
     let out = to.out.clone().unwrap_or_else(|| {
         let dir = c
@@ -428,6 +414,32 @@ pub(super) async fn restore(
     })
 }
 
+/// The recoverable window, the backup a restore to `target` starts from and the target as
+/// PostgreSQL reads it; refused before anything is touched when the target is outside it.
+async fn chosen_backup(
+    t: &super::backup::Target,
+    target: Option<&RestoreTarget>,
+    backup_id: Option<&str>,
+) -> Result<(Window, Backup, Option<String>), Failure> {
+    let runner = t.runner();
+    let info = backup::info(&runner, t.stanza())
+        .await
+        .map_err(|e| failure(t, &e))?;
+    let archiver = match t.leader_server() {
+        Some(s) => archiver(s).await,
+        None => None,
+    };
+    let Some(window) = backup::window(&info, archiver.as_ref()) else {
+        return Err(Failure::new(
+            codes::NO_BACKUP,
+            format!("cluster {} has no backup to restore", t.k.name),
+        )
+        .hint("take one with `pgdba backup create --type full`"));
+    };
+    let (chosen, normalized) = pick_backup(&info, &window, target, backup_id, &t.k.name)?;
+    Ok((window, chosen.clone(), normalized))
+}
+
 /// A spec as YAML, through JSON (serde_yaml would write the provider's enum as a YAML tag),
 /// without the parameters `spec.backup` derives (a spec may not set them; they are derived
 /// again when it is loaded).
@@ -544,23 +556,7 @@ pub(super) async fn restore_in_place(
         return Err(Failure::new(codes::NO_BACKUP, "no spec.backup"));
     };
     // 1. The window, before anything is touched.
-    let runner = t.runner();
-    let info = backup::info(&runner, t.stanza())
-        .await
-        .map_err(|e| failure(&t, &e))?;
-    let archiver = match t.leader_server() {
-        Some(s) => archiver(s).await,
-        None => None,
-    };
-    let Some(window) = backup::window(&info, archiver.as_ref()) else {
-        return Err(Failure::new(
-            codes::NO_BACKUP,
-            format!("cluster {} has no backup to restore", t.k.name),
-        )
-        .hint("take one with `pgdba backup create --type full`"));
-    };
-    let (chosen, normalized) = pick_backup(&info, &window, wanted.as_ref(), backup_id, &t.k.name)?;
-    let chosen = chosen.clone();
+    let (window, chosen, normalized) = chosen_backup(&t, wanted.as_ref(), backup_id).await?;
     let name = t.k.name.clone();
     // The spec the cluster ends on: the file given, else the one last applied.
     let own = match &c.file {
@@ -584,8 +580,14 @@ pub(super) async fn restore_in_place(
         verify_within: None,
         ..backup::CreateOptions::default()
     };
-    let safety = match backup::create(&runner, t.stanza(), backup::Kind::Incremental, &opts, None)
-        .await
+    let safety = match backup::create(
+        &t.runner(),
+        t.stanza(),
+        backup::Kind::Incremental,
+        &opts,
+        None,
+    )
+    .await
     {
         Ok(done) => json!({ "taken": true, "id": done.backup.id, "type": done.backup.kind }),
         Err(e) => {
