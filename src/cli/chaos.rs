@@ -98,6 +98,21 @@ pub(super) async fn drill_switchover(
     while writer.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if let Err(e) = chaos::caught_up(
+        &k.servers,
+        std::slice::from_ref(&to),
+        Duration::from_secs(60),
+    )
+    .await
+    {
+        let _ = writer.finish(Instant::now()).await;
+        let _ = chaos::missing(&k.servers, &table, &[]).await;
+        return Err(Failure::new(
+            codes::PRECHECK_FAILED,
+            format!("cluster {}: before the switchover to {to}: {e}", k.name),
+        )
+        .hint("`pgdba cluster status` shows the replicas' lag"));
+    }
     let client = k.patroni(Duration::from_secs(90))?;
     let at = chrono::Utc::now();
     let started = Instant::now();
@@ -563,6 +578,17 @@ pub(super) async fn drill_failover(
     while writer.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // From a steady state: a replica has all the leader wrote (the backup just taken streams
+    // a segment's worth of WAL after it).
+    if let Err(e) = chaos::caught_up(&k.servers, &streaming, Duration::from_secs(60)).await {
+        let _ = writer.finish(Instant::now()).await;
+        let _ = chaos::missing(&k.servers, &table, &[]).await;
+        return Err(Failure::new(
+            codes::PRECHECK_FAILED,
+            format!("cluster {}: before killing {old}: {e}", k.name),
+        )
+        .hint("`pgdba cluster status` shows the replicas' lag"));
+    }
     let old_server = k.servers.iter().find(|s| s.name == old).cloned();
     let made_before = match &old_server {
         Some(s) => data_dir_made(s).await,
@@ -603,12 +629,33 @@ pub(super) async fn drill_failover(
     };
     if !recovered || new.is_none() || new.as_deref() == Some(old.as_str()) {
         let _ = k.cluster.provider.start_member(&old, &k.creds).await;
+        let what = if recovered {
+            format!(
+                "writes resumed within {} s of killing {old}, yet Patroni names {} as the leader",
+                budget.as_secs(),
+                new.as_deref().unwrap_or("no member")
+            )
+        } else {
+            format!(
+                "no member took writes within {} s of killing {old}",
+                budget.as_secs()
+            )
+        };
+        let seen = after.as_ref().map_or_else(
+            || "Patroni did not answer".to_owned(),
+            |s| {
+                s.members
+                    .iter()
+                    .map(|m| format!("{} {} {}", m.name, m.role, m.state))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
         return Err(Failure::new(
             codes::FAILED,
             format!(
-                "cluster {}: no member took writes within {} s of killing {old}; {old} was started again",
-                k.name,
-                budget.as_secs()
+                "cluster {}: {what} (members then: {seen}); {old} was started again",
+                k.name
             ),
         ));
     }

@@ -207,6 +207,84 @@ pub async fn missing(servers: &[Server], table: &str, acked: &[u64]) -> Result<V
         .collect())
 }
 
+/// How far each streaming replica's flushed WAL is behind `target`, in bytes (0 once it has
+/// it), as the leader's `pg_stat_replication` says.
+async fn behind(
+    c: &tokio_postgres::Client,
+    target: &str,
+) -> Result<Vec<(String, u64)>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT application_name, greatest(0, ($1::text::pg_lsn - flush_lsn))::bigint \
+             FROM pg_stat_replication WHERE state = 'streaming' AND flush_lsn IS NOT NULL \
+             ORDER BY application_name",
+            &[&target],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let name: String = r.try_get(0).ok()?;
+            let lag: i64 = r.try_get(1).ok()?;
+            Some((name, u64::try_from(lag).unwrap_or(0)))
+        })
+        .collect())
+}
+
+/// Wait, at most `within`, until one of `candidates` has flushed all the WAL the leader had
+/// written when the wait began; the candidate that did, or what each still lacked.
+///
+/// A fault injected while the replicas are still receiving a burst of WAL (a backup's
+/// `pg_backup_stop` switches to a new segment, and the rest of the old one streams after it)
+/// measures the burst, not the failover: Patroni promotes no replica that lags more than
+/// `maximum_lag_on_failover` behind the last position the leader published, and with the leader
+/// dead it never catches up.
+pub async fn caught_up(
+    servers: &[Server],
+    candidates: &[String],
+    within: Duration,
+) -> Result<String, String> {
+    let c = session(servers).await?;
+    let target: String = c
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the leader's WAL position: {}",
+                crate::error_chain(&e)
+            )
+        })?
+        .try_get(0)
+        .map_err(|e| crate::error_chain(&e))?;
+    let deadline = Instant::now() + within;
+    loop {
+        let lags = behind(&c, &target)
+            .await
+            .map_err(|e| format!("reading pg_stat_replication: {}", crate::error_chain(&e)))?;
+        if let Some((name, _)) = lags
+            .iter()
+            .find(|(n, lag)| *lag == 0 && candidates.contains(n))
+        {
+            return Ok(name.clone());
+        }
+        if Instant::now() >= deadline {
+            let seen: Vec<String> = candidates
+                .iter()
+                .map(|n| match lags.iter().find(|(m, _)| m == n) {
+                    Some((_, lag)) => format!("{n} lacks {lag} bytes"),
+                    None => format!("{n} does not stream"),
+                })
+                .collect();
+            return Err(format!(
+                "no replica flushed the leader's WAL up to {target} within {} s: {}",
+                within.as_secs(),
+                seen.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The longest a failover can take with Patroni's timings, once the leader is gone: its leader
 /// key lives `ttl` seconds after the last renewal, and a replica notices within `loop_wait`.
 pub fn expected_max_ms(ttl: u32, loop_wait: u32) -> u64 {

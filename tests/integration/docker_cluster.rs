@@ -217,6 +217,29 @@ impl DockerCluster {
         std::fs::write(&self.spec, self.spec_text(replicas, "{}", params, extra)).unwrap();
     }
 
+    /// The last lines of every container of the cluster (Patroni's log and PostgreSQL's), on
+    /// stderr: what a failed test shows of what happened inside.
+    fn print_logs(&self) {
+        let filter = format!("label={LABEL_CLUSTER}={}", self.name);
+        let names = Command::new("docker")
+            .args(["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"])
+            .output()
+            .map(|o| lines(&String::from_utf8_lossy(&o.stdout)))
+            .unwrap_or_default();
+        for name in names {
+            if let Ok(o) = Command::new("docker")
+                .args(["logs", "--timestamps", "--tail", "80", &name])
+                .output()
+            {
+                eprintln!(
+                    "--- docker logs {name}\n{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+    }
+
     fn spec_str(&self) -> &str {
         self.spec.to_str().unwrap()
     }
@@ -463,6 +486,9 @@ impl DockerCluster {
 
 impl Drop for DockerCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+        }
         if self.state_dir.join(format!("{}.json", self.name)).exists() {
             let _ = self
                 .command_in(
