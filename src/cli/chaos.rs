@@ -449,10 +449,15 @@ pub(super) async fn report(
                 h.at.clone(),
                 h.command.trim_start_matches("chaos ").to_owned(),
                 if h.success { "ok" } else { "FAILED" }.to_owned(),
-                if d["old_leader"].is_null() {
-                    f("member")
-                } else {
+                if !d["old_leader"].is_null() {
                     f("old_leader")
+                } else if let Some(all) = d["members"].as_array() {
+                    all.iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                } else {
+                    f("member")
                 },
                 f("new_leader"),
                 f("rto_ms"),
@@ -501,16 +506,19 @@ pub(super) async fn report(
 
 /// The `PG_VERSION` file's modification time on `server`: a member cloned again has a new one;
 /// one rewound or restarted keeps it.
-async fn data_dir_made(server: &crate::ops::Server) -> Option<String> {
-    let c = server.connect(Duration::from_secs(5)).await.ok()?;
+async fn data_dir_made(server: &crate::ops::Server) -> Result<String, String> {
+    let c = server
+        .connect(Duration::from_secs(5))
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
     let row = c
         .query_one(
             "SELECT (pg_stat_file('PG_VERSION')).modification::text",
             &[],
         )
         .await
-        .ok()?;
-    row.try_get(0).ok()
+        .map_err(|e| crate::error_chain(&e))?;
+    row.try_get(0).map_err(|e| crate::error_chain(&e))
 }
 
 /// The timeline `server` writes on: the first 8 hex digits of its current WAL file's name.
@@ -524,13 +532,93 @@ async fn timeline_of(server: &crate::ops::Server) -> Option<u64> {
     u64::from_str_radix(name.get(..8)?, 16).ok()
 }
 
+/// Wait, at most 180 s, until `old` streams again (and learn where it answers now): how it came back (`reinit` when its data
+/// directory was made anew, else `pg_rewind`: it kept it) and in how many ms from `started`;
+/// both null, and a note, when it did not.
+async fn rejoined(
+    k: &mut Known,
+    old: &str,
+    made_before: &Result<String, String>,
+    started: Instant,
+    notes: &mut Vec<String>,
+) -> (serde_json::Value, serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        if let Ok(s) = read_status(k).await
+            && s.member(old).is_some_and(|m| m.state == "streaming")
+        {
+            let ms = json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            // Where it answers now: a container started again, or joined to its network
+            // again, is published on new host ports.
+            k.refresh_servers().await;
+            let made_after = match k.servers.iter().find(|s| s.name == old) {
+                Some(s) => data_dir_made(s).await,
+                None => Err(format!("{old} is not a member")),
+            };
+            let via = match (made_before, &made_after) {
+                (Ok(b), Ok(a)) if b != a => json!("reinit"),
+                (Ok(_), Ok(_)) => json!("pg_rewind"),
+                (Err(e), _) | (_, Err(e)) => {
+                    notes.push(format!("how {old} rejoined is unknown: {e}"));
+                    serde_json::Value::Null
+                }
+            };
+            return (via, ms);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    notes.push(format!("{old} did not stream again within 180 s"));
+    (serde_json::Value::Null, serde_json::Value::Null)
+}
+
+/// Before a drill's fault, the steady state that lets a replica take over: with Patroni's
+/// failsafe mode, one of `candidates` is in the failsafe key the leader writes (a replica it
+/// does not name there never promotes itself; a member that joined a moment ago is not named
+/// until the leader's next loop), and it has flushed all the leader wrote.
+async fn steady(k: &Known, leader: &str, candidates: &[String]) -> Result<(), String> {
+    let within = Duration::from_secs(60);
+    if k.spec.spec.patroni.failsafe_mode
+        && let Some(api) = k
+            .servers
+            .iter()
+            .find(|s| s.name == leader)
+            .and_then(|s| s.api_url.clone())
+    {
+        let reader = crate::patroni::Reader::new(Duration::from_secs(5))
+            .map_err(|e| crate::error_chain(&e))?;
+        let deadline = Instant::now() + within;
+        loop {
+            let named = reader.failsafe(&api).await.ok();
+            if named
+                .as_ref()
+                .and_then(serde_json::Value::as_object)
+                .is_some_and(|m| candidates.iter().any(|c| m.contains_key(c)))
+            {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "failsafe mode is on, and within {} s {leader} did not name {} in the DCS's failsafe key (it holds {}): Patroni would promote no replica",
+                    within.as_secs(),
+                    candidates.join(" or "),
+                    named.map_or_else(|| "nothing readable".to_owned(), |v| v.to_string())
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    chaos::caught_up(&k.servers, candidates, within)
+        .await
+        .map(|_| ())
+}
+
 pub(super) async fn drill_failover(
     g: &Global,
     c: &ClusterArg,
     i_know: bool,
     no_backup: bool,
 ) -> Result<Outcome, Failure> {
-    let k = resolve_cluster(g, c).await?;
+    let mut k = resolve_cluster(g, c).await?;
     guard(&k, i_know, "chaos drill failover")?;
     let status = read_status(&k).await?;
     let Some(old) = status.leader.clone() else {
@@ -556,14 +644,8 @@ pub(super) async fn drill_failover(
         .hint("`pgdba cluster status` shows the members"));
     }
     let _lock = k.store.lock(&k.name, "chaos drill failover")?;
-    let p = &k.spec.spec.patroni;
-    let settings = json!({
-        "ttl": p.ttl,
-        "loop_wait": p.loop_wait,
-        "retry_timeout": p.retry_timeout,
-        "synchronous_mode": p.synchronous_mode,
-        "expected_max_failover_ms": chaos::expected_max_ms(p.ttl, p.loop_wait),
-    });
+    let p = k.spec.spec.patroni.clone();
+    let settings = settings_of(&k);
 
     let backup = backup_first(&k, &old, no_backup).await?;
 
@@ -580,19 +662,19 @@ pub(super) async fn drill_failover(
     }
     // From a steady state: a replica has all the leader wrote (the backup just taken streams
     // a segment's worth of WAL after it).
-    if let Err(e) = chaos::caught_up(&k.servers, &streaming, Duration::from_secs(60)).await {
+    if let Err(e) = steady(&k, &old, &streaming).await {
         let _ = writer.finish(Instant::now()).await;
         let _ = chaos::missing(&k.servers, &table, &[]).await;
         return Err(Failure::new(
             codes::PRECHECK_FAILED,
             format!("cluster {}: before killing {old}: {e}", k.name),
         )
-        .hint("`pgdba cluster status` shows the replicas' lag"));
+        .hint("`pgdba cluster status` shows the replicas"));
     }
     let old_server = k.servers.iter().find(|s| s.name == old).cloned();
     let made_before = match &old_server {
         Some(s) => data_dir_made(s).await,
-        None => None,
+        None => Err(format!("{old} is not a member")),
     };
 
     // The fault.
@@ -674,32 +756,8 @@ pub(super) async fn drill_failover(
             crate::error_chain(&e)
         )),
         Ok(()) => {
-            let deadline = Instant::now() + Duration::from_secs(180);
-            let mut streaming = false;
-            while Instant::now() < deadline {
-                if let Ok(s) = read_status(&k).await
-                    && s.member(&old).is_some_and(|m| m.state == "streaming")
-                {
-                    streaming = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            if streaming {
-                rejoin_ms =
-                    json!(u64::try_from(rejoin_started.elapsed().as_millis()).unwrap_or(u64::MAX));
-                let made_after = match &old_server {
-                    Some(s) => data_dir_made(s).await,
-                    None => None,
-                };
-                rejoined_via = match (&made_before, &made_after) {
-                    (Some(b), Some(a)) if b != a => json!("reinit"),
-                    (Some(_), Some(_)) => json!("pg_rewind"),
-                    _ => serde_json::Value::Null,
-                };
-            } else {
-                notes.push(format!("{old} did not stream again within 180 s"));
-            }
+            (rejoined_via, rejoin_ms) =
+                rejoined(&mut k, &old, &made_before, rejoin_started, &mut notes).await;
         }
     }
 
@@ -755,11 +813,18 @@ fn text(d: &serde_json::Value) -> String {
         serde_json::Value::Null => "-".to_owned(),
         other => other.to_string(),
     };
+    let partition = d["drill"] == "partition";
     let _ = writeln!(
         out,
-        "Failover drill on cluster {}: {} killed, {} leads on timeline {}.",
+        "{} drill on cluster {}: {} {}, {} leads on timeline {}.",
+        if partition { "Partition" } else { "Failover" },
         s(&d["cluster"]),
         s(&d["old_leader"]),
+        if partition {
+            "cut off the network"
+        } else {
+            "killed"
+        },
         s(&d["new_leader"]),
         s(&d["timeline"])
     );
@@ -770,6 +835,22 @@ fn text(d: &serde_json::Value) -> String {
         s(&d["rpo_transactions"]),
         s(&d["commits"])
     );
+    let iso = &d["isolated"];
+    if partition {
+        let _ = writeln!(
+            out,
+            "  Beside {}, a client's commits were acknowledged for {} ms after the cut ({} of them; {} discarded when it rejoined); two leaders took writes at once: {}.",
+            s(&d["old_leader"]),
+            s(&iso["writable_after_cut_ms"]),
+            s(&iso["commits_after_cut"]),
+            s(&iso["lost"]),
+            if iso["two_writable_leaders"] == true {
+                format!("YES, for {} ms", s(&iso["overlap_ms"]))
+            } else {
+                "no".to_owned()
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "  {} rejoined via {} in {} ms.",
@@ -793,4 +874,416 @@ fn text(d: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+/// Partitions need members with network stacks of their own: refused, before anything
+/// happens, on a provider whose members share one loopback.
+fn need_networks(k: &Known, what: &str) -> Result<(), Failure> {
+    if k.cluster.provider.partitions() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        codes::UNSUPPORTED,
+        format!(
+            "{what}: cluster {} runs on the {} provider, whose members share one loopback that cannot be cut",
+            k.name,
+            k.cluster.provider.kind()
+        ),
+    )
+    .hint("`pgdba chaos freeze --member M` stops a member's processes instead (a hang, not a partition); partitions need a provider whose members have networks of their own (docker)"))
+}
+
+/// Member `name` of the cluster, or NOT_FOUND naming its members.
+fn member_named(k: &Known, name: &str) -> Result<String, Failure> {
+    let arg = super::target::MemberArg {
+        member: Some(name.to_owned()),
+        host: None,
+    };
+    Ok(k.member(&arg)?
+        .map_or_else(|| name.to_owned(), |s| s.name.clone()))
+}
+
+/// `chaos partition --isolate M`: the member cut off the cluster's network until `chaos heal`.
+pub(super) async fn partition(
+    g: &Global,
+    c: &ClusterArg,
+    isolate: &str,
+    i_know: bool,
+    no_backup: bool,
+) -> Result<Outcome, Failure> {
+    let k = resolve_cluster(g, c).await?;
+    guard(&k, i_know, "chaos partition")?;
+    need_networks(&k, "chaos partition")?;
+    let member = member_named(&k, isolate)?;
+    let status = read_status(&k).await.ok();
+    let role = status
+        .as_ref()
+        .and_then(|s| s.member(&member))
+        .map_or_else(|| "unknown".to_owned(), |s| s.role.clone());
+    let _lock = k.store.lock(&k.name, "chaos partition")?;
+    let backup = match status.as_ref().and_then(|s| s.leader.clone()) {
+        Some(leader) => backup_first(&k, &leader, no_backup).await?,
+        None => serde_json::Value::Null,
+    };
+    let at = chrono::Utc::now();
+    k.cluster
+        .provider
+        .isolate_member(&member, true)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                codes::FAILED,
+                format!(
+                    "cluster {}: cutting {member} off: {}",
+                    k.name,
+                    crate::error_chain(&e)
+                ),
+            )
+        })?;
+    let data = json!({
+        "cluster": k.name,
+        "fault": "partition",
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "member": member,
+        "role": role,
+        "backup": backup,
+    });
+    k.record(
+        "chaos partition",
+        true,
+        format!("{member} ({role}) cut off the network"),
+        data.clone(),
+    );
+    let human = format!(
+        "{member} ({role}) of cluster {} is cut off the network; `pgdba chaos heal` joins it again.\n",
+        k.name
+    );
+    Ok(Outcome::ok(data, human))
+}
+
+/// `chaos heal [--member M]`: every member (or M) on the cluster's network again.
+pub(super) async fn heal(
+    g: &Global,
+    c: &ClusterArg,
+    member: Option<&str>,
+) -> Result<Outcome, Failure> {
+    let k = resolve_cluster(g, c).await?;
+    need_networks(&k, "chaos heal")?;
+    let members = match member {
+        Some(m) => vec![member_named(&k, m)?],
+        None => k.servers.iter().map(|s| s.name.clone()).collect(),
+    };
+    let _lock = k.store.lock(&k.name, "chaos heal")?;
+    let at = chrono::Utc::now();
+    for m in &members {
+        k.cluster
+            .provider
+            .isolate_member(m, false)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    codes::FAILED,
+                    format!(
+                        "cluster {}: joining {m} to the network again: {}",
+                        k.name,
+                        crate::error_chain(&e)
+                    ),
+                )
+            })?;
+    }
+    let data = json!({
+        "cluster": k.name,
+        "fault": "heal",
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "members": members,
+    });
+    k.record(
+        "chaos heal",
+        true,
+        format!("{} on the network", members.join(", ")),
+        data.clone(),
+    );
+    let human = format!(
+        "cluster {}: {} on the network.\n",
+        k.name,
+        members.join(", ")
+    );
+    Ok(Outcome::ok(data, human))
+}
+
+/// Patroni's settings that bound a drill's result, and the window they imply.
+fn settings_of(k: &Known) -> serde_json::Value {
+    let p = &k.spec.spec.patroni;
+    json!({
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        "synchronous_mode": p.synchronous_mode,
+        "expected_max_failover_ms": chaos::expected_max_ms(p.ttl, p.loop_wait),
+    })
+}
+
+/// What the writer beside the isolated leader saw, against the cut and against the moment the
+/// outside writer's first commit on the new leader was acknowledged.
+fn isolated_figures(
+    beside: &[chaos::BesideWrite],
+    cut_ms: i64,
+    new_writable_ms: Option<i64>,
+) -> serde_json::Value {
+    let after_cut: Vec<&chaos::BesideWrite> = beside
+        .iter()
+        .filter(|w| w.ok && w.at_ms >= cut_ms)
+        .collect();
+    let writable_after_cut_ms = after_cut.last().map_or(0, |w| w.at_ms - cut_ms);
+    let overlapping: Vec<&&chaos::BesideWrite> = match new_writable_ms {
+        Some(t) => after_cut.iter().filter(|w| w.at_ms >= t).collect(),
+        None => Vec::new(),
+    };
+    let overlap_ms = match (overlapping.last(), new_writable_ms) {
+        (Some(w), Some(t)) => w.at_ms - t,
+        _ => 0,
+    };
+    json!({
+        "attempts": beside.len(),
+        "commits_before_cut": beside.iter().filter(|w| w.ok && w.at_ms < cut_ms).count(),
+        "commits_after_cut": after_cut.len(),
+        "writable_after_cut_ms": writable_after_cut_ms,
+        "still_writable_at_end": beside.last().is_some_and(|w| w.ok && w.at_ms >= cut_ms),
+        "two_writable_leaders": !overlapping.is_empty(),
+        "overlap_ms": overlap_ms,
+    })
+}
+
+/// `chaos drill partition`: the leader cut off the network under two writers, one outside and
+/// one beside it; healed afterwards.
+pub(super) async fn drill_partition(
+    g: &Global,
+    c: &ClusterArg,
+    i_know: bool,
+    no_backup: bool,
+) -> Result<Outcome, Failure> {
+    let mut k = resolve_cluster(g, c).await?;
+    guard(&k, i_know, "chaos drill partition")?;
+    need_networks(&k, "chaos drill partition")?;
+    let status = read_status(&k).await?;
+    let Some(old) = status.leader.clone() else {
+        return Err(Failure::new(
+            codes::NO_PRIMARY,
+            format!("cluster {} has no leader to cut off", k.name),
+        ));
+    };
+    let streaming: Vec<String> = status
+        .members
+        .iter()
+        .filter(|m| m.name != old && m.state == "streaming")
+        .map(|m| m.name.clone())
+        .collect();
+    if streaming.is_empty() {
+        return Err(Failure::new(
+            codes::PRECHECK_FAILED,
+            format!(
+                "cluster {}: no replica streams from {old}, so nothing could take over",
+                k.name
+            ),
+        )
+        .hint("`pgdba cluster status` shows the members"));
+    }
+    let _lock = k.store.lock(&k.name, "chaos drill partition")?;
+    let p = k.spec.spec.patroni.clone();
+    let settings = settings_of(&k);
+    let backup = backup_first(&k, &old, no_backup).await?;
+
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let table = chaos::table_name(&id[..12]);
+    chaos::prepare(&k.servers, &table)
+        .await
+        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+    let writer = Writer::start(&k.servers, &table);
+    let warm = Instant::now();
+    while writer.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Err(e) = steady(&k, &old, &streaming).await {
+        let _ = writer.finish(Instant::now()).await;
+        let _ = chaos::missing(&k.servers, &table, &[]).await;
+        return Err(Failure::new(
+            codes::PRECHECK_FAILED,
+            format!("cluster {}: before cutting {old} off: {e}", k.name),
+        )
+        .hint("`pgdba cluster status` shows the replicas"));
+    }
+    let old_server = k.servers.iter().find(|s| s.name == old).cloned();
+    let made_before = match &old_server {
+        Some(s) => data_dir_made(s).await,
+        None => Err(format!("{old} is not a member")),
+    };
+
+    // The writer beside the leader runs past the window Patroni's timings imply; the cut
+    // comes once it has committed for a moment.
+    let expected = Duration::from_millis(chaos::expected_max_ms(p.ttl, p.loop_wait));
+    let window = expected + Duration::from_secs(15);
+    let provider = k.cluster.provider.as_ref();
+    let argv = chaos::beside_writer(&table, window.as_secs());
+    let inside = provider.run_beside(&old, &argv, &[], window + Duration::from_secs(60));
+    let budget = expected + Duration::from_secs(60);
+    let outside = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let fault = Instant::now();
+        let at = chrono::Utc::now();
+        let cut = provider.isolate_member(&old, true).await;
+        let recovered = cut.is_ok()
+            && writer
+                .commit_after(fault + Duration::from_millis(100), budget)
+                .await;
+        (fault, at, cut, recovered)
+    };
+    let (inside, (fault, at, cut, recovered)) = tokio::join!(inside, outside);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let written = writer.finish(fault).await;
+    let after = read_status(&k).await.ok();
+    let new = after.as_ref().and_then(|s| s.leader.clone());
+    let timeline = match new
+        .as_deref()
+        .and_then(|n| k.servers.iter().find(|s| s.name == n))
+    {
+        Some(s) => timeline_of(s).await,
+        None => None,
+    };
+
+    // Heal, whatever happened.
+    let healed_at = Instant::now();
+    let healed = provider.isolate_member(&old, false).await;
+    if let Err(e) = cut {
+        return Err(Failure::new(
+            codes::FAILED,
+            format!(
+                "cluster {}: cutting {old} off: {}",
+                k.name,
+                crate::error_chain(&e)
+            ),
+        ));
+    }
+    if let Err(e) = &healed {
+        return Err(Failure::new(
+            codes::FAILED,
+            format!(
+                "cluster {}: {old} was cut off and could not join the network again: {}",
+                k.name,
+                crate::error_chain(e)
+            ),
+        )
+        .hint("`pgdba chaos heal` tries again"));
+    }
+    if !recovered || new.is_none() || new.as_deref() == Some(old.as_str()) {
+        return Err(Failure::new(
+            codes::FAILED,
+            format!(
+                "cluster {}: {}; {old} is on the network again",
+                k.name,
+                if recovered {
+                    format!(
+                        "writes resumed, yet Patroni names {} as the leader",
+                        new.as_deref().unwrap_or("no member")
+                    )
+                } else {
+                    format!(
+                        "no other member took writes within {} s of cutting {old} off",
+                        budget.as_secs()
+                    )
+                }
+            ),
+        ));
+    }
+
+    let mut notes = Vec::new();
+    let beside = match &inside {
+        Ok(ran) => chaos::parse_beside(&ran.stdout),
+        Err(e) => {
+            notes.push(format!(
+                "the writer beside {old} failed: {}",
+                crate::error_chain(e)
+            ));
+            Vec::new()
+        }
+    };
+    let cut_ms = at.timestamp_millis();
+    let new_writable_ms = written
+        .recovered_after_ms
+        .map(|d| cut_ms + i64::try_from(d).unwrap_or(i64::MAX / 2));
+    let mut isolated = isolated_figures(&beside, cut_ms, new_writable_ms);
+
+    let (rejoined_via, rejoin_ms) =
+        rejoined(&mut k, &old, &made_before, healed_at, &mut notes).await;
+
+    // What the new leader lacks: the outside writer's acknowledged commits (RPO), and the ones
+    // the isolated leader acknowledged that its rejoin discarded.
+    let mut acked = written.acked.clone();
+    acked.extend(beside.iter().filter(|w| w.ok).map(|w| w.n));
+    let lacking = chaos::missing(&k.servers, &table, &acked)
+        .await
+        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+    let (lost_beside, missing): (Vec<u64>, Vec<u64>) =
+        lacking.into_iter().partition(|n| *n >= chaos::BESIDE_BASE);
+    isolated["lost"] = json!(lost_beside.len());
+    isolated["lost_numbers"] = json!(lost_beside.iter().take(50).collect::<Vec<_>>());
+
+    let rpo = missing.len();
+    let split = isolated["two_writable_leaders"] == true;
+    let data = json!({
+        "cluster": k.name,
+        "drill": "partition",
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "old_leader": old,
+        "new_leader": new,
+        "timeline": timeline,
+        "rto_ms": written.rto_ms,
+        "rpo_transactions": rpo,
+        "missing": missing,
+        "commits": written.commits,
+        "failed_writes": written.failed_writes,
+        "isolated": isolated,
+        "rejoined_via": rejoined_via,
+        "rejoin_ms": rejoin_ms,
+        "settings": settings,
+        "backup": backup,
+        "notes": notes,
+    });
+    let lost_in_sync = p.synchronous_mode && rpo > 0;
+    let summary = format!(
+        "partition drill: {old} cut off, {} took over in {} ms; the isolated leader took writes for {} ms after the cut{}; {rpo} acknowledged commit(s) lost",
+        new.as_deref().unwrap_or("?"),
+        written.rto_ms,
+        data["isolated"]["writable_after_cut_ms"],
+        if split {
+            ", while the new leader did too"
+        } else {
+            ""
+        }
+    );
+    k.record(
+        "chaos drill partition",
+        !split && !lost_in_sync,
+        summary,
+        data.clone(),
+    );
+    let human = text(&data);
+    if split || lost_in_sync {
+        let message = if split {
+            format!(
+                "cluster {}: two members took writes at once: {old}, cut off, acknowledged commits for {} ms after {} did",
+                k.name,
+                data["isolated"]["overlap_ms"],
+                new.as_deref().unwrap_or("the new leader")
+            )
+        } else {
+            format!(
+                "cluster {}: synchronous mode, yet {rpo} acknowledged commit(s) are missing on {}",
+                k.name,
+                new.as_deref().unwrap_or("the new leader")
+            )
+        };
+        let f = Failure::new(codes::DRILL_FAILED, message).data(data);
+        return Ok(super::backup::with_text(f, human));
+    }
+    Ok(Outcome::ok(data, human))
 }

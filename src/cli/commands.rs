@@ -126,7 +126,7 @@ pub mod codes {
         STATE_ERROR: "the state file is damaged, of another lineage, or was changed by someone else",
         STATE_LOCKED: "another run holds the cluster's lock",
         UNREACHABLE: "a server that should answer did not (the message names it); nothing was concluded",
-        UNSUPPORTED: "cluster connect: the cluster runs something pgdba cannot manage (a PostgreSQL major, an HBA rule)",
+        UNSUPPORTED: "cluster connect: the cluster runs something pgdba cannot manage (a PostgreSQL major, an HBA rule); chaos partition: the provider's members have no networks of their own to cut",
         USAGE: "the command line cannot be parsed, or lacks what the command needs; never exit 2",
         VERIFY_FAILED: "a backup's restore test failed, pgBackRest's verify finds a new backup damaged, or a logical backup's dump does not read back (the file is named); the report is in data",
     }
@@ -233,7 +233,12 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Chaos(ChaosCommand::Drill(DrillCommand::Switchover { .. })) => {
             "chaos drill switchover"
         }
+        Command::Chaos(ChaosCommand::Drill(DrillCommand::Partition { .. })) => {
+            "chaos drill partition"
+        }
         Command::Chaos(ChaosCommand::KillNode { .. }) => "chaos kill-node",
+        Command::Chaos(ChaosCommand::Partition { .. }) => "chaos partition",
+        Command::Chaos(ChaosCommand::Heal { .. }) => "chaos heal",
         Command::Chaos(ChaosCommand::Freeze { .. }) => "chaos freeze",
         Command::Chaos(ChaosCommand::Thaw { .. }) => "chaos thaw",
         Command::Chaos(ChaosCommand::Report { .. }) => "chaos report",
@@ -517,6 +522,24 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             cluster,
             ..
         })) => super::chaos::drill_switchover(g, &cluster, i_know_what_i_am_doing, no_backup).await,
+        Command::Chaos(ChaosCommand::Drill(DrillCommand::Partition {
+            i_know_what_i_am_doing,
+            no_backup,
+            cluster,
+            ..
+        })) => super::chaos::drill_partition(g, &cluster, i_know_what_i_am_doing, no_backup).await,
+        Command::Chaos(ChaosCommand::Partition {
+            isolate,
+            i_know_what_i_am_doing,
+            no_backup,
+            cluster,
+            ..
+        }) => {
+            super::chaos::partition(g, &cluster, &isolate, i_know_what_i_am_doing, no_backup).await
+        }
+        Command::Chaos(ChaosCommand::Heal {
+            member, cluster, ..
+        }) => super::chaos::heal(g, &cluster, member.as_deref()).await,
         Command::Chaos(ChaosCommand::KillNode {
             member,
             i_know_what_i_am_doing,

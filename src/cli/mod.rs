@@ -340,6 +340,52 @@ pub enum ChaosCommand {
         #[command(flatten)]
         state: StateDir,
     },
+    /// Cut a member off the cluster's network (Docker: its container disconnected), from the
+    /// DCS, its peers and clients alike, its processes running on; `chaos heal` joins it again.
+    #[command(
+        after_help = "Needs a provider whose members have networks of their own (docker): the local \
+                      provider's members share one loopback that cannot be cut, and `chaos freeze` \
+                      is its stand-in. Needs --i-know-what-i-am-doing; refused for env: production. \
+                      With spec.backup, an incremental backup is taken first unless --no-backup. An \
+                      isolated leader cannot renew its leader key: Patroni demotes it, and a \
+                      replica takes over after the key's ttl.\n\n\
+                      Exit codes: 0 cut off; 1 refused (UNSUPPORTED on the local provider), no \
+                      such member, or it could not be cut off."
+    )]
+    Partition {
+        /// The member to cut off (its name).
+        #[arg(long, value_name = "MEMBER")]
+        isolate: String,
+        /// Confirms the fault.
+        #[arg(long)]
+        i_know_what_i_am_doing: bool,
+        /// Do not take a backup first (with spec.backup).
+        #[arg(long)]
+        no_backup: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// Join every member cut off by `chaos partition` to the cluster's network again (or only
+    /// --member M).
+    #[command(
+        after_help = "Exit codes: 0 every member is on the network; 1 no such member, \
+                            the provider has no networks, or a member could not join."
+    )]
+    Heal {
+        /// Only this member (its name).
+        #[arg(long)]
+        member: Option<String>,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
     /// Resume a frozen member (SIGCONT; Docker: unpause).
     #[command(after_help = "Exit codes: 0 resumed; 1 no such member, or it does not run.")]
     Thaw {
@@ -380,6 +426,20 @@ pub enum DrillCommand {
                       could not run, was refused, or lost acknowledged commits in synchronous mode \
                       (DRILL_FAILED, the numbers in the message)."
     )]
+    Failover {
+        /// Confirms the fault: the leader is killed.
+        #[arg(long)]
+        i_know_what_i_am_doing: bool,
+        /// Do not take a backup first (with spec.backup).
+        #[arg(long)]
+        no_backup: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
     /// Hand the lead to the most caught-up replica (the synchronous standby when there is one)
     /// while the writer commits: the planned case, measured the same way.
     #[command(
@@ -403,8 +463,22 @@ pub enum DrillCommand {
         #[command(flatten)]
         state: StateDir,
     },
-    Failover {
-        /// Confirms the fault: the leader is killed.
+    /// Cut the leader off the network while two writers commit, one from outside (through
+    /// whichever member accepts writes) and one beside the leader (a client on its side of the
+    /// cut); measure the outage, how long the isolated leader still took writes, and whether
+    /// two leaders ever took writes at once; then heal and measure how it rejoins.
+    #[command(
+        after_help = "Needs a provider whose members have networks of their own (docker), \
+                      --i-know-what-i-am-doing; refused for env: production. With spec.backup, an \
+                      incremental backup is taken first unless --no-backup. Commits the isolated \
+                      leader acknowledged after the cut are reported, and those its rejoin \
+                      discarded.\n\n\
+                      Exit codes: 0 the drill ran and the isolated leader stopped taking writes \
+                      before another member started; 1 it could not run, was refused (UNSUPPORTED \
+                      on the local provider), or two members took writes at once (DRILL_FAILED)."
+    )]
+    Partition {
+        /// Confirms the fault: the leader is cut off.
         #[arg(long)]
         i_know_what_i_am_doing: bool,
         /// Do not take a backup first (with spec.backup).
@@ -1135,9 +1209,12 @@ impl Command {
             | Command::Chaos(
                 ChaosCommand::Drill(
                     DrillCommand::Failover { output, state, .. }
-                    | DrillCommand::Switchover { output, state, .. },
+                    | DrillCommand::Switchover { output, state, .. }
+                    | DrillCommand::Partition { output, state, .. },
                 )
                 | ChaosCommand::KillNode { output, state, .. }
+                | ChaosCommand::Partition { output, state, .. }
+                | ChaosCommand::Heal { output, state, .. }
                 | ChaosCommand::Freeze { output, state, .. }
                 | ChaosCommand::Thaw { output, state, .. },
             ) => (basic(output), Some(state), None),

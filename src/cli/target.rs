@@ -55,6 +55,12 @@ pub(super) struct Known {
 }
 
 impl Known {
+    /// Ask the provider again where the members answer: a Docker container started again or
+    /// joined to its network again is published on new host ports.
+    pub(super) async fn refresh_servers(&mut self) {
+        self.servers = servers_of(&self.state, &self.cluster, &self.creds).await;
+    }
+
     /// A Patroni client authenticated for the REST API's unsafe endpoints.
     pub(super) fn patroni(&self, timeout: Duration) -> Result<crate::patroni::Client, Failure> {
         let auth = self
@@ -261,8 +267,23 @@ pub(super) async fn resolve_cluster(g: &Global, arg: &ClusterArg) -> Result<Know
         ));
     };
     let cluster = Cluster::new(&spec);
+    let servers = servers_of(&state, &cluster, &creds).await;
+    Ok(Known {
+        name,
+        state,
+        spec,
+        cluster,
+        creds,
+        store,
+        servers,
+    })
+}
+
+/// The cluster's members, reachable as its provider says now (falling back to the state's
+/// record of each).
+async fn servers_of(state: &ClusterState, cluster: &Cluster, creds: &Credentials) -> Vec<Server> {
     let inventory = cluster.provider.inventory().await;
-    let servers = state
+    state
         .members
         .iter()
         .map(|m| {
@@ -299,16 +320,7 @@ pub(super) async fn resolve_cluster(g: &Global, arg: &ClusterArg) -> Result<Know
                 api_url: Some(api_url),
             }
         })
-        .collect();
-    Ok(Known {
-        name,
-        state,
-        spec,
-        cluster,
-        creds,
-        store,
-        servers,
-    })
+        .collect()
 }
 
 /// The plain server `PGDBA_PG_HOST`, `PGDBA_PG_PORT` (5432), `PGDBA_PG_USER` (postgres),

@@ -46,6 +46,9 @@ pub struct Written {
     /// From the first write that failed at or after the fault to the first one acknowledged
     /// after it (0 when no write failed).
     pub rto_ms: u64,
+    /// From the fault to that first acknowledged write after a failed one.
+    #[serde(skip)]
+    pub recovered_after_ms: Option<u64>,
 }
 
 impl Writer {
@@ -137,13 +140,14 @@ impl Writer {
             })
             .unwrap_or_default();
         let first_failure = log.failures.iter().copied().find(|t| *t >= fault);
-        let rto_ms = first_failure
-            .and_then(|f| log.acked.iter().find(|a| a.1 > f).map(|a| a.1 - f))
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let recovered = first_failure.and_then(|f| log.acked.iter().find(|a| a.1 > f).map(|a| a.1));
+        let rto_ms = first_failure.zip(recovered).map_or(0, |(f, r)| ms(r - f));
         Written {
             commits: log.acked.len(),
             failed_writes: log.failures.len(),
             rto_ms,
+            recovered_after_ms: recovered.map(|r| ms(r.saturating_duration_since(fault))),
             acked: log.acked.iter().map(|a| a.0).collect(),
         }
     }
@@ -285,6 +289,54 @@ pub async fn caught_up(
     }
 }
 
+/// The numbers the writer beside a member commits start here, clear of the outside writer's.
+pub const BESIDE_BASE: u64 = 1_000_000_000;
+
+/// A writer that runs beside a member, for `seconds`, as a client on its side of a network cut
+/// would: one `psql` over the member's Unix socket per row (killed after 3 s: a commit that
+/// waits is not acknowledged), numbered from [`BESIDE_BASE`], every 100 ms. It prints one line
+/// per attempt: `ok|fail <n> <unix ms>`.
+pub fn beside_writer(table: &str, seconds: u64) -> Vec<String> {
+    let script = format!(
+        "end=$(( $(date +%s) + {seconds} )); i=0; \
+         while [ \"$(date +%s)\" -lt \"$end\" ]; do \
+           i=$((i + 1)); n=$(({BESIDE_BASE} + i)); \
+           if timeout 3 psql -XqAt -d postgres -c \"INSERT INTO {table} (n) VALUES ($n)\" >/dev/null 2>&1; \
+           then r=ok; else r=fail; fi; \
+           echo \"$r $n $(date +%s%3N)\"; sleep 0.1; \
+         done"
+    );
+    vec!["bash".into(), "-c".into(), script]
+}
+
+/// One attempt of the writer beside a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BesideWrite {
+    pub ok: bool,
+    pub n: u64,
+    /// Unix time, in milliseconds.
+    pub at_ms: i64,
+}
+
+/// The lines [`beside_writer`] printed (anything else skipped).
+pub fn parse_beside(out: &str) -> Vec<BesideWrite> {
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let ok = match w.next()? {
+                "ok" => true,
+                "fail" => false,
+                _ => return None,
+            };
+            Some(BesideWrite {
+                ok,
+                n: w.next()?.parse().ok()?,
+                at_ms: w.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// The longest a failover can take with Patroni's timings, once the leader is gone: its leader
 /// key lives `ttl` seconds after the last renewal, and a replica notices within `loop_wait`.
 pub fn expected_max_ms(ttl: u32, loop_wait: u32) -> u64 {
@@ -298,5 +350,31 @@ mod tests {
         assert_eq!(super::expected_max_ms(30, 10), 40_000);
         assert_eq!(super::expected_max_ms(10, 2), 12_000);
         assert_eq!(super::table_name("a1b2"), "pgdba_drill_a1b2");
+    }
+
+    #[test]
+    fn the_writer_beside_a_member_is_read_back_line_by_line() {
+        let argv = super::beside_writer("pgdba_drill_x", 50);
+        assert_eq!(argv[..2], ["bash".to_owned(), "-c".to_owned()]);
+        assert!(argv[2].contains("INSERT INTO pgdba_drill_x (n) VALUES ($n)"));
+        assert!(argv[2].contains("+ 50 ))"));
+        let w = super::parse_beside(
+            "ok 1000000001 1764672000100\nnoise\nfail 1000000002 1764672000300\nok x 1\n",
+        );
+        assert_eq!(
+            w,
+            vec![
+                super::BesideWrite {
+                    ok: true,
+                    n: 1_000_000_001,
+                    at_ms: 1_764_672_000_100
+                },
+                super::BesideWrite {
+                    ok: false,
+                    n: 1_000_000_002,
+                    at_ms: 1_764_672_000_300
+                },
+            ]
+        );
     }
 }

@@ -246,6 +246,12 @@ impl Reader {
         self.get(api_url, "/config").await
     }
 
+    /// `GET /failsafe`: the members the leader last wrote into the DCS's failsafe key (name to
+    /// REST API URL); an error (502) when failsafe mode is off.
+    pub async fn failsafe(&self, api_url: &str) -> Result<Value, PatroniError> {
+        self.get(api_url, "/failsafe").await
+    }
+
     /// `GET /cluster` from the first of `api_urls` that answers, with its URL.
     pub async fn cluster_any(&self, api_urls: &[String]) -> Result<(String, Value), PatroniError> {
         let mut last = None;

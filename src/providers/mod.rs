@@ -366,6 +366,15 @@ pub trait Provider: Send + Sync {
     /// pause and unpause. Its connections stay open and nothing answers on them.
     async fn freeze_member(&self, name: &str, frozen: bool) -> Result<(), ProviderError>;
 
+    /// Whether [`Provider::isolate_member`] can cut a member off: its members have network
+    /// stacks of their own (Docker's containers), not one shared loopback.
+    fn partitions(&self) -> bool;
+
+    /// Cut member `name` off the cluster's network (`isolated`: from the DCS, its peers and the
+    /// host alike, its processes running on), or join it again under its name: Docker's
+    /// network disconnect and connect. Either way it is a no-op when already so.
+    async fn isolate_member(&self, name: &str, isolated: bool) -> Result<(), ProviderError>;
+
     /// Delete every key Patroni keeps for this cluster in the DCS (its leader, members,
     /// dynamic configuration, initialize key and history: what `patronictl remove` deletes),
     /// so that the next member started bootstraps the cluster again. Only when no member

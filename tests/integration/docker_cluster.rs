@@ -1356,3 +1356,118 @@ fn docker_backups_archive_back_up_and_restore_test() {
         "destroy removed the repository's backups"
     );
 }
+
+/// The drills that need containers: in synchronous mode, a partition drill (the leader's
+/// container cut off its network under a writer outside and one beside it) in which the cut-off
+/// leader stops taking writes before the replica starts, and nothing acknowledged is lost; a
+/// failover drill losing nothing; `chaos partition` and `chaos heal` of a replica.
+#[test]
+fn docker_partition_and_failover_drills_in_synchronous_mode() {
+    require_docker!("docker_partition_and_failover_drills_in_synchronous_mode");
+    let t = DockerCluster::new("dtdrill");
+    t.write_spec(1, PARAMS, "    synchronous_mode: true\n");
+    t.apply();
+    let settled = || {
+        wait_for(
+            "a leader and a streaming synchronous standby",
+            Duration::from_secs(90),
+            || {
+                let list = t.patronictl_list();
+                let leader = list.iter().find(|m| m["Role"] == "Leader")?;
+                let sync = list
+                    .iter()
+                    .find(|m| m["Role"] == "Sync Standby" && m["State"] == "streaming")?;
+                Some((
+                    leader["Member"].as_str().unwrap().to_owned(),
+                    sync["Member"].as_str().unwrap().to_owned(),
+                ))
+            },
+        )
+    };
+    let (leader, replica) = settled();
+    let drill = |kind: &str| {
+        let r = t.run(&[
+            "chaos",
+            "drill",
+            kind,
+            "-f",
+            t.spec_str(),
+            "--i-know-what-i-am-doing",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(r.code, 0, "chaos drill {kind}: {r:?}");
+        r.json()["data"].clone()
+    };
+
+    let d = drill("partition");
+    assert_eq!(d["old_leader"], leader.as_str(), "{d:#}");
+    assert_eq!(d["new_leader"], replica.as_str(), "{d:#}");
+    assert_eq!(d["rpo_transactions"], 0, "{d:#}");
+    let iso = &d["isolated"];
+    assert_eq!(iso["two_writable_leaders"], false, "{d:#}");
+    assert_eq!(iso["still_writable_at_end"], false, "{d:#}");
+    assert!(iso["commits_before_cut"].as_u64().unwrap() > 0, "{d:#}");
+    assert!(iso["attempts"].as_u64().unwrap() > 10, "{d:#}");
+    assert!(d["rto_ms"].as_u64().unwrap() > 0, "{d:#}");
+    assert!(d["rejoin_ms"].as_u64().is_some(), "{d:#}");
+    assert!(d["rejoined_via"].is_string(), "{d:#}");
+    let (leader, replica) = settled();
+    assert_eq!(leader, d["new_leader"].as_str().unwrap());
+
+    let d = drill("failover");
+    assert_eq!(d["old_leader"], leader.as_str(), "{d:#}");
+    assert_eq!(d["new_leader"], replica.as_str(), "{d:#}");
+    assert_eq!(d["rpo_transactions"], 0, "{d:#}");
+    let (leader, replica) = settled();
+
+    // A replica cut off: its container leaves the network (Patroni's listing loses it), and
+    // heal brings it back under its name.
+    let container = format!("pgdba-{replica}");
+    let networks = || {
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{json .NetworkSettings.Networks}}",
+            &container,
+        ])
+    };
+    assert!(networks().contains("pgdba-dtdrill"), "{}", networks());
+    let r = t.run(&[
+        "chaos",
+        "partition",
+        "--isolate",
+        &replica,
+        "-f",
+        t.spec_str(),
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "chaos partition: {r:?}");
+    assert_eq!(r.json()["data"]["role"], "sync_standby", "{r:?}");
+    assert!(!networks().contains("pgdba-dtdrill"), "{}", networks());
+    let r = t.run(&["chaos", "heal", "-f", t.spec_str(), "--format", "json"]);
+    assert_eq!(r.code, 0, "chaos heal: {r:?}");
+    assert!(networks().contains("pgdba-dtdrill"), "{}", networks());
+    assert_eq!(settled(), (leader, replica));
+    let (code, plan) = t.plan_json();
+    assert_eq!(code, 0, "not converged after the drills: {plan:#}");
+
+    let r = t.run(&["chaos", "report", "-f", t.spec_str(), "--format", "json"]);
+    let commands: Vec<String> = r.json()["data"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["command"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "chaos drill partition",
+            "chaos drill failover",
+            "chaos partition",
+            "chaos heal"
+        ]
+    );
+}

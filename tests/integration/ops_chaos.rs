@@ -2,7 +2,8 @@
 //! (Patroni and PostgreSQL at once) under pgdba's writer, no acknowledged commit lost, the
 //! outage measured within what Patroni's timings allow, the old leader streaming again and the
 //! spec planning clean; a switchover drill losing nothing; `chaos kill-node` leaving a member down until apply starts it; `chaos
-//! freeze` silencing a member until `chaos thaw`; `chaos report` of them all; refused without the flag and on `env: production`, with nothing done.
+//! freeze` silencing a member until `chaos thaw`; `chaos partition` refused (one loopback
+//! cannot be cut); `chaos report` of them all; refused without the flag and on `env: production`, with nothing done.
 //! Ports 31200-31299.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -223,6 +224,35 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
             .then_some(())
         },
     );
+
+    // A partition needs members with networks of their own: refused on the local provider,
+    // which points at freeze; nothing done, nothing recorded.
+    for args in [
+        vec!["chaos", "partition", "--isolate", victim.as_str()],
+        vec!["chaos", "drill", "partition"],
+    ] {
+        let mut args = args.clone();
+        args.extend([
+            "-f",
+            t.spec_str(),
+            "--i-know-what-i-am-doing",
+            "--format",
+            "json",
+        ]);
+        let r = t.run(&args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "UNSUPPORTED", "{r:?}");
+        assert!(
+            e["message"].as_str().unwrap().contains("local provider"),
+            "{r:?}"
+        );
+        assert!(
+            e["hint"].as_str().unwrap().contains("chaos freeze"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(leader(&t), new);
 
     // The report: every run, with its figures; markdown for a post-mortem.
     let r = t.run(&["chaos", "report", "-f", t.spec_str(), "--format", "json"]);

@@ -269,6 +269,14 @@ impl Provider for Adopted {
         Err(self.refuse(&format!("stop member {name}'s processes")))
     }
 
+    fn partitions(&self) -> bool {
+        false
+    }
+
+    async fn isolate_member(&self, name: &str, _isolated: bool) -> Result<(), ProviderError> {
+        Err(self.refuse(&format!("cut member {name} off its network")))
+    }
+
     async fn forget_cluster(&self, _creds: &Credentials) -> Result<(), ProviderError> {
         Err(self.refuse("delete the cluster's keys in its DCS"))
     }

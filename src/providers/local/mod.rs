@@ -869,6 +869,16 @@ impl super::Provider for Local {
         Ok(())
     }
 
+    fn partitions(&self) -> bool {
+        false
+    }
+
+    async fn isolate_member(&self, name: &str, _isolated: bool) -> Result<(), ProviderError> {
+        Err(ProviderError::Config(format!(
+            "member {name} shares this machine's loopback with the others, which cannot be cut: `chaos freeze --member {name}` stops its processes instead"
+        )))
+    }
+
     async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {
         self.etcd()
             .forget_prefix(&self.layout.dcs().prefix, creds)
