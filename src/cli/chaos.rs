@@ -39,6 +39,55 @@ fn guard(k: &Known, i_know: bool, what: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A switchover to `to`, asked again with the candidate Patroni names when it refuses one that
+/// is not its synchronous standby yet (it names it in the DCS up to a loop after a member
+/// rejoins): at most 4 tries, a loop apart. The result, and the candidate last asked for.
+async fn hand_over(
+    k: &Known,
+    client: &crate::patroni::Client,
+    mut status: crate::ops::cluster::ClusterStatus,
+    mut to: String,
+) -> (
+    Result<crate::ops::leader::LeaderChange, crate::ops::leader::LeaderError>,
+    String,
+) {
+    use crate::ops::leader::{Kind, change};
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r = change(
+            client,
+            &status,
+            &k.servers,
+            &to,
+            Kind::Switchover,
+            Duration::from_secs(90),
+        )
+        .await;
+        let refused_sync = r
+            .as_ref()
+            .err()
+            .is_some_and(|e| crate::error_chain(e).contains("does not match with sync_standby"));
+        if !refused_sync || attempt >= 4 {
+            return (r, to);
+        }
+        tokio::time::sleep(Duration::from_secs(u64::from(
+            k.spec.spec.patroni.loop_wait,
+        )))
+        .await;
+        if let Ok(s) = read_status(k).await {
+            if let Some(sync) = s
+                .sync_standby
+                .iter()
+                .find(|n| s.member(n).is_some_and(|m| m.state == "streaming"))
+            {
+                to = sync.clone();
+            }
+            status = s;
+        }
+    }
+}
+
 /// `chaos drill switchover`: the planned case, measured the same way. The lead is handed to
 /// the most caught-up streaming replica (the synchronous standby when there is one) while the
 /// writer commits; the old leader follows the new one as Patroni makes it.
@@ -48,7 +97,6 @@ pub(super) async fn drill_switchover(
     i_know: bool,
     no_backup: bool,
 ) -> Result<Outcome, Failure> {
-    use crate::ops::leader::{Kind, change};
     let k = resolve_cluster(g, c).await?;
     guard(&k, i_know, "chaos drill switchover")?;
     let status = read_status(&k).await?;
@@ -116,45 +164,7 @@ pub(super) async fn drill_switchover(
     let client = k.patroni(Duration::from_secs(90))?;
     let at = chrono::Utc::now();
     let started = Instant::now();
-    // Patroni names its synchronous standby in the DCS up to a loop after a member rejoins, and
-    // refuses (412) a candidate that is not the one it names yet: ask again, with the
-    // candidate it names, a few loops on.
-    let mut status = status;
-    let mut to = to;
-    let mut attempt = 0;
-    let done = loop {
-        attempt += 1;
-        let r = change(
-            &client,
-            &status,
-            &k.servers,
-            &to,
-            Kind::Switchover,
-            Duration::from_secs(90),
-        )
-        .await;
-        let refused_sync = r
-            .as_ref()
-            .err()
-            .is_some_and(|e| crate::error_chain(e).contains("does not match with sync_standby"));
-        if !refused_sync || attempt >= 4 {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_secs(u64::from(
-            k.spec.spec.patroni.loop_wait,
-        )))
-        .await;
-        if let Ok(s) = read_status(&k).await {
-            if let Some(sync) = s
-                .sync_standby
-                .iter()
-                .find(|n| s.member(n).is_some_and(|m| m.state == "streaming"))
-            {
-                to = sync.clone();
-            }
-            status = s;
-        }
-    };
+    let (done, to) = hand_over(&k, &client, status, to).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let written = writer.finish(started).await;
     let done = done.map_err(|e| {
@@ -1284,6 +1294,511 @@ pub(super) async fn drill_partition(
         };
         let f = Failure::new(codes::DRILL_FAILED, message).data(data);
         return Ok(super::backup::with_text(f, human));
+    }
+    Ok(Outcome::ok(data, human))
+}
+
+/// What `chaos corrupt` writes over the middle of the table's first page: the page's checksum
+/// no longer matches, while its header (and so its layout) stays as it was.
+const DAMAGE: &[u8] = b"pgdba chaos corrupt: a damaged page";
+/// Where in the file: the middle of block 0.
+const DAMAGE_AT: u64 = 4096;
+
+/// One statement's single value on `server`'s `database`, as text.
+async fn one(
+    server: &crate::ops::Server,
+    database: &str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<String>, String> {
+    let c = server
+        .connect_to(database, Duration::from_secs(30))
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    let row = c
+        .query_one(sql, params)
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    row.try_get::<_, Option<String>>(0)
+        .map_err(|e| crate::error_chain(&e))
+}
+
+/// `chaos corrupt --table T --member M`: bytes of one data page of T's file overwritten on M
+/// while M is down; then M started, the damage detected (the read error, and `pg_stat_database`'s
+/// checksum failures) and repaired by cloning M again from the leader (the lead handed over
+/// first when M leads).
+#[allow(clippy::too_many_lines, clippy::too_many_arguments)]
+pub(super) async fn corrupt(
+    g: &Global,
+    c: &ClusterArg,
+    m: &super::target::MemberArg,
+    table: &str,
+    database: &str,
+    on_leader: bool,
+    i_know: bool,
+    no_backup: bool,
+) -> Result<Outcome, Failure> {
+    let mut k = resolve_cluster(g, c).await?;
+    guard(&k, i_know, "chaos corrupt")?;
+    let Some(server) = k.member(m)?.cloned() else {
+        return Err(Failure::new(
+            codes::USAGE,
+            "chaos corrupt needs the member: --member NAME or --host HOST[:PORT]",
+        ));
+    };
+    let member = server.name.clone();
+    let status = read_status(&k).await?;
+    let Some(leader) = status.leader.clone() else {
+        return Err(Failure::new(
+            codes::NO_PRIMARY,
+            format!(
+                "cluster {} has no leader to clone a repaired member from",
+                k.name
+            ),
+        ));
+    };
+    let role = status
+        .member(&member)
+        .map_or_else(|| "unknown".to_owned(), |s| s.role.clone());
+    let streaming: Vec<String> = status
+        .members
+        .iter()
+        .filter(|s| s.name != leader && s.state == "streaming")
+        .map(|s| s.name.clone())
+        .collect();
+    if member == leader {
+        if !on_leader {
+            return Err(Failure::new(
+                codes::PRECHECK_FAILED,
+                format!(
+                    "cluster {}: {member} is the leader; chaos corrupt damages a replica unless --leader is given",
+                    k.name
+                ),
+            )
+            .hint("with --leader, the lead is handed to a replica before the damaged member is cloned again"));
+        }
+        if streaming.is_empty() {
+            return Err(Failure::new(
+                codes::PRECHECK_FAILED,
+                format!(
+                    "cluster {}: no replica streams from {member} to take the lead while it is repaired",
+                    k.name
+                ),
+            ));
+        }
+    } else if !streaming.contains(&member) {
+        return Err(Failure::new(
+            codes::PRECHECK_FAILED,
+            format!("cluster {}: {member} does not stream from {leader}", k.name),
+        ));
+    }
+    let pre = |e: String| {
+        Failure::new(
+            codes::PRECHECK_FAILED,
+            format!("cluster {}: {member}: {e}", k.name),
+        )
+    };
+    // The table as PostgreSQL names it (quoted where it must be), and its file.
+    let relation = one(
+        &server,
+        database,
+        "SELECT $1::text::regclass::text",
+        &[&table],
+    )
+    .await
+    .map_err(|e| pre(format!("table {table} in database {database}: {e}")))?
+    .unwrap_or_default();
+    let file = one(
+        &server,
+        database,
+        "SELECT pg_relation_filepath($1::text::regclass)",
+        &[&table],
+    )
+    .await
+    .map_err(pre)?
+    .unwrap_or_default();
+    crate::providers::relation_file(&file).map_err(|e| pre(crate::error_chain(&e)))?;
+    let size: u64 = one(
+        &server,
+        database,
+        "SELECT pg_relation_size($1::text::regclass)::text",
+        &[&table],
+    )
+    .await
+    .map_err(pre)?
+    .and_then(|s| s.parse().ok())
+    .unwrap_or(0);
+    if size < 8192 {
+        return Err(pre(format!("{relation} has no data page to damage")));
+    }
+    if one(&server, database, "SHOW data_checksums", &[])
+        .await
+        .map_err(pre)?
+        .as_deref()
+        != Some("on")
+    {
+        return Err(pre(
+            "data checksums are off: PostgreSQL would not notice a damaged page".to_owned(),
+        ));
+    }
+    let leader_server = k
+        .servers
+        .iter()
+        .find(|s| s.name == leader)
+        .cloned()
+        .ok_or_else(|| pre(format!("no address for the leader {leader}")))?;
+    let count_sql = format!("SELECT count(*)::text FROM {relation}");
+    let rows_leader = one(&leader_server, database, &count_sql, &[])
+        .await
+        .map_err(pre)?
+        .unwrap_or_default();
+    let failures_sql = "SELECT coalesce(checksum_failures, 0)::text FROM pg_stat_database WHERE datname = current_database()";
+    let failures_before: u64 = one(&server, database, failures_sql, &[])
+        .await
+        .map_err(pre)?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+
+    let _lock = k.store.lock(&k.name, "chaos corrupt")?;
+    let backup = backup_first(&k, &leader, no_backup).await?;
+
+    // The page must stay damaged through the restart: recovery starts at the last checkpoint
+    // (a replica's restartpoint), so take one that is past the table's last change.
+    let name = k.name.clone();
+    let fail =
+        |what: &str, e: String| Failure::new(codes::FAILED, format!("cluster {name}: {what}: {e}"));
+    let cl = leader_server
+        .connect_to(database, Duration::from_secs(60))
+        .await
+        .map_err(|e| fail("a checkpoint on the leader", crate::error_chain(&e)))?;
+    cl.batch_execute("CHECKPOINT")
+        .await
+        .map_err(|e| fail("a checkpoint on the leader", crate::error_chain(&e)))?;
+    let target: String = cl
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| fail("the leader's WAL position", crate::error_chain(&e)))?;
+    drop(cl);
+    let cm = server
+        .connect_to(database, Duration::from_secs(60))
+        .await
+        .map_err(|e| fail(&format!("a session on {member}"), crate::error_chain(&e)))?;
+    if member != leader {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let replayed = cm
+                .query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&target],
+                )
+                .await
+                .ok()
+                .and_then(|r| r.try_get::<_, Option<bool>>(0).ok().flatten());
+            if replayed == Some(true) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(fail(
+                    &format!("{member} replaying the leader's checkpoint"),
+                    format!("not replayed up to {target} within 60 s"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    cm.batch_execute("CHECKPOINT")
+        .await
+        .map_err(|e| fail(&format!("a checkpoint on {member}"), crate::error_chain(&e)))?;
+    drop(cm);
+
+    // The fault: the member down, the page overwritten, the member started again.
+    let at = chrono::Utc::now();
+    k.cluster
+        .provider
+        .kill_member(&member)
+        .await
+        .map_err(|e| fail(&format!("stopping {member}"), crate::error_chain(&e)))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match k
+            .cluster
+            .provider
+            .damage_file(&member, &file, DAMAGE_AT, DAMAGE)
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline && crate::error_chain(&e).contains(" runs") => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                let _ = k.cluster.provider.start_member(&member, &k.creds).await;
+                return Err(fail(
+                    &format!("damaging {file} of {member} (started again)"),
+                    crate::error_chain(&e),
+                ));
+            }
+        }
+    }
+    // The killed processes' ports are released a moment after they die (their last children
+    // go after them).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match k.cluster.provider.start_member(&member, &k.creds).await {
+            Ok(()) => break,
+            Err(crate::providers::ProviderError::PortInUse(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(fail(
+                    &format!("starting {member} again"),
+                    crate::error_chain(&e),
+                ));
+            }
+        }
+    }
+    k.refresh_servers().await;
+
+    // Detection: the member answers, a read of the table hits the damaged page.
+    let server = k
+        .servers
+        .iter()
+        .find(|s| s.name == member)
+        .cloned()
+        .unwrap_or(server);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut read_error = None;
+    let mut started = false;
+    while Instant::now() < deadline {
+        if let Ok(c) = server.connect_to(database, Duration::from_secs(30)).await {
+            started = true;
+            read_error = match c.query_one(&count_sql, &[]).await {
+                Ok(_) => None,
+                Err(e) => Some(crate::error_chain(&e)),
+            };
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let failures_after: Option<u64> = if started {
+        one(&server, database, failures_sql, &[])
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok())
+    } else {
+        None
+    };
+    let detected =
+        read_error.is_some() || failures_after.is_some_and(|f| f > failures_before) || !started;
+
+    // Repair: the lead handed over if the member holds it, then the member cloned again.
+    let repair_started = Instant::now();
+    let mut handed_to = serde_json::Value::Null;
+    let mut now = read_status(&k).await?;
+    if now.leader.as_deref() == Some(member.as_str()) {
+        // Its replicas reconnect to it after its restart.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let to = loop {
+            // The synchronous standby when there is one (Patroni hands the lead to no other).
+            let to = now
+                .members
+                .iter()
+                .filter(|s| s.name != member && s.state == "streaming")
+                .min_by_key(|s| {
+                    (
+                        !now.sync_standby.contains(&s.name),
+                        s.lag_bytes.unwrap_or(u64::MAX),
+                    )
+                })
+                .map(|s| s.name.clone());
+            if let Some(to) = to {
+                break to;
+            }
+            if Instant::now() >= deadline {
+                return Err(fail(
+                    &format!("handing the lead from the damaged {member}"),
+                    "no replica streams from it within 60 s".to_owned(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            now = read_status(&k).await?;
+        };
+        let client = k.patroni(Duration::from_secs(90))?;
+        let (done, to) = hand_over(&k, &client, now, to).await;
+        let done = done.map_err(|e| {
+            fail(
+                &format!("handing the lead from {member} to {to}"),
+                crate::error_chain(&e),
+            )
+        })?;
+        handed_to = json!(done.to);
+    }
+    k.refresh_servers().await;
+    let server = k
+        .servers
+        .iter()
+        .find(|s| s.name == member)
+        .cloned()
+        .unwrap_or(server);
+    let made_before = data_dir_made(&server).await;
+    let api = server
+        .api_url
+        .clone()
+        .ok_or_else(|| fail("re-initializing", format!("no REST API for {member}")))?;
+    let client = k.patroni(Duration::from_secs(60))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Patroni refuses a reinitialize while the member is still starting after a switchover.
+        match client.reinitialize(&api).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("reinitialize {member}: {}", crate::error_chain(&e));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => {
+                return Err(fail(
+                    &format!("re-initializing {member}"),
+                    crate::error_chain(&e),
+                ));
+            }
+        }
+    }
+    // Patroni answers at once and clones in the background: done once the member streams
+    // from a data directory made anew.
+    let mut notes = Vec::new();
+    let mut repair_ms = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        let streams = read_status(&k)
+            .await
+            .ok()
+            .is_some_and(|s| s.member(&member).is_some_and(|m| m.state == "streaming"));
+        if streams {
+            k.refresh_servers().await;
+            if let Some(s) = k.servers.iter().find(|s| s.name == member)
+                && let Ok(made) = data_dir_made(s).await
+                // A member that did not even answer before is taken as it streams.
+                && made_before.as_ref().map_or(true, |b| *b != made)
+            {
+                repair_ms =
+                    json!(u64::try_from(repair_started.elapsed().as_millis()).unwrap_or(u64::MAX));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if repair_ms.is_null() {
+        notes.push(format!(
+            "{member} did not stream from a new data directory within 180 s{}",
+            made_before
+                .as_ref()
+                .err()
+                .map(|e| format!(" (its data directory's age could not be read before: {e})"))
+                .unwrap_or_default()
+        ));
+    }
+    let server = k
+        .servers
+        .iter()
+        .find(|s| s.name == member)
+        .cloned()
+        .unwrap_or(server);
+    let rows_after = one(&server, database, &count_sql, &[]).await;
+    let repaired = !repair_ms.is_null()
+        && rows_after
+            .as_ref()
+            .is_ok_and(|r| r.as_deref() == Some(rows_leader.as_str()));
+    if let Err(e) = &rows_after {
+        notes.push(format!(
+            "reading {relation} on {member} after the repair: {e}"
+        ));
+    }
+    let data = json!({
+        "cluster": k.name,
+        "fault": "corrupt",
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "member": member,
+        "role": role,
+        "database": database,
+        "table": relation,
+        "file": file,
+        "block": DAMAGE_AT / 8192,
+        "detected": {
+            "found": detected,
+            "started": started,
+            "read_error": read_error,
+            "checksum_failures_before": failures_before,
+            "checksum_failures_after": failures_after,
+        },
+        "repair": {
+            "handed_lead_to": handed_to,
+            "via": "reinit",
+            "repaired": repaired,
+            "repair_ms": repair_ms,
+            "rows_leader": rows_leader,
+            "rows_member": rows_after.ok().flatten(),
+        },
+        "backup": backup,
+        "notes": notes,
+    });
+    let ok = detected && repaired;
+    k.record(
+        "chaos corrupt",
+        ok,
+        format!(
+            "block 0 of {relation} damaged on {member} ({role}): {}, {}",
+            if detected { "detected" } else { "NOT detected" },
+            if repaired {
+                "repaired by re-initializing it"
+            } else {
+                "NOT repaired"
+            }
+        ),
+        data.clone(),
+    );
+    let human = format!(
+        "Block 0 of {relation} ({file}) damaged on {member} ({role}) while it was down.\n  Detected: {}{}.\n  Repaired: {}{} (re-initialized from the leader{}); it has {} rows, the leader {rows_leader}.\n",
+        if detected { "yes" } else { "NO" },
+        match (&data["detected"]["read_error"], failures_after) {
+            (serde_json::Value::String(e), Some(f)) =>
+                format!(": reading it failed ({e}); checksum failures {failures_before} -> {f}"),
+            (serde_json::Value::String(e), None) => format!(": reading it failed ({e})"),
+            (_, Some(f)) => format!("; checksum failures {failures_before} -> {f}"),
+            _ if !started => ": it did not start".to_owned(),
+            _ => String::new(),
+        },
+        if repaired { "yes" } else { "NO" },
+        repair_ms
+            .as_u64()
+            .map(|ms| format!(" in {ms} ms"))
+            .unwrap_or_default(),
+        handed_to
+            .as_str()
+            .map(|t| format!(", the lead handed to {t} first"))
+            .unwrap_or_default(),
+        data["repair"]["rows_member"].as_str().unwrap_or("?"),
+    );
+    if !detected {
+        let f = Failure::new(
+            codes::DRILL_FAILED,
+            format!(
+                "cluster {}: block 0 of {relation} was damaged on {member}, and nothing noticed: a read of the table succeeded and no checksum failure was counted (WAL replay may have written the page again from a full-page image)",
+                k.name
+            ),
+        )
+        .data(data);
+        return Ok(super::backup::with_text(f, human));
+    }
+    if !repaired {
+        return Err(Failure::new(
+            codes::FAILED,
+            format!(
+                "cluster {}: {member} was damaged, and re-initializing it did not bring back {rows_leader} readable rows of {relation}",
+                k.name
+            ),
+        )
+        .data(data));
     }
     Ok(Outcome::ok(data, human))
 }

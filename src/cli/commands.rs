@@ -239,6 +239,7 @@ pub fn command_name(c: &Command) -> &'static str {
         Command::Chaos(ChaosCommand::KillNode { .. }) => "chaos kill-node",
         Command::Chaos(ChaosCommand::Partition { .. }) => "chaos partition",
         Command::Chaos(ChaosCommand::Heal { .. }) => "chaos heal",
+        Command::Chaos(ChaosCommand::Corrupt { .. }) => "chaos corrupt",
         Command::Chaos(ChaosCommand::Freeze { .. }) => "chaos freeze",
         Command::Chaos(ChaosCommand::Thaw { .. }) => "chaos thaw",
         Command::Chaos(ChaosCommand::Report { .. }) => "chaos report",
@@ -536,6 +537,28 @@ pub async fn run(command: Command, g: &Global, format: Format) -> Outcome {
             ..
         }) => {
             super::chaos::partition(g, &cluster, &isolate, i_know_what_i_am_doing, no_backup).await
+        }
+        Command::Chaos(ChaosCommand::Corrupt {
+            table,
+            database,
+            member,
+            leader,
+            i_know_what_i_am_doing,
+            no_backup,
+            cluster,
+            ..
+        }) => {
+            super::chaos::corrupt(
+                g,
+                &cluster,
+                &member,
+                &table,
+                &database,
+                leader,
+                i_know_what_i_am_doing,
+                no_backup,
+            )
+            .await
         }
         Command::Chaos(ChaosCommand::Heal {
             member, cluster, ..

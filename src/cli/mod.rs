@@ -369,6 +369,46 @@ pub enum ChaosCommand {
         #[command(flatten)]
         state: StateDir,
     },
+    /// Damage one data page of a table's file on a member while it is down, then show that the
+    /// damage is detected (the read fails, `pg_stat_database` counts checksum failures) and
+    /// repair the member by cloning it again from the leader.
+    #[command(
+        after_help = "Needs --i-know-what-i-am-doing; refused for env: production; refused on the \
+                      leader unless --leader (the lead is then handed to a replica before the \
+                      repair). The member is killed, bytes in the middle of block 0 of the \
+                      table's file are overwritten, and it is started again; data checksums (on \
+                      since initdb in pgdba's clusters) must be on, and the table in the data \
+                      directory's own tablespace. With spec.backup, an incremental backup is \
+                      taken first unless --no-backup. `health check` reports checksum failures \
+                      (`checksums`, crit).\n\n\
+                      Exit codes: 0 damaged, detected and repaired; 1 refused, failed, or the \
+                      damage went unnoticed (DRILL_FAILED)."
+    )]
+    Corrupt {
+        /// The table (`name` or `schema.name`, as in SQL).
+        #[arg(long)]
+        table: String,
+        /// Its database.
+        #[arg(long, default_value = "postgres")]
+        database: String,
+        #[command(flatten)]
+        member: target::MemberArg,
+        /// Allow the member to be the leader.
+        #[arg(long)]
+        leader: bool,
+        /// Confirms the fault.
+        #[arg(long)]
+        i_know_what_i_am_doing: bool,
+        /// Do not take a backup first (with spec.backup).
+        #[arg(long)]
+        no_backup: bool,
+        #[command(flatten)]
+        cluster: target::ClusterArg,
+        #[command(flatten)]
+        output: Output,
+        #[command(flatten)]
+        state: StateDir,
+    },
     /// Join every member cut off by `chaos partition` to the cluster's network again (or only
     /// --member M).
     #[command(
@@ -1215,6 +1255,7 @@ impl Command {
                 | ChaosCommand::KillNode { output, state, .. }
                 | ChaosCommand::Partition { output, state, .. }
                 | ChaosCommand::Heal { output, state, .. }
+                | ChaosCommand::Corrupt { output, state, .. }
                 | ChaosCommand::Freeze { output, state, .. }
                 | ChaosCommand::Thaw { output, state, .. },
             ) => (basic(output), Some(state), None),

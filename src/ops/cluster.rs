@@ -27,6 +27,8 @@ pub struct MemberStatus {
     /// caught up); `None` when the leader has no WAL sender for it.
     pub lag_seconds: Option<f64>,
     pub pending_restart: bool,
+    /// Its REST API as reached from here (the provider's published address), else as Patroni
+    /// advertises it.
     pub api_url: String,
 }
 
@@ -71,7 +73,6 @@ pub async fn status(
                 "primary" | "master" | "leader" => "leader".to_owned(),
                 _ => e.role,
             },
-            name: e.name,
             host: e.host,
             port: e.port,
             state: e.state,
@@ -79,7 +80,13 @@ pub async fn status(
             lag_bytes: e.lag,
             lag_seconds: None,
             pending_restart: e.pending_restart,
-            api_url: e.api_url,
+            // As reached from here: a container's own address (`http://demo-1:8008`) is not.
+            api_url: servers
+                .iter()
+                .find(|s| s.name == e.name)
+                .and_then(|s| s.api_url.clone())
+                .unwrap_or(e.api_url),
+            name: e.name,
         })
         .collect();
     members.sort_by(|a, b| a.name.cmp(&b.name));

@@ -343,6 +343,8 @@ pub enum CheckKind {
     Checkpoints,
     /// Settings waiting for a restart.
     PendingRestart,
+    /// Pages whose data checksum did not match when read (`pg_stat_database`).
+    Checksums,
     /// WAL archiving failures.
     Archiver,
     /// The file system of the data directory.
@@ -369,6 +371,7 @@ impl CheckKind {
             CheckKind::TableBloat => "table_bloat",
             CheckKind::Checkpoints => "checkpoints",
             CheckKind::PendingRestart => "pending_restart",
+            CheckKind::Checksums => "checksums",
             CheckKind::Archiver => "archiver",
             CheckKind::Disk => "disk",
             CheckKind::BackupAge => "backup_age",
@@ -1557,6 +1560,7 @@ async fn member_checks(
         checks.push(lock_waits(member, s, t).await);
         checks.push(checkpoints(member, s, t).await);
         checks.push(pending_restart(member, s, patroni_pending).await);
+        checks.push(checksums(member, s).await);
     }
     match data_dir(p) {
         Ok((dir, how)) => checks.extend(disk(member, &dir, how, t).await),
@@ -2002,6 +2006,64 @@ async fn pending_restart(member: &str, s: &Session, patroni: Option<bool>) -> Ch
         member: Some(member.to_owned()),
         status: if pending { Status::Warn } else { Status::Ok },
         value: json!({ "parameters": names, "patroni": patroni }),
+        threshold,
+        message,
+    }
+}
+
+/// Damaged pages this member read: `pg_stat_database`'s checksum failures (since its
+/// statistics were last reset), crit at the first; data checksums off is said, not warned.
+async fn checksums(member: &str, s: &Session) -> Check {
+    let threshold = "crit at the first checksum failure".to_owned();
+    let row = match s
+        .client
+        .query_one(
+            "SELECT current_setting('data_checksums'), \
+                    coalesce(sum(checksum_failures), 0)::bigint, \
+                    max(checksum_last_failure)::text, \
+                    coalesce(string_agg(coalesce(datname, '(shared)'), ', ' ORDER BY datname) \
+                        FILTER (WHERE checksum_failures > 0), '') \
+             FROM pg_stat_database",
+            &[],
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return could_not(
+                CheckKind::Checksums,
+                member,
+                threshold,
+                "read pg_stat_database",
+                &pg_error(&e),
+            );
+        }
+    };
+    let enabled = row.get::<_, String>(0) == "on";
+    let failures: i64 = row.get(1);
+    let last: Option<String> = row.get(2);
+    let databases: String = row.get(3);
+    let (status, message) = if failures > 0 {
+        (
+            Status::Crit,
+            format!(
+                "{failures} page(s) failed their checksum when read (in {databases}; last at {}): this member's files are damaged; clone it again from the leader (Patroni's reinitialize), or, on the leader, hand the lead over first",
+                last.as_deref().unwrap_or("?")
+            ),
+        )
+    } else if enabled {
+        (Status::Ok, "no checksum failure".to_owned())
+    } else {
+        (
+            Status::Ok,
+            "data checksums are off: a damaged page goes unnoticed until it breaks a query (pgdba's clusters have them from initdb)".to_owned(),
+        )
+    };
+    Check {
+        name: CheckKind::Checksums,
+        member: Some(member.to_owned()),
+        status,
+        value: json!({ "enabled": enabled, "failures": failures, "last_failure": last }),
         threshold,
         message,
     }

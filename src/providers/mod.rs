@@ -375,6 +375,18 @@ pub trait Provider: Send + Sync {
     /// network disconnect and connect. Either way it is a no-op when already so.
     async fn isolate_member(&self, name: &str, isolated: bool) -> Result<(), ProviderError>;
 
+    /// Overwrite `bytes` at `offset` of the relation file `file` (as `pg_relation_filepath`
+    /// gives it: `base/<database oid>/<file node>`, checked by [`relation_file`]) in the data
+    /// directory of member `name`, which must not run: the fault `chaos corrupt` injects for
+    /// data checksums to find.
+    async fn damage_file(
+        &self,
+        name: &str,
+        file: &str,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), ProviderError>;
+
     /// Delete every key Patroni keeps for this cluster in the DCS (its leader, members,
     /// dynamic configuration, initialize key and history: what `patronictl remove` deletes),
     /// so that the next member started bootstraps the cluster again. Only when no member
@@ -392,6 +404,31 @@ pub trait Provider: Send + Sync {
         env: &[(String, String)],
         within: std::time::Duration,
     ) -> Result<Ran, ProviderError>;
+}
+
+/// `file`, a relation's file as `pg_relation_filepath` names it, if it is one of the data
+/// directory's own (`base/<oid>/<oid>`, optionally `.<segment>`): never a tablespace's link out
+/// of it, an absolute path or one that climbs.
+pub fn relation_file(file: &str) -> Result<&str, ProviderError> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = file.split('/').collect();
+    let ok = match parts.as_slice() {
+        ["base", db, rel] => {
+            digits(db)
+                && match rel.split_once('.') {
+                    Some((node, segment)) => digits(node) && digits(segment),
+                    None => digits(rel),
+                }
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(file)
+    } else {
+        Err(ProviderError::Config(format!(
+            "{file:?} is not a relation file of the data directory (base/<oid>/<oid>): tables in other tablespaces are not supported"
+        )))
+    }
 }
 
 /// What a program run by [`Provider::run_beside`] did.
@@ -419,5 +456,27 @@ pub fn for_spec(
         ProviderSpec::Local(local) => Box::new(local::Local::new(spec, local, backup_secrets)),
         ProviderSpec::Docker(docker) => Box::new(docker::Docker::new(spec, docker, backup_secrets)),
         ProviderSpec::Adopted(adopted) => Box::new(adopted::Adopted::new(spec, adopted)),
+    }
+}
+
+#[cfg(test)]
+mod relation_file_tests {
+    #[test]
+    fn only_relation_files_of_the_data_directory_may_be_damaged() {
+        for ok in ["base/5/16384", "base/16401/16402.1"] {
+            assert_eq!(super::relation_file(ok).ok(), Some(ok));
+        }
+        for bad in [
+            "/etc/passwd",
+            "base/5/../../../etc/passwd",
+            "pg_tblspc/16400/PG_15_202209061/5/16384",
+            "base/5",
+            "base/5/16384/x",
+            "base//16384",
+            "base/5/16384.",
+            "global/1262",
+        ] {
+            assert!(super::relation_file(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -3,11 +3,13 @@
 //! outage measured within what Patroni's timings allow, the old leader streaming again and the
 //! spec planning clean; a switchover drill losing nothing; `chaos kill-node` leaving a member down until apply starts it; `chaos
 //! freeze` silencing a member until `chaos thaw`; `chaos partition` refused (one loopback
-//! cannot be cut); `chaos report` of them all; refused without the flag and on `env: production`, with nothing done.
+//! cannot be cut); `chaos corrupt` of a replica and of the leader, detected and repaired; `chaos report` of them all; refused without the flag and on `env: production`, with nothing done.
 //! Ports 31200-31299.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::support::{TestCluster, wait_for};
 
@@ -254,6 +256,81 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
     }
     assert_eq!(leader(&t), new);
 
+    // corrupt: a page of a table damaged on a replica while it is down; the read fails, the
+    // checksum failure is counted, and the replica is cloned again. Then on the leader (with
+    // --leader): the lead handed over first. `health check` is clean afterwards.
+    let port_of = |m: &str| t.members().into_iter().find(|(n, _)| n == m).unwrap().1;
+    t.psql(
+        &new,
+        port_of(&new),
+        "CREATE TABLE victim AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 2000) g",
+    );
+    let corrupt = |member: &str, extra: &[&str]| {
+        let mut args = vec![
+            "chaos",
+            "corrupt",
+            "--table",
+            "victim",
+            "--member",
+            member,
+            "-f",
+            t.spec_str(),
+            "--i-know-what-i-am-doing",
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        t.run(&args)
+    };
+    let r = corrupt(&new, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "PRECHECK_FAILED", "{r:?}");
+    assert_eq!(leader(&t), new);
+    for (member, extra) in [
+        (victim.as_str(), &[][..]),
+        (new.as_str(), &["--leader"][..]),
+    ] {
+        let r = corrupt(member, extra);
+        assert_eq!(r.code, 0, "chaos corrupt {member} {extra:?}: {r:?}");
+        let d = r.json()["data"].clone();
+        assert_eq!(d["detected"]["found"], true, "{d:#}");
+        assert!(
+            d["detected"]["read_error"]
+                .as_str()
+                .unwrap()
+                .contains("invalid page in block 0"),
+            "{d:#}"
+        );
+        assert!(
+            d["detected"]["checksum_failures_after"].as_u64().unwrap()
+                > d["detected"]["checksum_failures_before"].as_u64().unwrap(),
+            "{d:#}"
+        );
+        assert_eq!(d["repair"]["repaired"], true, "{d:#}");
+        assert_eq!(d["repair"]["rows_member"], "2000", "{d:#}");
+        assert_eq!(
+            t.psql(member, port_of(member), "SELECT count(*) FROM victim"),
+            "2000"
+        );
+    }
+    let new = leader(&t);
+    let r = t.run(&["health", "check", "-f", t.spec_str(), "--format", "json"]);
+    assert_ne!(r.code, 2, "{r:?}");
+    let checksums: Vec<Value> = r.json()["data"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "checksums")
+        .cloned()
+        .collect();
+    assert_eq!(checksums.len(), 3, "{checksums:#?}");
+    assert!(
+        checksums
+            .iter()
+            .all(|c| c["status"] == "ok" && c["value"]["enabled"] == true),
+        "{checksums:#?}"
+    );
+
     // The report: every run, with its figures; markdown for a post-mortem.
     let r = t.run(&["chaos", "report", "-f", t.spec_str(), "--format", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -269,7 +346,9 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
             "chaos drill switchover",
             "chaos kill-node",
             "chaos freeze",
-            "chaos thaw"
+            "chaos thaw",
+            "chaos corrupt",
+            "chaos corrupt"
         ],
         "{runs:?}"
     );

@@ -27,6 +27,7 @@ const PLAIN_CHECKS: &[&str] = &[
     "table_bloat",
     "checkpoints",
     "pending_restart",
+    "checksums",
     "archiver",
     "disk",
 ];

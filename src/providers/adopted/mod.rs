@@ -277,6 +277,16 @@ impl Provider for Adopted {
         Err(self.refuse(&format!("cut member {name} off its network")))
     }
 
+    async fn damage_file(
+        &self,
+        name: &str,
+        _file: &str,
+        _offset: u64,
+        _bytes: &[u8],
+    ) -> Result<(), ProviderError> {
+        Err(self.refuse(&format!("write into member {name}'s data directory")))
+    }
+
     async fn forget_cluster(&self, _creds: &Credentials) -> Result<(), ProviderError> {
         Err(self.refuse("delete the cluster's keys in its DCS"))
     }

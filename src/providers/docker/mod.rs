@@ -913,6 +913,37 @@ impl Docker {
     }
 }
 
+/// The one regular file of a `docker cp` archive, with `bytes` written over it at `offset`,
+/// as an archive again (its name, owner and mode kept).
+fn rewrite_tar(tar_bytes: &[u8], offset: u64, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let mut archive = tar::Archive::new(tar_bytes);
+    let mut entry = archive
+        .entries()
+        .map_err(io)?
+        .next()
+        .ok_or("an empty archive")?
+        .map_err(io)?;
+    if entry.header().entry_type() != tar::EntryType::Regular {
+        return Err("not a regular file".to_owned());
+    }
+    let mut header = entry.header().clone();
+    let name = entry.path().map_err(io)?.into_owned();
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut content).map_err(io)?;
+    let at = usize::try_from(offset).unwrap_or(usize::MAX);
+    let len = content.len();
+    let target = content
+        .get_mut(at..at.saturating_add(bytes.len()))
+        .ok_or_else(|| format!("{len} bytes: nothing to overwrite at {offset}"))?;
+    target.copy_from_slice(bytes);
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_data(&mut header, &name, content.as_slice())
+        .map_err(io)?;
+    builder.into_inner().map_err(io)
+}
+
 #[async_trait::async_trait]
 impl super::Provider for Docker {
     fn kind(&self) -> &'static str {
@@ -1246,6 +1277,65 @@ impl super::Provider for Docker {
                 &e,
             )
         })
+    }
+
+    async fn damage_file(
+        &self,
+        name: &str,
+        file: &str,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), ProviderError> {
+        /// The file is copied out of the stopped container and back (Docker's archive API works
+        /// on stopped containers; `exec` does not): no bigger than this.
+        const MOST: u64 = 256 << 20;
+        let file = super::relation_file(file)?;
+        let container = self.layout.member(name).container;
+        let engine = self.engine().await?;
+        let running = engine
+            .inspect_container(&container, None)
+            .await
+            .map_err(|e| docker_error(&format!("inspecting container {container}"), &e))?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if running {
+            return Err(ProviderError::Config(format!(
+                "container {container} runs: member {name}'s files are damaged only while it is stopped"
+            )));
+        }
+        let path = format!("{}/{file}", layout::DATA_DIR);
+        let mut stream = engine.download_from_container(
+            &container,
+            Some(
+                DownloadFromContainerOptionsBuilder::new()
+                    .path(&path)
+                    .build(),
+            ),
+        );
+        let mut tar_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            tar_bytes.extend_from_slice(
+                &chunk.map_err(|e| docker_error(&format!("reading {path} of {container}"), &e))?,
+            );
+            if tar_bytes.len() as u64 > MOST + 4096 {
+                return Err(ProviderError::Config(format!(
+                    "{path} of {container} is over {} MB: chaos corrupt copies it out and back",
+                    MOST >> 20
+                )));
+            }
+        }
+        let tar = rewrite_tar(&tar_bytes, offset, bytes)
+            .map_err(|e| ProviderError::Config(format!("{path} of {container}: {e}")))?;
+        let parent = path.rsplit_once('/').map_or("/", |(p, _)| p).to_owned();
+        engine
+            .upload_to_container(
+                &container,
+                Some(UploadToContainerOptionsBuilder::new().path(&parent).build()),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|e| docker_error(&format!("writing {path} of {container}"), &e))
     }
 
     async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {

@@ -879,6 +879,51 @@ impl super::Provider for Local {
         )))
     }
 
+    async fn damage_file(
+        &self,
+        name: &str,
+        file: &str,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), ProviderError> {
+        use std::io::{Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let m = self.member_layout(name)?;
+        let file = super::relation_file(file)?;
+        if process::postmaster(&m.data_dir, &self.layout.bin_dir).is_some() {
+            return Err(ProviderError::Config(format!(
+                "member {name}'s PostgreSQL runs: its files are damaged only while it is stopped"
+            )));
+        }
+        // Within the data directory once every link is resolved, and not a link itself.
+        let path = m.data_dir.join(file);
+        let real = std::fs::canonicalize(&path).map_err(|e| ProviderError::io(&path, e))?;
+        let root =
+            std::fs::canonicalize(&m.data_dir).map_err(|e| ProviderError::io(&m.data_dir, e))?;
+        if !real.starts_with(&root) {
+            return Err(ProviderError::Config(format!(
+                "{} leads out of member {name}'s data directory",
+                path.display()
+            )));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| ProviderError::io(&path, e))?;
+        let len = f.metadata().map_err(|e| ProviderError::io(&path, e))?.len();
+        if offset + bytes.len() as u64 > len {
+            return Err(ProviderError::Config(format!(
+                "{} has {len} bytes: nothing to overwrite at {offset}",
+                path.display()
+            )));
+        }
+        f.seek(std::io::SeekFrom::Start(offset))
+            .and_then(|_| f.write_all(bytes))
+            .and_then(|()| f.sync_all())
+            .map_err(|e| ProviderError::io(&path, e))
+    }
+
     async fn forget_cluster(&self, creds: &Credentials) -> Result<(), ProviderError> {
         self.etcd()
             .forget_prefix(&self.layout.dcs().prefix, creds)
