@@ -141,11 +141,7 @@ pub(super) async fn drill_switchover(
     chaos::prepare(&k.servers, &table)
         .await
         .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
-    let writer = Writer::start(&k.servers, &table);
-    let warm = Instant::now();
-    while writer.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let writers = Writers::start(&k, &table).await?;
     if let Err(e) = chaos::caught_up(
         &k.servers,
         std::slice::from_ref(&to),
@@ -153,8 +149,7 @@ pub(super) async fn drill_switchover(
     )
     .await
     {
-        let _ = writer.finish(Instant::now()).await;
-        let _ = chaos::missing(&k.servers, &table, &[]).await;
+        writers.abandon(&k, &table).await;
         return Err(Failure::new(
             codes::PRECHECK_FAILED,
             format!("cluster {}: before the switchover to {to}: {e}", k.name),
@@ -166,7 +161,9 @@ pub(super) async fn drill_switchover(
     let started = Instant::now();
     let (done, to) = hand_over(&k, &client, status, to).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let written = writer.finish(started).await;
+    let (written, pooled) = writers.finish(started).await;
+    // Read back (and the table dropped) whatever the switchover did.
+    let back = read_back(&k, &table, &written, pooled.as_ref(), &[]).await;
     let done = done.map_err(|e| {
         Failure::new(
             codes::FAILED,
@@ -177,9 +174,7 @@ pub(super) async fn drill_switchover(
             ),
         )
     })?;
-    let missing = chaos::missing(&k.servers, &table, &written.acked)
-        .await
-        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+    let (missing, via_pooler, _) = back?;
     // The old leader follows the new one.
     let rejoin_started = Instant::now();
     let mut rejoin_ms = serde_json::Value::Null;
@@ -195,6 +190,9 @@ pub(super) async fn drill_switchover(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let rpo = missing.len();
+    // Lost by either writer.
+    let lost =
+        rpo + usize::try_from(via_pooler["rpo_transactions"].as_u64().unwrap_or(0)).unwrap_or(0);
     let p = &k.spec.spec.patroni;
     let data = json!({
         "cluster": k.name,
@@ -209,6 +207,7 @@ pub(super) async fn drill_switchover(
         "missing": missing,
         "commits": written.commits,
         "failed_writes": written.failed_writes,
+        "via_pooler": via_pooler,
         "rejoined_via": if rejoin_ms.is_null() { serde_json::Value::Null } else { json!("switchover") },
         "rejoin_ms": rejoin_ms,
         "settings": {
@@ -226,15 +225,15 @@ pub(super) async fn drill_switchover(
     );
     k.record(
         "chaos drill switchover",
-        rpo == 0,
+        lost == 0,
         summary.clone(),
         data.clone(),
     );
-    if rpo > 0 {
+    if lost > 0 {
         let f = Failure::new(
             codes::DRILL_FAILED,
             format!(
-                "cluster {}: a switchover lost {rpo} acknowledged commit(s)",
+                "cluster {}: a switchover lost {lost} acknowledged commit(s)",
                 k.name
             ),
         )
@@ -665,16 +664,11 @@ pub(super) async fn drill_failover(
     chaos::prepare(&k.servers, &table)
         .await
         .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
-    let writer = Writer::start(&k.servers, &table);
-    let warm = Instant::now();
-    while writer.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let writers = Writers::start(&k, &table).await?;
     // From a steady state: a replica has all the leader wrote (the backup just taken streams
     // a segment's worth of WAL after it).
     if let Err(e) = steady(&k, &old, &streaming).await {
-        let _ = writer.finish(Instant::now()).await;
-        let _ = chaos::missing(&k.servers, &table, &[]).await;
+        writers.abandon(&k, &table).await;
         return Err(Failure::new(
             codes::PRECHECK_FAILED,
             format!("cluster {}: before killing {old}: {e}", k.name),
@@ -691,7 +685,7 @@ pub(super) async fn drill_failover(
     let fault = Instant::now();
     let at = chrono::Utc::now();
     if let Err(e) = k.cluster.provider.kill_member(&old).await {
-        let _ = writer.finish(fault).await;
+        writers.abandon(&k, &table).await;
         return Err(Failure::new(
             codes::FAILED,
             format!(
@@ -703,12 +697,13 @@ pub(super) async fn drill_failover(
     }
     let budget =
         Duration::from_millis(chaos::expected_max_ms(p.ttl, p.loop_wait)) + Duration::from_secs(60);
-    let recovered = writer
+    let recovered = writers
+        .direct
         .commit_after(fault + Duration::from_millis(100), budget)
         .await;
     // A little more load on the new leader, then the count.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let written = writer.finish(fault).await;
+    let (written, pooled) = writers.finish(fault).await;
     let after = read_status(&k).await.ok();
     let new = after.as_ref().and_then(|s| s.leader.clone());
     // The new leader's own word for its timeline (Patroni's listing catches up a loop later).
@@ -721,6 +716,7 @@ pub(super) async fn drill_failover(
     };
     if !recovered || new.is_none() || new.as_deref() == Some(old.as_str()) {
         let _ = k.cluster.provider.start_member(&old, &k.creds).await;
+        let _ = read_back(&k, &table, &written, pooled.as_ref(), &[]).await;
         let what = if recovered {
             format!(
                 "writes resumed within {} s of killing {old}, yet Patroni names {} as the leader",
@@ -751,9 +747,7 @@ pub(super) async fn drill_failover(
             ),
         ));
     }
-    let missing = chaos::missing(&k.servers, &table, &written.acked)
-        .await
-        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+    let (missing, via_pooler, _) = read_back(&k, &table, &written, pooled.as_ref(), &[]).await?;
 
     // The old leader back: how does it rejoin?
     let rejoin_started = Instant::now();
@@ -784,13 +778,15 @@ pub(super) async fn drill_failover(
         "missing": missing,
         "commits": written.commits,
         "failed_writes": written.failed_writes,
+        "via_pooler": via_pooler,
         "rejoined_via": rejoined_via,
         "rejoin_ms": rejoin_ms,
         "settings": settings,
         "backup": backup,
         "notes": notes,
     });
-    let lost_in_sync = p.synchronous_mode && rpo > 0;
+    let pooled_rpo = data["via_pooler"]["rpo_transactions"].as_u64().unwrap_or(0);
+    let lost_in_sync = p.synchronous_mode && (rpo > 0 || pooled_rpo > 0);
     let summary = format!(
         "failover drill: {old} killed, {} took over in {} ms, {rpo} acknowledged commit(s) lost",
         new.as_deref().unwrap_or("?"),
@@ -803,8 +799,9 @@ pub(super) async fn drill_failover(
         let f = Failure::new(
             codes::DRILL_FAILED,
             format!(
-                "cluster {}: synchronous mode, yet {rpo} acknowledged commit(s) are missing on {}: {}{}",
+                "cluster {}: synchronous mode, yet {} acknowledged commit(s) are missing on {}: {}{}",
                 k.name,
+                rpo + usize::try_from(pooled_rpo).unwrap_or(0),
                 new.as_deref().unwrap_or("the new leader"),
                 shown.join(", "),
                 if rpo > shown.len() { ", ..." } else { "" }
@@ -845,6 +842,17 @@ fn text(d: &serde_json::Value) -> String {
         s(&d["rpo_transactions"]),
         s(&d["commits"])
     );
+    let via = &d["via_pooler"];
+    if via.is_object() {
+        let _ = writeln!(
+            out,
+            "  Through PgBouncer ({}): RTO {} ms; {} acknowledged commit(s) lost of {}.",
+            s(&via["address"]),
+            s(&via["rto_ms"]),
+            s(&via["rpo_transactions"]),
+            s(&via["commits"])
+        );
+    }
     let iso = &d["isolated"];
     if partition {
         let _ = writeln!(
@@ -1108,14 +1116,9 @@ pub(super) async fn drill_partition(
     chaos::prepare(&k.servers, &table)
         .await
         .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
-    let writer = Writer::start(&k.servers, &table);
-    let warm = Instant::now();
-    while writer.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let writers = Writers::start(&k, &table).await?;
     if let Err(e) = steady(&k, &old, &streaming).await {
-        let _ = writer.finish(Instant::now()).await;
-        let _ = chaos::missing(&k.servers, &table, &[]).await;
+        writers.abandon(&k, &table).await;
         return Err(Failure::new(
             codes::PRECHECK_FAILED,
             format!("cluster {}: before cutting {old} off: {e}", k.name),
@@ -1142,14 +1145,15 @@ pub(super) async fn drill_partition(
         let at = chrono::Utc::now();
         let cut = provider.isolate_member(&old, true).await;
         let recovered = cut.is_ok()
-            && writer
+            && writers
+                .direct
                 .commit_after(fault + Duration::from_millis(100), budget)
                 .await;
         (fault, at, cut, recovered)
     };
     let (inside, (fault, at, cut, recovered)) = tokio::join!(inside, outside);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let written = writer.finish(fault).await;
+    let (written, pooled) = writers.finish(fault).await;
     let after = read_status(&k).await.ok();
     let new = after.as_ref().and_then(|s| s.leader.clone());
     let timeline = match new
@@ -1185,6 +1189,7 @@ pub(super) async fn drill_partition(
         .hint("`pgdba chaos heal` tries again"));
     }
     if !recovered || new.is_none() || new.as_deref() == Some(old.as_str()) {
+        let _ = read_back(&k, &table, &written, pooled.as_ref(), &[]).await;
         return Err(Failure::new(
             codes::FAILED,
             format!(
@@ -1227,17 +1232,15 @@ pub(super) async fn drill_partition(
 
     // What the new leader lacks: the outside writer's acknowledged commits (RPO), and the ones
     // the isolated leader acknowledged that its rejoin discarded.
-    let mut acked = written.acked.clone();
-    acked.extend(beside.iter().filter(|w| w.ok).map(|w| w.n));
-    let lacking = chaos::missing(&k.servers, &table, &acked)
-        .await
-        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
-    let (lost_beside, missing): (Vec<u64>, Vec<u64>) =
-        lacking.into_iter().partition(|n| *n >= chaos::BESIDE_BASE);
+    let beside_acked: Vec<u64> = beside.iter().filter(|w| w.ok).map(|w| w.n).collect();
+    let (missing, via_pooler, lost_beside) =
+        read_back(&k, &table, &written, pooled.as_ref(), &beside_acked).await?;
     isolated["lost"] = json!(lost_beside.len());
     isolated["lost_numbers"] = json!(lost_beside.iter().take(50).collect::<Vec<_>>());
 
     let rpo = missing.len();
+    let lost =
+        rpo + usize::try_from(via_pooler["rpo_transactions"].as_u64().unwrap_or(0)).unwrap_or(0);
     let split = isolated["two_writable_leaders"] == true;
     let data = json!({
         "cluster": k.name,
@@ -1251,6 +1254,7 @@ pub(super) async fn drill_partition(
         "missing": missing,
         "commits": written.commits,
         "failed_writes": written.failed_writes,
+        "via_pooler": via_pooler,
         "isolated": isolated,
         "rejoined_via": rejoined_via,
         "rejoin_ms": rejoin_ms,
@@ -1258,7 +1262,7 @@ pub(super) async fn drill_partition(
         "backup": backup,
         "notes": notes,
     });
-    let lost_in_sync = p.synchronous_mode && rpo > 0;
+    let lost_in_sync = p.synchronous_mode && lost > 0;
     let summary = format!(
         "partition drill: {old} cut off, {} took over in {} ms; the isolated leader took writes for {} ms after the cut{}; {rpo} acknowledged commit(s) lost",
         new.as_deref().unwrap_or("?"),
@@ -1287,7 +1291,7 @@ pub(super) async fn drill_partition(
             )
         } else {
             format!(
-                "cluster {}: synchronous mode, yet {rpo} acknowledged commit(s) are missing on {}",
+                "cluster {}: synchronous mode, yet {lost} acknowledged commit(s) are missing on {}",
                 k.name,
                 new.as_deref().unwrap_or("the new leader")
             )
@@ -1801,4 +1805,148 @@ pub(super) async fn corrupt(
         .data(data));
     }
     Ok(Outcome::ok(data, human))
+}
+
+/// A drill's writers: one over the members (libpq picks the one that takes writes) and, where
+/// the cluster runs PgBouncer, one through it, as a role of the drill's own (PgBouncer lets no
+/// superuser in).
+struct Writers {
+    direct: Writer,
+    pooled: Option<Pooled>,
+}
+
+struct Pooled {
+    writer: Writer,
+    role: String,
+    address: String,
+}
+
+/// What the writer through PgBouncer measured.
+struct PooledWritten {
+    written: chaos::Written,
+    role: String,
+    address: String,
+}
+
+impl Writers {
+    /// Both started on `table` and warmed up (50 commits over the members, or 10 s).
+    async fn start(k: &Known, table: &str) -> Result<Writers, Failure> {
+        let direct = Writer::start(&k.servers, table, 0);
+        let pooler = k
+            .cluster
+            .provider
+            .inventory()
+            .await
+            .pooler
+            .filter(|p| p.running)
+            .and_then(|p| p.address);
+        let pooled = match pooler {
+            None => None,
+            Some((host, port)) => match chaos::pooler_role(&k.servers, table).await {
+                Ok((role, password)) => {
+                    let server = crate::ops::Server {
+                        name: "pgbouncer".to_owned(),
+                        host: host.clone(),
+                        port,
+                        user: role.clone(),
+                        password: Some(password),
+                        database: "postgres".to_owned(),
+                        socket_dir: None,
+                        data_dir: None,
+                        api_url: None,
+                    };
+                    Some(Pooled {
+                        writer: Writer::start(&[server], table, chaos::POOLER_BASE),
+                        role,
+                        address: format!("{host}:{port}"),
+                    })
+                }
+                Err(e) => {
+                    let _ = direct.finish(Instant::now()).await;
+                    let _ = chaos::missing(&k.servers, table, &[]).await;
+                    return Err(Failure::new(
+                        codes::SQL_ERROR,
+                        format!("cluster {}: {e}", k.name),
+                    ));
+                }
+            },
+        };
+        let warm = Instant::now();
+        while direct.commits() < 50 && warm.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Writers { direct, pooled })
+    }
+
+    /// Stop both, measured against `fault`.
+    async fn finish(self, fault: Instant) -> (chaos::Written, Option<PooledWritten>) {
+        let direct = self.direct.finish(fault).await;
+        let pooled = match self.pooled {
+            Some(p) => Some(PooledWritten {
+                written: p.writer.finish(fault).await,
+                role: p.role,
+                address: p.address,
+            }),
+            None => None,
+        };
+        (direct, pooled)
+    }
+
+    /// Stop both, and drop the table and the role: a drill that did not get to its fault.
+    async fn abandon(self, k: &Known, table: &str) {
+        let (_, pooled) = self.finish(Instant::now()).await;
+        let _ = chaos::missing(&k.servers, table, &[]).await;
+        if let Some(p) = pooled {
+            let _ = chaos::drop_role(&k.servers, &p.role).await;
+        }
+    }
+}
+
+/// The acknowledged numbers the leader lacks, read back once (the table then dropped, and the
+/// pooled writer's role): the direct writer's, the pooled writer's (as `via_pooler`, or null
+/// without a pooler) and `others`' (the writer beside a member).
+async fn read_back(
+    k: &Known,
+    table: &str,
+    direct: &chaos::Written,
+    pooled: Option<&PooledWritten>,
+    others: &[u64],
+) -> Result<(Vec<u64>, serde_json::Value, Vec<u64>), Failure> {
+    let mut acked = direct.acked.clone();
+    acked.extend(others);
+    if let Some(p) = pooled {
+        acked.extend(&p.written.acked);
+    }
+    let lacking = chaos::missing(&k.servers, table, &acked)
+        .await
+        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
+    let mut missing = Vec::new();
+    let mut via = Vec::new();
+    let mut beside = Vec::new();
+    for n in lacking {
+        if n >= chaos::POOLER_BASE {
+            via.push(n);
+        } else if n >= chaos::BESIDE_BASE {
+            beside.push(n);
+        } else {
+            missing.push(n);
+        }
+    }
+    let via_pooler = match pooled {
+        None => serde_json::Value::Null,
+        Some(p) => {
+            if let Err(e) = chaos::drop_role(&k.servers, &p.role).await {
+                tracing::warn!("cluster {}: {e}", k.name);
+            }
+            json!({
+                "address": p.address,
+                "rto_ms": p.written.rto_ms,
+                "rpo_transactions": via.len(),
+                "missing": via,
+                "commits": p.written.commits,
+                "failed_writes": p.written.failed_writes,
+            })
+        }
+    };
+    Ok((missing, via_pooler, beside))
 }

@@ -52,8 +52,8 @@ pub struct Written {
 }
 
 impl Writer {
-    /// Start writing into `table` (made first by [`prepare`]).
-    pub fn start(servers: &[Server], table: &str) -> Writer {
+    /// Start writing into `table` (made first by [`prepare`]) numbers from `base + 1` on.
+    pub fn start(servers: &[Server], table: &str, base: u64) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(std::sync::Mutex::new(Log::default()));
         let cfg = config(servers, "pgdba-drill-writer");
@@ -63,7 +63,7 @@ impl Writer {
             let log = log.clone();
             tokio::spawn(async move {
                 let mut client: Option<tokio_postgres::Client> = None;
-                let mut n: u64 = 0;
+                let mut n: u64 = base;
                 while !stop.load(Ordering::Relaxed) {
                     if client
                         .as_ref()
@@ -287,6 +287,41 @@ pub async fn caught_up(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The numbers the writer through the pooler commits start here, clear of the others'.
+pub const POOLER_BASE: u64 = 2_000_000_000;
+
+/// A login role of the drill's own for the writer through PgBouncer (which lets no superuser
+/// in): a random password, valid for an hour, allowed to insert into and read `table` only.
+/// Its name and password (never shown).
+pub async fn pooler_role(servers: &[Server], table: &str) -> Result<(String, String), String> {
+    use rand::Rng;
+    let role = format!("{table}_writer");
+    let password: String = rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    // Its SCRAM verifier, made here: the password itself never reaches a server's log.
+    let verifier = crate::pg::scram::make_verifier(&password);
+    let c = session(servers).await?;
+    c.batch_execute(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD '{verifier}' VALID UNTIL '{}'; \
+         GRANT INSERT, SELECT ON {table} TO {role}",
+        (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()
+    ))
+    .await
+    .map_err(|e| format!("creating the role {role}: {}", crate::error_chain(&e)))?;
+    Ok((role, password))
+}
+
+/// Drop the role [`pooler_role`] made (its table already dropped, or dropped with it).
+pub async fn drop_role(servers: &[Server], role: &str) -> Result<(), String> {
+    let c = session(servers).await?;
+    c.batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await
+        .map_err(|e| format!("dropping the role {role}: {}", crate::error_chain(&e)))
 }
 
 /// The numbers the writer beside a member commits start here, clear of the outside writer's.

@@ -1403,6 +1403,11 @@ fn docker_partition_and_failover_drills_in_synchronous_mode() {
 
     let d = drill("partition");
     assert_eq!(d["old_leader"], leader.as_str(), "{d:#}");
+    // PgBouncer runs beside the members: a second writer goes through it.
+    let via = &d["via_pooler"];
+    assert_eq!(via["rpo_transactions"], 0, "{d:#}");
+    assert!(via["commits"].as_u64().unwrap() > 0, "{d:#}");
+    assert!(via["rto_ms"].as_u64().unwrap() > 0, "{d:#}");
     assert_eq!(d["new_leader"], replica.as_str(), "{d:#}");
     assert_eq!(d["rpo_transactions"], 0, "{d:#}");
     let iso = &d["isolated"];
@@ -1420,6 +1425,7 @@ fn docker_partition_and_failover_drills_in_synchronous_mode() {
     assert_eq!(d["old_leader"], leader.as_str(), "{d:#}");
     assert_eq!(d["new_leader"], replica.as_str(), "{d:#}");
     assert_eq!(d["rpo_transactions"], 0, "{d:#}");
+    assert_eq!(d["via_pooler"]["rpo_transactions"], 0, "{d:#}");
     let (leader, replica) = settled();
 
     // A replica cut off: its container leaves the network (Patroni's listing loses it), and

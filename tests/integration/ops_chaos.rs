@@ -81,6 +81,8 @@ fn a_failover_drill_in_synchronous_mode_loses_nothing_and_the_old_leader_streams
     assert_eq!(r.code, 0, "chaos drill failover: {r:?}");
     let d = r.json()["data"].clone();
     assert_eq!(d["old_leader"], before.as_str(), "{d:#}");
+    // No pooler in this spec: one writer, over the members.
+    assert!(d["via_pooler"].is_null(), "{d:#}");
     let new = d["new_leader"].as_str().unwrap().to_owned();
     assert_ne!(new, before, "{d:#}");
     assert_eq!(d["rpo_transactions"], 0, "{d:#}");
