@@ -621,19 +621,32 @@ async fn steady(k: &Known, leader: &str, candidates: &[String]) -> Result<(), St
         .map(|_| ())
 }
 
-pub(super) async fn drill_failover(
-    g: &Global,
-    c: &ClusterArg,
-    i_know: bool,
+/// Where a fault drill starts: the leader it strikes, the replicas that could take over, the
+/// backup taken first, the drill's table with its writers running, in a steady state, and the
+/// age of the leader's data directory (to tell a rewind from a clone afterwards); the lock held.
+struct Start {
+    old: String,
+    backup: serde_json::Value,
+    table: String,
+    writers: Writers,
+    made_before: Result<String, String>,
+    _lock: crate::state::LockGuard,
+}
+
+/// The shared start of `chaos drill failover` and `partition`: `fault` and `doing` name what
+/// happens to the leader in messages ("kill", "killing").
+async fn start_drill(
+    k: &Known,
+    command: &str,
+    fault: &str,
+    doing: &str,
     no_backup: bool,
-) -> Result<Outcome, Failure> {
-    let mut k = resolve_cluster(g, c).await?;
-    guard(&k, i_know, "chaos drill failover")?;
-    let status = read_status(&k).await?;
+) -> Result<Start, Failure> {
+    let status = read_status(k).await?;
     let Some(old) = status.leader.clone() else {
         return Err(Failure::new(
             codes::NO_PRIMARY,
-            format!("cluster {} has no leader to kill", k.name),
+            format!("cluster {} has no leader to {fault}", k.name),
         ));
     };
     let streaming: Vec<String> = status
@@ -652,34 +665,54 @@ pub(super) async fn drill_failover(
         )
         .hint("`pgdba cluster status` shows the members"));
     }
-    let _lock = k.store.lock(&k.name, "chaos drill failover")?;
-    let p = k.spec.spec.patroni.clone();
-    let settings = settings_of(&k);
-
-    let backup = backup_first(&k, &old, no_backup).await?;
-
-    // The writer, warmed up.
+    let lock = k.store.lock(&k.name, command)?;
+    let backup = backup_first(k, &old, no_backup).await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let table = chaos::table_name(&id[..12]);
     chaos::prepare(&k.servers, &table)
         .await
         .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
-    let writers = Writers::start(&k, &table).await?;
-    // From a steady state: a replica has all the leader wrote (the backup just taken streams
-    // a segment's worth of WAL after it).
-    if let Err(e) = steady(&k, &old, &streaming).await {
-        writers.abandon(&k, &table).await;
+    let writers = Writers::start(k, &table).await?;
+    if let Err(e) = steady(k, &old, &streaming).await {
+        writers.abandon(k, &table).await;
         return Err(Failure::new(
             codes::PRECHECK_FAILED,
-            format!("cluster {}: before killing {old}: {e}", k.name),
+            format!("cluster {}: before {doing} {old}: {e}", k.name),
         )
         .hint("`pgdba cluster status` shows the replicas"));
     }
-    let old_server = k.servers.iter().find(|s| s.name == old).cloned();
-    let made_before = match &old_server {
+    let made_before = match k.servers.iter().find(|s| s.name == old) {
         Some(s) => data_dir_made(s).await,
         None => Err(format!("{old} is not a member")),
     };
+    Ok(Start {
+        old,
+        backup,
+        table,
+        writers,
+        made_before,
+        _lock: lock,
+    })
+}
+
+pub(super) async fn drill_failover(
+    g: &Global,
+    c: &ClusterArg,
+    i_know: bool,
+    no_backup: bool,
+) -> Result<Outcome, Failure> {
+    let mut k = resolve_cluster(g, c).await?;
+    guard(&k, i_know, "chaos drill failover")?;
+    let p = k.spec.spec.patroni.clone();
+    let settings = settings_of(&k);
+    let Start {
+        old,
+        backup,
+        table,
+        writers,
+        made_before,
+        _lock,
+    } = start_drill(&k, "chaos drill failover", "kill", "killing", no_backup).await?;
 
     // The fault.
     let fault = Instant::now();
@@ -1083,53 +1116,23 @@ pub(super) async fn drill_partition(
     let mut k = resolve_cluster(g, c).await?;
     guard(&k, i_know, "chaos drill partition")?;
     need_networks(&k, "chaos drill partition")?;
-    let status = read_status(&k).await?;
-    let Some(old) = status.leader.clone() else {
-        return Err(Failure::new(
-            codes::NO_PRIMARY,
-            format!("cluster {} has no leader to cut off", k.name),
-        ));
-    };
-    let streaming: Vec<String> = status
-        .members
-        .iter()
-        .filter(|m| m.name != old && m.state == "streaming")
-        .map(|m| m.name.clone())
-        .collect();
-    if streaming.is_empty() {
-        return Err(Failure::new(
-            codes::PRECHECK_FAILED,
-            format!(
-                "cluster {}: no replica streams from {old}, so nothing could take over",
-                k.name
-            ),
-        )
-        .hint("`pgdba cluster status` shows the members"));
-    }
-    let _lock = k.store.lock(&k.name, "chaos drill partition")?;
     let p = k.spec.spec.patroni.clone();
     let settings = settings_of(&k);
-    let backup = backup_first(&k, &old, no_backup).await?;
-
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let table = chaos::table_name(&id[..12]);
-    chaos::prepare(&k.servers, &table)
-        .await
-        .map_err(|e| Failure::new(codes::SQL_ERROR, format!("cluster {}: {e}", k.name)))?;
-    let writers = Writers::start(&k, &table).await?;
-    if let Err(e) = steady(&k, &old, &streaming).await {
-        writers.abandon(&k, &table).await;
-        return Err(Failure::new(
-            codes::PRECHECK_FAILED,
-            format!("cluster {}: before cutting {old} off: {e}", k.name),
-        )
-        .hint("`pgdba cluster status` shows the replicas"));
-    }
-    let old_server = k.servers.iter().find(|s| s.name == old).cloned();
-    let made_before = match &old_server {
-        Some(s) => data_dir_made(s).await,
-        None => Err(format!("{old} is not a member")),
-    };
+    let Start {
+        old,
+        backup,
+        table,
+        writers,
+        made_before,
+        _lock,
+    } = start_drill(
+        &k,
+        "chaos drill partition",
+        "cut off",
+        "cutting off",
+        no_backup,
+    )
+    .await?;
 
     // The writer beside the leader runs past the window Patroni's timings imply; the cut
     // comes once it has committed for a moment.
