@@ -580,12 +580,42 @@ async fn rejoined(
     (serde_json::Value::Null, serde_json::Value::Null)
 }
 
-/// Before a drill's fault, the steady state that lets a replica take over: with Patroni's
+/// Before a drill's fault, the steady state that lets a replica take over: in synchronous
+/// mode, a streaming synchronous standby named (the only candidates then); with Patroni's
 /// failsafe mode, one of `candidates` is in the failsafe key the leader writes (a replica it
 /// does not name there never promotes itself; a member that joined a moment ago is not named
 /// until the leader's next loop), and it has flushed all the leader wrote.
 async fn steady(k: &Known, leader: &str, candidates: &[String]) -> Result<(), String> {
     let within = Duration::from_secs(60);
+    // In synchronous mode Patroni promotes only the standby its sync key names: none is named
+    // until the leader's loop after the replicas stream.
+    let mut candidates = candidates.to_vec();
+    if k.spec.spec.patroni.synchronous_mode {
+        let deadline = Instant::now() + within;
+        loop {
+            let named: Vec<String> = match read_status(k).await {
+                Ok(s) => s
+                    .sync_standby
+                    .iter()
+                    .filter(|n| s.member(n).is_some_and(|m| m.state == "streaming"))
+                    .cloned()
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if !named.is_empty() {
+                candidates = named;
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "synchronous mode is on, and within {} s Patroni named no streaming synchronous standby: it would promote no replica",
+                    within.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let candidates = candidates.as_slice();
     if k.spec.spec.patroni.failsafe_mode
         && let Some(api) = k
             .servers
