@@ -160,6 +160,11 @@ pub(super) async fn drill_switchover(
     let at = chrono::Utc::now();
     let started = Instant::now();
     let (done, to) = hand_over(&k, &client, status, to).await;
+    if done.is_ok() {
+        writers
+            .pooled_commit_after(Instant::now(), Duration::from_secs(60))
+            .await;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (written, pooled) = writers.finish(started).await;
     // Read back (and the table dropped) whatever the switchover did.
@@ -764,6 +769,11 @@ pub(super) async fn drill_failover(
         .direct
         .commit_after(fault + Duration::from_millis(100), budget)
         .await;
+    if recovered {
+        writers
+            .pooled_commit_after(fault + Duration::from_millis(100), Duration::from_secs(60))
+            .await;
+    }
     // A little more load on the new leader, then the count.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (written, pooled) = writers.finish(fault).await;
@@ -909,7 +919,7 @@ fn text(d: &serde_json::Value) -> String {
     if via.is_object() {
         let _ = writeln!(
             out,
-            "  Through PgBouncer ({}): RTO {} ms; {} acknowledged commit(s) lost of {}.",
+            "  Through PgBouncer ({}): RTO {} ms (- when its writes still failed at the end); {} acknowledged commit(s) lost of {}.",
             s(&via["address"]),
             s(&via["rto_ms"]),
             s(&via["rpo_transactions"]),
@@ -1182,6 +1192,11 @@ pub(super) async fn drill_partition(
                 .direct
                 .commit_after(fault + Duration::from_millis(100), budget)
                 .await;
+        if recovered {
+            writers
+                .pooled_commit_after(fault + Duration::from_millis(100), Duration::from_secs(60))
+                .await;
+        }
         (fault, at, cut, recovered)
     };
     let (inside, (fault, at, cut, recovered)) = tokio::join!(inside, outside);
@@ -1911,6 +1926,15 @@ impl Writers {
         Ok(Writers { direct, pooled })
     }
 
+    /// Wait, at most `within`, until the writer through PgBouncer (if any) has a commit
+    /// acknowledged after `after`: PgBouncer follows the new leader a moment after the members
+    /// take writes again.
+    async fn pooled_commit_after(&self, after: Instant, within: Duration) {
+        if let Some(p) = &self.pooled {
+            p.writer.commit_after(after, within).await;
+        }
+    }
+
     /// Stop both, measured against `fault`.
     async fn finish(self, fault: Instant) -> (chaos::Written, Option<PooledWritten>) {
         let direct = self.direct.finish(fault).await;
@@ -1973,7 +1997,9 @@ async fn read_back(
             }
             json!({
                 "address": p.address,
-                "rto_ms": p.written.rto_ms,
+                // Null when its writes still failed at the end of the drill.
+                "rto_ms": p.written.recovered.then_some(p.written.rto_ms),
+                "recovered": p.written.recovered,
                 "rpo_transactions": via.len(),
                 "missing": via,
                 "commits": p.written.commits,

@@ -49,6 +49,10 @@ pub struct Written {
     /// From the fault to that first acknowledged write after a failed one.
     #[serde(skip)]
     pub recovered_after_ms: Option<u64>,
+    /// No write failed at or after the fault, or one was acknowledged after it: false when
+    /// the writer stopped still failing (then `rto_ms` measures nothing).
+    #[serde(skip)]
+    pub recovered: bool,
 }
 
 impl Writer {
@@ -148,6 +152,7 @@ impl Writer {
             failed_writes: log.failures.len(),
             rto_ms,
             recovered_after_ms: recovered.map(|r| ms(r.saturating_duration_since(fault))),
+            recovered: first_failure.is_none() || recovered.is_some(),
             acked: log.acked.iter().map(|a| a.0).collect(),
         }
     }

@@ -1426,6 +1426,8 @@ fn docker_partition_and_failover_drills_in_synchronous_mode() {
     assert_eq!(d["new_leader"], replica.as_str(), "{d:#}");
     assert_eq!(d["rpo_transactions"], 0, "{d:#}");
     assert_eq!(d["via_pooler"]["rpo_transactions"], 0, "{d:#}");
+    assert_eq!(d["via_pooler"]["recovered"], true, "{d:#}");
+    assert!(d["via_pooler"]["rto_ms"].as_u64().unwrap() > 0, "{d:#}");
     let (leader, replica) = settled();
 
     // A replica cut off: its container leaves the network (Patroni's listing loses it), and
