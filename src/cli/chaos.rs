@@ -285,6 +285,33 @@ async fn backup_first(
     Ok(json!(done.backup.id))
 }
 
+/// What a fault on one member ends with: its record in the cluster's history (`command`,
+/// `summary`) and the answer, `data` naming the fault, when, the member, its role and the
+/// backup taken first.
+#[allow(clippy::too_many_arguments)]
+fn member_fault_done(
+    k: &Known,
+    command: &str,
+    fault: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    member: &str,
+    role: &str,
+    backup: serde_json::Value,
+    summary: String,
+    human: String,
+) -> Outcome {
+    let data = json!({
+        "cluster": k.name,
+        "fault": fault,
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "member": member,
+        "role": role,
+        "backup": backup,
+    });
+    k.record(command, true, summary, data.clone());
+    Outcome::ok(data, human)
+}
+
 /// `chaos kill-node --member M | --host H`: the member killed as a crash would; nothing
 /// starts it again but `apply`.
 pub(super) async fn kill_node(
@@ -320,25 +347,22 @@ pub(super) async fn kill_node(
             ),
         )
     })?;
-    let data = json!({
-        "cluster": k.name,
-        "fault": "kill-node",
-        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "member": member,
-        "role": role,
-        "backup": backup,
-    });
-    k.record(
-        "chaos kill-node",
-        true,
-        format!("{member} ({role}) killed"),
-        data.clone(),
-    );
     let human = format!(
         "Killed {member} ({role}) of cluster {}: its Patroni and PostgreSQL, at once.\nNothing starts it again: `pgdba drift` reports it, `pgdba plan` shows it, `pgdba apply` starts it.\n",
         k.name
     );
-    Ok(Outcome::ok(data, human))
+    let summary = format!("{member} ({role}) killed");
+    Ok(member_fault_done(
+        &k,
+        "chaos kill-node",
+        "kill-node",
+        at,
+        &member,
+        &role,
+        backup,
+        summary,
+        human,
+    ))
 }
 
 /// `chaos freeze` (`frozen`) and `chaos thaw`: every process of the member stopped where it is,
@@ -389,22 +413,9 @@ pub(super) async fn freeze(
                 ),
             )
         })?;
-    let data = json!({
-        "cluster": k.name,
-        "fault": if frozen { "freeze" } else { "thaw" },
-        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "member": member,
-        "role": role,
-        "backup": backup,
-    });
-    k.record(
-        what,
-        true,
-        format!(
-            "{member} ({role}) {}",
-            if frozen { "frozen" } else { "thawed" }
-        ),
-        data.clone(),
+    let summary = format!(
+        "{member} ({role}) {}",
+        if frozen { "frozen" } else { "thawed" }
     );
     let human = if frozen {
         format!(
@@ -414,7 +425,17 @@ pub(super) async fn freeze(
     } else {
         format!("Thawed {member} of cluster {}.\n", k.name)
     };
-    Ok(Outcome::ok(data, human))
+    Ok(member_fault_done(
+        &k,
+        what,
+        if frozen { "freeze" } else { "thaw" },
+        at,
+        &member,
+        &role,
+        backup,
+        summary,
+        human,
+    ))
 }
 
 /// `chaos report`: the faults and drills of the cluster's history, oldest first.
@@ -1031,25 +1052,22 @@ pub(super) async fn partition(
                 ),
             )
         })?;
-    let data = json!({
-        "cluster": k.name,
-        "fault": "partition",
-        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "member": member,
-        "role": role,
-        "backup": backup,
-    });
-    k.record(
-        "chaos partition",
-        true,
-        format!("{member} ({role}) cut off the network"),
-        data.clone(),
-    );
     let human = format!(
         "{member} ({role}) of cluster {} is cut off the network; `pgdba chaos heal` joins it again.\n",
         k.name
     );
-    Ok(Outcome::ok(data, human))
+    let summary = format!("{member} ({role}) cut off the network");
+    Ok(member_fault_done(
+        &k,
+        "chaos partition",
+        "partition",
+        at,
+        &member,
+        &role,
+        backup,
+        summary,
+        human,
+    ))
 }
 
 /// `chaos heal [--member M]`: every member (or M) on the cluster's network again.
