@@ -839,10 +839,20 @@ impl super::Provider for Local {
         // notice and restart its PostgreSQL in between.
         let patroni = process::running(&m.pidfile);
         let postmaster = process::postmaster(&m.data_dir, &self.layout.bin_dir);
+        // The postmaster's children too, as a crash takes them: left alone they linger a moment
+        // after it, holding its shared memory and ports, and a start right away fails.
+        // Listed before the kill, while they are still its children.
+        let family: Vec<process::ProcessId> = postmaster
+            .as_ref()
+            .map(|id| process::with_descendants(id.pid))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(process::ProcessId::of)
+            .collect();
         if let Some(id) = &patroni {
             process::kill_now(id).await?;
         }
-        if let Some(id) = &postmaster {
+        for id in &family {
             process::kill_now(id).await?;
         }
         Ok(())
