@@ -14,11 +14,18 @@ dpkg -s python3-venv >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client-15)
 [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 command -v pgbackrest >/dev/null 2>&1 || need_apt+=(pgbackrest)
+# The ssh provider's test hosts (scripts/testhosts.sh): sshd in network namespaces.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh-keyscan >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+# Debian starts sshd as a service on install; the tests run their own in their test hosts.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now ssh >/dev/null 2>&1 || true; fi
 # Debian starts etcd as a service on install; pgdba runs its own etcd per cluster.
 if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 pkill -x etcd -u etcd >/dev/null 2>&1 || true

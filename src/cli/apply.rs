@@ -130,10 +130,18 @@ async fn execute(
         Some(s) => s,
         None => ClusterState::new(cluster.name(), cluster.provider.kind()),
     };
+    // The hosts' keys the plan showed are trusted from now on, and recorded with the first
+    // save (trust on first use).
+    let mut trusted = state.host_keys.clone();
+    trusted.extend(plan.host_keys.iter().map(|(k, v)| (k.clone(), v.clone())));
+    cluster.provider.trust_host_keys(&trusted);
     let recorder = Recorder {
         store,
         lock: run.lock,
-        state: Mutex::new(state),
+        state: Mutex::new(ClusterState {
+            host_keys: trusted,
+            ..state
+        }),
     };
     // Each request within 10 s; a restart or a switchover, which Patroni answers once done,
     // within what its action has left.
@@ -508,6 +516,9 @@ pub(super) async fn apply_saved(
     }
     let creds = credentials(&store, &name, state.as_ref())?;
     let cluster = Cluster::new(&saved.spec);
+    cluster
+        .trust_hosts(state.as_ref(), &saved.plan.host_keys)
+        .await?;
     let managed = managed(state.as_ref());
     let obs = observe_cluster(&store, &cluster, creds.as_ref(), &managed).await?;
     refuse_unmanaged(&store, &cluster, state.as_ref(), &obs)?;

@@ -56,6 +56,23 @@ impl Cluster {
         self.provider.topology()
     }
 
+    /// Hand the provider the host keys `state` trusts, and refuse (`HOST_KEY_CHANGED`) when a
+    /// host offers another key than the one trusted: nothing is sent to such a host.
+    /// `planned`: the keys a plan being applied showed, trusted too.
+    pub(super) async fn trust_hosts(
+        &self,
+        state: Option<&ClusterState>,
+        planned: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), Failure> {
+        let mut keys = state.map(|s| s.host_keys.clone()).unwrap_or_default();
+        keys.extend(planned.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.provider.trust_host_keys(&keys);
+        self.provider.check_hosts().await.map_err(|e| {
+            Failure::new(codes::HOST_KEY_CHANGED, format!("cluster {}: {e}", self.name()))
+                .hint("a host whose key changes may be another machine answering at its address; make sure it is the host you meant before trusting its new key")
+        })
+    }
+
     /// What this cluster would share with `other` on this machine.
     pub(super) fn conflicts_with(&self, other: &Cluster) -> Vec<String> {
         providers::conflicts(
@@ -397,6 +414,9 @@ pub(super) async fn plan_one(
 ) -> Result<Planned, Failure> {
     let cluster = Cluster::new(&loaded.spec);
     let state = store.load(cluster.name())?;
+    cluster
+        .trust_hosts(state.as_ref(), &Default::default())
+        .await?;
     let managed = managed(state.as_ref());
     let creds = match creds {
         Some(c) => Some(c.clone()),
@@ -405,7 +425,8 @@ pub(super) async fn plan_one(
     refuse_shared_resources(store, &cluster)?;
     let observation = observe_cluster(store, &cluster, creds.as_ref(), &managed).await?;
     refuse_unmanaged(store, &cluster, state.as_ref(), &observation)?;
-    let plan = plan::build(&cluster.spec, cluster.topology(), &managed, &observation);
+    let mut plan = plan::build(&cluster.spec, cluster.topology(), &managed, &observation);
+    plan.host_keys = cluster.provider.untrusted_host_keys();
     require_complete(&observation, &plan)?;
     refuse_split_brain(&observation, &plan)?;
     cluster

@@ -92,6 +92,7 @@ pub mod codes {
         INVALID_INPUT: "inputs a calculation refuses (PGTune's memory, CPU or connection range)",
         INVALID_PLAN: "a saved plan file that cannot be read as a plan",
         INVALID_SPEC: "the spec does not validate; every problem is listed with file:line:column",
+        HOST_KEY_CHANGED: "a host of the ssh provider offers another key than the one pgdba trusts (both fingerprints in the message): nothing was sent to it",
         IN_USE: "something the plan needs (a network, a subnet, a container name) is used by something else",
         IN_USE_BY_ANOTHER_CLUSTER: "another cluster of the state dir uses this spec's directory or ports",
         IO_ERROR: "a file could not be read or written",

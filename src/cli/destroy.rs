@@ -119,6 +119,9 @@ pub(super) async fn destroy(
     // data_dir edited in the spec since must not make destroy delete the new path.
     let recorded = last_applied(&state).unwrap_or_else(|| loaded.spec.clone());
     let cluster = Cluster::new(&recorded);
+    cluster
+        .trust_hosts(Some(&state), &Default::default())
+        .await?;
     let location = cluster.provider.location();
     if let Some(dir) = &state.data_dir
         && Path::new(dir) != Path::new(&location)

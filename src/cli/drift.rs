@@ -70,6 +70,9 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
         .or(applied.as_ref())
         .unwrap_or(&loaded.spec);
     let cluster = Cluster::new(newest);
+    cluster
+        .trust_hosts(Some(&state), &Default::default())
+        .await?;
     // Drift never makes or rotates passwords: without them it still observes (over the
     // members' sockets), and says what it could not check.
     let creds = match credentials(store, &name, Some(&state)) {
@@ -94,6 +97,7 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
     }
     let diff_of = |spec: &ClusterSpec| {
         let cluster = Cluster::new(spec);
+        cluster.provider.trust_host_keys(&state.host_keys);
         crate::diff::diff(&crate::diff::Input {
             spec,
             topology: cluster.topology(),

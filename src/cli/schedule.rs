@@ -117,6 +117,13 @@ fn host(spec: &ClusterSpec) -> Result<Host, Failure> {
     match &spec.spec.provider {
         ProviderSpec::Local(_) => Ok(Host::Local),
         ProviderSpec::Docker(_) => Ok(Host::Docker),
+        ProviderSpec::Ssh(_) => Err(Failure::new(
+            codes::REFUSED,
+            format!(
+                "cluster {} runs on the ssh provider, which does not run backups yet",
+                spec.metadata.name
+            ),
+        )),
         ProviderSpec::Adopted(_) => Err(Failure::new(
             codes::REFUSED,
             format!(

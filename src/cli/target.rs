@@ -267,6 +267,9 @@ pub(super) async fn resolve_cluster(g: &Global, arg: &ClusterArg) -> Result<Know
         ));
     };
     let cluster = Cluster::new(&spec);
+    cluster
+        .trust_hosts(Some(&state), &Default::default())
+        .await?;
     let servers = servers_of(&state, &cluster, &creds).await;
     Ok(Known {
         name,

@@ -152,9 +152,9 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
         members: inventory,
         pooler,
         dcs_location,
+        mut unreachable,
     } = ctx.provider.inventory().await;
     let mut notes = Vec::new();
-    let mut unreachable = Vec::new();
     // Probe the members whose Patroni or PostgreSQL runs: the spec's and any extra the
     // provider has.
     let probes = inventory

@@ -190,6 +190,13 @@ pub fn render(plans: &[Plan]) -> String {
         for n in &p.notes {
             let _ = writeln!(s, "> note: {}", cell(n));
         }
+        for (host, key) in &p.host_keys {
+            let _ = writeln!(
+                s,
+                "> host key to trust on first use: `{host}` `{}`",
+                crate::providers::ssh::session::fingerprint_of_line(key)
+            );
+        }
         if !p.changes.is_empty() {
             s.push_str("| | address | before | after | via | why |\n|---|---|---|---|---|---|\n");
             for c in &p.changes {

@@ -117,6 +117,13 @@ pub fn table(plan: &Plan) -> String {
     for n in &plan.notes {
         let _ = writeln!(out, "note: {n}");
     }
+    for (host, key) in &plan.host_keys {
+        let _ = writeln!(
+            out,
+            "  + host_key.{host}  {}  trusted on first use: check it is the host's before you apply",
+            crate::providers::ssh::session::fingerprint_of_line(key)
+        );
+    }
     if plan.is_empty() {
         let _ = writeln!(
             out,

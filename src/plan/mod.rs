@@ -215,11 +215,18 @@ pub struct Plan {
     pub unmanaged_parameters: BTreeMap<String, String>,
     /// What observation noticed (unreachable members, ...).
     pub notes: Vec<String>,
+    /// Keys of hosts pgdba does not trust yet (`address:port` → OpenSSH key line): applying
+    /// the plan trusts exactly these and records them in the state (trust on first use).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_keys: BTreeMap<String, String>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.actions.is_empty() && self.forgotten.is_empty()
+        self.changes.is_empty()
+            && self.actions.is_empty()
+            && self.forgotten.is_empty()
+            && self.host_keys.is_empty()
     }
     /// What applying the plan would destroy.
     pub fn data_loss(&self) -> Vec<&str> {
@@ -278,6 +285,7 @@ pub fn build(
         forgotten,
         unmanaged_parameters: unmanaged,
         notes: observation.notes.clone(),
+        host_keys: BTreeMap::new(),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod etcd;
 pub mod local;
 pub mod pgbackrest;
 pub mod pgbouncer;
+pub mod ssh;
 
 use std::path::PathBuf;
 
@@ -71,6 +72,19 @@ pub enum ProviderError {
     Etcd { endpoint: String, message: String },
     #[error("Docker: {0}")]
     Docker(String),
+    /// A command over SSH failed.
+    #[error("{0}")]
+    Ssh(String),
+    /// A host did not answer on its SSH port.
+    #[error("{0}")]
+    HostUnreachable(String),
+    /// A host offers a key pgdba does not trust yet (it trusts it on first use, when an apply
+    /// whose plan showed it records it).
+    #[error("{0}")]
+    HostKeyUntrusted(String),
+    /// A host offers another key than the one pgdba trusts: nothing is sent to it.
+    #[error("{0}")]
+    HostKeyChanged(String),
 }
 
 impl ProviderError {
@@ -204,6 +218,9 @@ pub struct Inventory {
     pub pooler: Option<crate::observe::model::Pooler>,
     /// Where Patroni's keys are, as read with the rest (as [`Provider::dcs_location`] says).
     pub dcs_location: crate::patroni::dcs::Location,
+    /// What the provider could not look at (a host it cannot reach): the observation is
+    /// partial.
+    pub unreachable: Vec<crate::observe::model::Unreachable>,
 }
 
 /// Something on the machine a cluster holds alone; two clusters claiming the same conflict.
@@ -297,6 +314,21 @@ pub trait Provider: Send + Sync {
     /// The section of the spec to change when something the provider holds clashes
     /// (`spec.provider.local`).
     fn spec_section(&self) -> &'static str;
+
+    /// The host keys the state recorded (`address:port` → OpenSSH key line), which a provider
+    /// that logs in to hosts checks them against. Called before anything else.
+    fn trust_host_keys(&self, _keys: &std::collections::BTreeMap<String, String>) {}
+
+    /// The keys of hosts nothing trusts yet, as they offered them since (`address:port` → key
+    /// line): what the plan shows and apply records (trust on first use).
+    fn untrusted_host_keys(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
+
+    /// Refuse when a host offers another key than the one trusted (`HostKeyChanged`).
+    async fn check_hosts(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 
     // Read side.
 
@@ -455,6 +487,7 @@ pub fn for_spec(
     match &spec.spec.provider {
         ProviderSpec::Local(local) => Box::new(local::Local::new(spec, local, backup_secrets)),
         ProviderSpec::Docker(docker) => Box::new(docker::Docker::new(spec, docker, backup_secrets)),
+        ProviderSpec::Ssh(ssh) => Box::new(ssh::Ssh::new(spec, ssh)),
         ProviderSpec::Adopted(adopted) => Box::new(adopted::Adopted::new(spec, adopted)),
     }
 }

@@ -708,7 +708,86 @@ impl HbaRule {
 pub enum Provider {
     Local(LocalProvider),
     Docker(DockerProvider),
+    Ssh(SshProvider),
     Adopted(AdoptedProvider),
+}
+
+/// The `ssh` provider: etcd, Patroni, PostgreSQL and PgBouncer on Linux hosts pgdba reaches over
+/// SSH (bare metal, VMs). Member `i` runs on `hosts[i]`; etcd runs on the first three hosts (all
+/// of them when there are fewer) or on `dcs_hosts`; PgBouncer on the first host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshProvider {
+    /// The hosts, in order: at least one per member (`replicas + 1`).
+    #[schemars(length(min = 1))]
+    pub hosts: Vec<SshHost>,
+    /// The hosts etcd runs on, when not the first three of `hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dcs_hosts: Option<Vec<SshHost>>,
+    /// Root of the cluster's directories on every host. Default `/var/lib/pgdba/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
+    /// PostgreSQL's port on every member host. Default 5432.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub pg_port: Option<u16>,
+    /// Patroni's REST API port. Default 8008.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub api_port: Option<u16>,
+    /// etcd's client port; its peer port is `etcd_port + 1`. Default 2379.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65534))]
+    pub etcd_port: Option<u16>,
+    /// An OpenSSH `known_hosts` file the hosts' keys are checked against. Without it, the first
+    /// apply records each host's key in the state (trust on first use, shown in the plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<PathBuf>,
+    /// Directory of the PostgreSQL binaries on the hosts. Default
+    /// `/usr/lib/postgresql/<version>/bin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<String>,
+    /// The `patroni` executable on the hosts. Default: `patroni` on the login user's `PATH`, else
+    /// `/opt/patroni/bin/patroni`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patroni_bin: Option<String>,
+}
+
+/// One host of the `ssh` provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshHost {
+    /// Its IP address or DNS name, as pgdba and the other hosts reach it.
+    pub address: String,
+    /// sshd's port. Default 22.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub port: Option<u16>,
+    /// The user pgdba logs in as: `root` (the default), since pgdba creates directories, runs
+    /// services as `postgres` and writes their files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The private key pgdba logs in with.
+    pub key: SshKey,
+}
+
+/// A private key (OpenSSH format, not encrypted).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshKey {
+    pub file: PathBuf,
+}
+
+impl SshHost {
+    /// `address:port`, as the state records its host key.
+    pub fn endpoint(&self) -> String {
+        let port = self.port.unwrap_or(22);
+        if self.address.contains(':') {
+            format!("[{}]:{port}", self.address)
+        } else {
+            format!("{}:{port}", self.address)
+        }
+    }
 }
 
 /// A Patroni cluster pgdba did not create and adopted (`pgdba cluster connect`): pgdba reaches

@@ -18,6 +18,7 @@ pub(crate) fn check(doc: &Value, positions: &Positions) -> Vec<(Pos, String)> {
     check_data_dir(doc, positions, &mut out);
     check_ports(doc, positions, &mut out);
     check_docker(doc, positions, &mut out);
+    check_ssh(doc, positions, &mut out);
     check_adopted(doc, positions, &mut out);
     check_health(doc, positions, &mut out);
     check_backup(doc, positions, &mut out);
@@ -48,7 +49,19 @@ const SYSTEM_TREES: [&str; 24] = [
 
 /// A spec's `data_dir`: absolute, without `.` or `..`, and not a system tree itself.
 fn check_data_dir(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
-    let pointer = "/spec/provider/local/data_dir";
+    for provider in ["local", "ssh"] {
+        check_data_dir_of(provider, doc, positions, out);
+    }
+}
+
+fn check_data_dir_of(
+    provider: &str,
+    doc: &Value,
+    positions: &Positions,
+    out: &mut Vec<(Pos, String)>,
+) {
+    let pointer = format!("/spec/provider/{provider}/data_dir");
+    let pointer = pointer.as_str();
     let Some(dir) = doc.pointer(pointer).and_then(Value::as_str) else {
         return;
     };
@@ -74,7 +87,7 @@ fn check_data_dir(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String
             .then(|| format!("`{trimmed}` is a system directory; give the cluster a directory of its own (such as /var/lib/pgdba/<name>)"))
     };
     if let Some(p) = problem {
-        out.push((at, format!("spec.provider.local.data_dir `{dir}` {p}")));
+        out.push((at, format!("spec.provider.{provider}.data_dir `{dir}` {p}")));
     }
 }
 
@@ -405,6 +418,76 @@ fn check_adopted(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)
                 members.len()
             ),
         ));
+    }
+}
+
+/// The ssh provider's hosts: one per member, each once, keys as absolute paths.
+fn check_ssh(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>) {
+    let Some(hosts) = doc
+        .pointer("/spec/provider/ssh/hosts")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let replicas = doc
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if (hosts.len() as u64) < replicas + 1 {
+        out.push((
+            positions.key_or_value("/spec/provider/ssh/hosts"),
+            format!(
+                "spec.provider.ssh.hosts lists {} host(s), and spec.replicas {replicas} asks for {} members: one host per member",
+                hosts.len(),
+                replicas + 1
+            ),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for list in ["hosts", "dcs_hosts"] {
+        let Some(items) = doc
+            .pointer(&format!("/spec/provider/ssh/{list}"))
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        if list == "dcs_hosts" && items.is_empty() {
+            out.push((
+                positions.key_or_value("/spec/provider/ssh/dcs_hosts"),
+                "spec.provider.ssh.dcs_hosts is empty: list the hosts etcd runs on, or leave it out".to_owned(),
+            ));
+        }
+        for (i, h) in items.iter().enumerate() {
+            let at = format!("/spec/provider/ssh/{list}/{i}");
+            let address = h.get("address").and_then(Value::as_str).unwrap_or_default();
+            let port = h.get("port").and_then(Value::as_u64).unwrap_or(22);
+            if address.is_empty()
+                || address
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "/'\"\\$`@".contains(c))
+            {
+                out.push((
+                    positions.value_or_key(&format!("{at}/address")),
+                    format!("spec.provider.ssh.{list}[{i}].address `{address}` is not a host name or IP address"),
+                ));
+            }
+            if list == "hosts" && !seen.insert((address.to_owned(), port)) {
+                out.push((
+                    positions.value_or_key(&format!("{at}/address")),
+                    format!("spec.provider.ssh.hosts[{i}]: {address}:{port} is listed twice; each member needs a host of its own"),
+                ));
+            }
+            if let Some(file) = h.pointer("/key/file").and_then(Value::as_str)
+                && !std::path::Path::new(file).is_absolute()
+            {
+                out.push((
+                    positions.value_or_key(&format!("{at}/key/file")),
+                    format!(
+                        "spec.provider.ssh.{list}[{i}].key.file `{file}` must be an absolute path"
+                    ),
+                ));
+            }
+        }
     }
 }
 

@@ -83,6 +83,10 @@ pub struct ClusterState {
     /// Where clients reach the connection pooler from this machine, when one runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<PoolerState>,
+    /// The host keys pgdba trusts for the cluster's hosts (`address:port` → OpenSSH key line),
+    /// recorded on first use by the apply whose plan showed them (the `ssh` provider).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_keys: BTreeMap<String, String>,
 }
 
 /// The pooler pgdba runs for a cluster.
@@ -174,6 +178,7 @@ impl ClusterState {
             leader: None,
             partial_applies: Vec::new(),
             pooler: None,
+            host_keys: BTreeMap::new(),
         }
     }
 }

@@ -49,7 +49,7 @@ impl Dir {
 }
 
 /// A valid spec on ports nothing listens on; nothing is started by the tests here.
-const SPEC: &str = "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: cli\nspec:\n  provider:\n    local: {data_dir: /nonexistent/pgdba-cli, pg_port: 39432, api_port: 39008, etcd_port: 39379}\n  postgres:\n    parameters: {work_mem: 4MB}\n  replicas: 1\n";
+const SPEC: &str = "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: cli\nspec:\n  provider:\n    local: {data_dir: /nonexistent/pgdba-cli, pg_port: 24432, api_port: 24008, etcd_port: 24379}\n  postgres:\n    parameters: {work_mem: 4MB}\n  replicas: 1\n";
 
 #[test]
 fn malformed_specs_exit_1_with_file_line_column() {

@@ -29,5 +29,6 @@ mod spec_fuzz;
 mod spec_kdl;
 mod spec_load;
 mod spec_schema;
+mod ssh_cluster;
 mod state_store;
 mod support;

@@ -164,6 +164,7 @@ impl Provider for Adopted {
             members,
             pooler: None,
             dcs_location: crate::patroni::dcs::Location::rest_api(self.api_urls()),
+            unreachable: Vec::new(),
         }
     }
 

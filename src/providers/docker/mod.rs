@@ -1015,6 +1015,7 @@ impl super::Provider for Docker {
             members,
             pooler,
             dcs_location: self.location_of(&seen),
+            unreachable: Vec::new(),
         }
     }
 

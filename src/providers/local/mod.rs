@@ -769,6 +769,7 @@ impl super::Provider for Local {
             members,
             pooler: self.pgbouncer_seen(),
             dcs_location: self.layout.dcs(),
+            unreachable: Vec::new(),
         }
     }
 
