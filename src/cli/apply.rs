@@ -135,6 +135,11 @@ async fn execute(
     let mut trusted = state.host_keys.clone();
     trusted.extend(plan.host_keys.iter().map(|(k, v)| (k.clone(), v.clone())));
     cluster.provider.trust_host_keys(&trusted);
+    // Hosts the plan could not look at before their keys were trusted are checked now, before
+    // anything is made on them.
+    if !plan.host_keys.is_empty() {
+        super::cluster::preflight(cluster, plan).await?;
+    }
     let recorder = Recorder {
         store,
         lock: run.lock,

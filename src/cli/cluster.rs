@@ -331,8 +331,27 @@ pub(super) struct Planned {
 /// A plan is only as good as what it saw: with a part that runs but did not answer, it could
 /// say "no changes" (or act) on facts it does not have. Refused, naming what did not answer;
 /// the partial plan goes with the error for people to read.
+///
+/// One exception: hosts the provider cannot log in to (`SSH`), while the DCS answered. What
+/// runs there is as Patroni's keys say, the plan notes each such host, and its actions fail
+/// when applied while the others run (the state records the remainder).
 pub(super) fn require_complete(obs: &Observation, plan: &Plan) -> Result<(), Failure> {
     if obs.is_complete() {
+        return Ok(());
+    }
+    let hosts_down: Vec<&crate::diff::Address> = obs
+        .unreachable
+        .iter()
+        .filter(|u| u.source == crate::observe::model::HOST_UNREACHABLE)
+        .map(|u| &u.address)
+        .collect();
+    if obs.dcs.healthy
+        && obs.patroni.is_some()
+        && obs
+            .unreachable
+            .iter()
+            .all(|u| hosts_down.contains(&&u.address))
+    {
         return Ok(());
     }
     let what: Vec<String> = obs
@@ -350,6 +369,25 @@ pub(super) fn require_complete(obs: &Observation, plan: &Plan) -> Result<(), Fai
     )
     .hint("find out why it does not answer (a stopped or overloaded process, a network problem); plan again once it does")
     .data(json!({ "unreachable": obs.unreachable, "partial_plan": plan })))
+}
+
+/// What the plan's actions need from the provider is there (free ports, programs, a host's
+/// disk and clock).
+pub(super) async fn preflight(cluster: &Cluster, plan: &Plan) -> Result<(), Failure> {
+    cluster
+        .provider
+        .preflight(plan)
+        .await
+        .map_err(|e| match &e {
+            providers::ProviderError::PortInUse(_) => {
+                Failure::new(codes::PORT_IN_USE, crate::error_chain(&e))
+                    .hint("stop what holds the port, or choose other ports in the spec")
+            }
+            providers::ProviderError::InUse(_) => {
+                Failure::new(codes::IN_USE, crate::error_chain(&e))
+            }
+            _ => Failure::new(codes::PREFLIGHT_FAILED, crate::error_chain(&e)),
+        })
 }
 
 /// Two members that accept writes (or one the DCS does not name): whatever pgdba did next could
@@ -429,20 +467,7 @@ pub(super) async fn plan_one(
     plan.host_keys = cluster.provider.untrusted_host_keys();
     require_complete(&observation, &plan)?;
     refuse_split_brain(&observation, &plan)?;
-    cluster
-        .provider
-        .preflight(&plan)
-        .await
-        .map_err(|e| match &e {
-            providers::ProviderError::PortInUse(_) => {
-                Failure::new(codes::PORT_IN_USE, crate::error_chain(&e))
-                    .hint("stop what holds the port, or choose other ports in the spec")
-            }
-            providers::ProviderError::InUse(_) => {
-                Failure::new(codes::IN_USE, crate::error_chain(&e))
-            }
-            _ => Failure::new(codes::PREFLIGHT_FAILED, crate::error_chain(&e)),
-        })?;
+    preflight(&cluster, &plan).await?;
     Ok(Planned {
         cluster,
         loaded_path: loaded.path.clone(),

@@ -154,7 +154,10 @@ pub async fn observe(ctx: &Context<'_>, params: &[String]) -> Observation {
         dcs_location,
         mut unreachable,
     } = ctx.provider.inventory().await;
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = unreachable
+        .iter()
+        .map(|u| format!("{} ({}): {}", u.address, u.source, u.reason))
+        .collect();
     // Probe the members whose Patroni or PostgreSQL runs: the spec's and any extra the
     // provider has.
     let probes = inventory

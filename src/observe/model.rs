@@ -58,6 +58,9 @@ pub struct Pooler {
     pub address: Option<(String, u16)>,
 }
 
+/// The source of an [`Unreachable`] a provider reports for a host it cannot log in to.
+pub const HOST_UNREACHABLE: &str = "SSH";
+
 /// A part of the cluster that runs but did not answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unreachable {

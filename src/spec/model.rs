@@ -751,6 +751,12 @@ pub struct SshProvider {
     /// `/opt/patroni/bin/patroni`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patroni_bin: Option<String>,
+    /// Install what a host lacks (PostgreSQL, Patroni, etcd, PgBouncer) with its package
+    /// manager (`apt-get`, on Debian and Ubuntu) before the first thing is created on it, with
+    /// the services those packages start on their own disabled. Default false: pgdba refuses,
+    /// naming what each host lacks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub install_packages: bool,
 }
 
 /// One host of the `ssh` provider.

@@ -190,6 +190,41 @@ fn ssh_lifecycle_on_three_hosts() {
         "{r:?}"
     );
 
+    // A host that lacks a package, then one whose port is taken: the apply refuses before it
+    // makes anything, naming the host and what is wrong.
+    hosts.ssh_ok(0, "mv /usr/sbin/pgbouncer /usr/sbin/pgbouncer.off");
+    let r = t.run(&["apply", "-f", &spec, "--auto-approve", "--format", "json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "PREFLIGHT_FAILED", "{r:?}");
+    assert!(
+        r.stdout.contains("host 10.231.41.10:22 lacks PgBouncer"),
+        "{r:?}"
+    );
+    hosts.ssh_ok(0, "mv /usr/sbin/pgbouncer.off /usr/sbin/pgbouncer");
+    hosts.ssh_ok(
+        1,
+        "setsid /usr/bin/python3 -c 'import socket, time; s = socket.socket(); s.bind((\"0.0.0.0\", 8008)); s.listen(); time.sleep(600)' >/dev/null 2>&1 < /dev/null & sleep 1",
+    );
+    let r = t.run(&["apply", "-f", &spec, "--auto-approve", "--format", "json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "PORT_IN_USE", "{r:?}");
+    assert!(
+        r.stdout
+            .contains("host 10.231.41.11:22: port 8008 (Patroni REST API)"),
+        "{r:?}"
+    );
+    hosts.ssh_ok(1, "pkill -f 'socket.*[8]008'; sleep 0.5");
+    for i in 0..3 {
+        assert_eq!(
+            hosts.ssh_ok(
+                i,
+                &format!("ls -d /var/lib/pgdba/{} 2>/dev/null || true", t.name)
+            ),
+            "",
+            "nothing made on host {i}"
+        );
+    }
+
     let r = t.run(&["apply", "-f", &spec, "--auto-approve", "--format", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let state: Value = serde_json::from_slice(
@@ -311,6 +346,69 @@ fn ssh_lifecycle_on_three_hosts() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "app false");
 
+    // Chaos on the hosts: a replica's processes killed over SSH (apply starts it again), then a
+    // partition drill that cuts the leader's host off with its firewall.
+    let settled = || {
+        wait_for(
+            "a leader and two streaming replicas",
+            Duration::from_secs(90),
+            || {
+                let l = patronictl_list(&hosts, &t, 0);
+                let leader = l.iter().find(|m| m["Role"] == "Leader")?;
+                let replicas: Vec<String> = l
+                    .iter()
+                    .filter(|m| m["State"] == "streaming")
+                    .map(|m| m["Member"].as_str().unwrap().to_owned())
+                    .collect();
+                (replicas.len() == 2)
+                    .then(|| (leader["Member"].as_str().unwrap().to_owned(), replicas))
+            },
+        )
+    };
+    let (leader, replicas) = settled();
+    let r = t.run(&[
+        "chaos",
+        "kill-node",
+        "--member",
+        &replicas[0],
+        "-f",
+        &spec,
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = t.run(&["apply", "-f", &spec, "--auto-approve", "--format", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    settled();
+    let r = t.run(&[
+        "chaos",
+        "drill",
+        "partition",
+        "-f",
+        &spec,
+        "--i-know-what-i-am-doing",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let d = r.json()["data"].clone();
+    assert_eq!(d["old_leader"], leader.as_str(), "{d:#}");
+    assert_ne!(d["new_leader"], leader.as_str(), "{d:#}");
+    assert_eq!(d["rpo_transactions"], 0, "{d:#}");
+    assert_eq!(d["isolated"]["two_writable_leaders"], false, "{d:#}");
+    assert!(d["rto_ms"].as_u64().unwrap() > 0, "{d:#}");
+    settled();
+    let r = t.run(&[
+        "plan",
+        "-f",
+        &spec,
+        "--detailed-exitcode",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+
     // A file changed by hand on a host is drift, and the next apply puts it back.
     hosts.ssh_ok(
         2,
@@ -327,13 +425,17 @@ fn ssh_lifecycle_on_three_hosts() {
     let r = t.run(&["drift", "-f", &spec, "--format", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
 
-    // A stopped host: plan and drift name it, and conclude nothing.
+    // A stopped host: the plan notes it (what runs there is as Patroni's keys in etcd say,
+    // which the other two etcd nodes answer), and drift names it as dangerous.
     hosts.control("stop", 2);
     let r = t.run(&["plan", "-f", &spec, "--format", "json"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert_eq!(r.json()["error"]["code"], "UNREACHABLE", "{r:?}");
+    assert_eq!(r.code, 0, "{r:?}");
+    let notes = r.json()["data"]["clusters"][0]["notes"].to_string();
     assert!(
-        r.stdout.contains("host 10.231.41.12:22 is unreachable"),
+        notes.contains(&format!(
+            "member.{}-2 (SSH): host 10.231.41.12:22 is unreachable",
+            t.name
+        )),
         "{r:?}"
     );
     let r = t.run(&["drift", "-f", &spec, "--format", "json"]);

@@ -34,17 +34,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// And this long to stop before it is killed.
 const STOP_TIMEOUT_SECS: u64 = 60;
 
-/// The shell functions every script may use: `alive PIDFILE PATTERN` (the pid file's process
-/// runs and its command line has PATTERN), `stop PIDFILE PATTERN` (SIGTERM, then SIGKILL after
-/// the stop timeout).
+/// The shell functions every script may use: `live PID` (the process exists and is not a
+/// zombie: one killed whose parent died is reaped only by init, at its leisure), `alive PIDFILE
+/// PATTERN` (the pid file's process lives and its command line has PATTERN), `stop PIDFILE
+/// PATTERN` (SIGTERM, then SIGKILL after the stop timeout).
 fn prelude() -> String {
     format!(
-        r#"alive() {{ p=$(cat "$1" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null && tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null | grep -q -- "$2"; }}
+        r#"live() {{ kill -0 "$1" 2>/dev/null || return 1; s=$(sed 's/.*) //' /proc/"$1"/stat 2>/dev/null | cut -c1); [ -n "$s" ] && [ "$s" != Z ]; }}
+alive() {{ p=$(cat "$1" 2>/dev/null) && [ -n "$p" ] && live "$p" && tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null | grep -q -- "$2"; }}
 stop() {{
   alive "$1" "$2" || {{ rm -f "$1"; return 0; }}
   p=$(cat "$1"); kill -TERM "$p" 2>/dev/null || true
-  i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt {limit} ]; do sleep 0.1; i=$((i+1)); done
-  kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
+  i=0; while live "$p" && [ $i -lt {limit} ]; do sleep 0.1; i=$((i+1)); done
+  live "$p" && kill -KILL "$p" 2>/dev/null || true
   rm -f "$1"
 }}
 "#,
@@ -68,6 +70,7 @@ pub struct Ssh {
     topology: Topology,
     hosts: Hosts,
     http: reqwest::Client,
+    install_packages: bool,
 }
 
 impl Ssh {
@@ -77,6 +80,7 @@ impl Ssh {
             spec: spec.clone(),
             topology: layout.topology(),
             hosts: Hosts::new(ssh.known_hosts.clone()),
+            install_packages: ssh.install_packages,
             layout,
             http: super::http_client(),
         }
@@ -263,7 +267,7 @@ impl Ssh {
                 "n={n}; d={d}\n\
                  [ -d \"$d/data\" ] && echo \"exists $n\"\n\
                  alive \"$d/patroni.pid\" patroni && echo \"running $n\"\n\
-                 pm=$(head -1 \"$d/data/postmaster.pid\" 2>/dev/null) && [ -n \"$pm\" ] && kill -0 \"$pm\" 2>/dev/null && echo \"postgres $n\"\n\
+                 pm=$(head -1 \"$d/data/postmaster.pid\" 2>/dev/null) && [ -n \"$pm\" ] && live \"$pm\" && echo \"postgres $n\"\n\
                  [ -f \"$d/patroni.yml\" ] && echo \"config $n $(base64 -w0 \"$d/patroni.yml\")\"\n",
                 n = quote(&name),
                 d = quote(&dir),
@@ -507,35 +511,200 @@ impl Ssh {
             .is_ok()
     }
 
-    /// What a host needs for its part of the cluster and lacks: the plan's preflight.
-    async fn missing_on(&self, host: &SshHost) -> Result<Vec<String>, ProviderError> {
+    /// What `host` needs for its part of the cluster and lacks, as packages to name (the
+    /// Debian names with what they provide).
+    async fn missing_on(&self, host: &SshHost) -> Result<Vec<Package>, ProviderError> {
         let l = &self.layout;
-        let carries_member = l.hosts.iter().any(|h| h.endpoint() == host.endpoint());
-        let carries_etcd = l.etcd_hosts.iter().any(|h| h.endpoint() == host.endpoint());
-        let mut script = String::from(
-            "id postgres >/dev/null 2>&1 || echo 'the user postgres'\ncommand -v setpriv >/dev/null || echo 'setpriv (util-linux)'\n",
-        );
-        if carries_member {
-            script.push_str(&format!(
-                "[ -x {bin}/postgres ] || echo 'PostgreSQL {major} ({bin}/postgres)'\np={patroni}; [ -x \"$p\" ] || echo 'Patroni (patroni)'\n",
-                bin = quote(&l.bin_dir),
-                major = l.major,
-                patroni = self.patroni_lookup(),
-            ));
+        let same = |h: &SshHost| h.endpoint() == host.endpoint();
+        let mut wanted = Vec::new();
+        if l.hosts.iter().any(same) {
+            wanted.push(Package::Postgres);
+            wanted.push(Package::Patroni);
         }
-        if carries_etcd {
-            script.push_str("command -v etcd >/dev/null || echo 'etcd'\n");
+        if l.etcd_hosts.iter().any(same) {
+            wanted.push(Package::Etcd);
         }
-        if self.spec.pgbouncer().is_some()
-            && l.pooler_host()
-                .is_some_and(|p| p.endpoint() == host.endpoint())
-        {
-            script.push_str("command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || echo 'PgBouncer (pgbouncer)'\ncommand -v python3 >/dev/null || echo 'python3'\n");
+        if self.spec.pgbouncer().is_some() && l.pooler_host().is_some_and(same) {
+            wanted.push(Package::PgBouncer);
         }
+        let mut script = String::new();
+        for p in &wanted {
+            let test = match p {
+                Package::Postgres => format!("[ -x {}/postgres ]", quote(&l.bin_dir)),
+                Package::Patroni => format!("[ -x \"{}\" ]", self.patroni_lookup()),
+                Package::Etcd => "command -v etcd >/dev/null".to_owned(),
+                Package::PgBouncer => {
+                    "{ command -v pgbouncer || [ -x /usr/sbin/pgbouncer ]; } >/dev/null && command -v python3 >/dev/null".to_owned()
+                }
+            };
+            script.push_str(&format!("{test} || echo {}\n", p.key()));
+        }
+        script.push_str("true\n");
         let out = self
             .must(host, "checking what is installed", &script, b"", QUICK)
             .await?;
-        Ok(out.lines().map(str::to_owned).collect())
+        Ok(wanted
+            .into_iter()
+            .filter(|p| out.lines().any(|l| l.trim() == p.key()))
+            .collect())
+    }
+
+    /// What `host` must have before `plan` creates anything on it: Linux, 1 GiB free where the
+    /// cluster's directory goes, a clock within 5 s of this machine's, and nothing listening on
+    /// the ports the plan's new pieces there will listen on. Problems, as sentences.
+    async fn host_problems(
+        &self,
+        host: &SshHost,
+        ports: &[(u16, &'static str)],
+    ) -> Result<Vec<String>, ProviderError> {
+        let mut script = format!(
+            "echo \"os $(uname -s)\"\nd={r}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\necho \"disk $(df -Pk \"$d\" | awk 'NR==2 {{print $4}}')\"\nbusy() {{ h=$(printf ':%04X' \"$1\"); cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v h=\"$h\" '$4 == \"0A\" && substr($2, length($2) - 4) == h {{ f = 1 }} END {{ exit !f }}'; }}\n",
+            r = quote(&self.layout.root)
+        );
+        for (port, _) in ports {
+            script.push_str(&format!("busy {port} && echo \"port {port}\"\n"));
+        }
+        script.push_str("echo \"clock $(date +%s.%N)\"\n");
+        let before = std::time::SystemTime::now();
+        let out = self
+            .must(host, "checking the host", &script, b"", QUICK)
+            .await?;
+        let after = std::time::SystemTime::now();
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let mut problems = Vec::new();
+        for line in out.lines() {
+            let Some((k, v)) = line.split_once(' ') else {
+                continue;
+            };
+            match k {
+                "os" if v != "Linux" => problems.push(format!("it runs {v}, not Linux")),
+                "disk" => {
+                    if let Ok(kb) = v.trim().parse::<u64>()
+                        && kb < MIN_FREE_KB
+                    {
+                        problems.push(format!(
+                            "{} MB free where {} goes; at least {} MB are needed",
+                            kb / 1024,
+                            self.layout.root,
+                            MIN_FREE_KB / 1024
+                        ));
+                    }
+                }
+                "port" => {
+                    let port: u16 = v.trim().parse().unwrap_or_default();
+                    let what = ports
+                        .iter()
+                        .find(|(p, _)| *p == port)
+                        .map_or("", |(_, w)| *w);
+                    problems.push(format!("port {port} ({what}) is already in use"));
+                }
+                "clock" => {
+                    if let Ok(t) = v.trim().parse::<f64>() {
+                        let skew = t - (secs(before) + secs(after)) / 2.0;
+                        if skew.abs() > MAX_SKEW_SECS {
+                            problems.push(format!(
+                                "its clock is {skew:+.1} s off this machine's (more than {MAX_SKEW_SECS} s): synchronize it (chrony, systemd-timesyncd)"
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Install `missing` on `host` with apt-get, keeping the services the packages start on
+    /// their own off: Debian's main PostgreSQL cluster is not created, and its etcd and
+    /// PgBouncer services are stopped and disabled (pgdba runs its own).
+    async fn install(&self, host: &SshHost, missing: &[Package]) -> Result<(), ProviderError> {
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = missing
+            .iter()
+            .map(|p| p.debian_name(self.layout.major))
+            .collect();
+        let script = format!(
+            "set -e\ncommand -v apt-get >/dev/null || {{ echo 'install_packages needs apt-get (Debian, Ubuntu); install {list} by hand' >&2; exit 3; }}\nexport DEBIAN_FRONTEND=noninteractive\nmkdir -p /etc/postgresql-common/createcluster.d\necho 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/pgdba.conf\napt-get update -qq\napt-get install -y -qq --no-install-recommends {list}\nif command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then for s in etcd pgbouncer; do systemctl disable --now $s >/dev/null 2>&1 || true; done; fi\n",
+            list = names.join(" ")
+        );
+        self.must(
+            host,
+            &format!("installing {}", names.join(", ")),
+            &script,
+            b"",
+            Duration::from_secs(900),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Before the first thing is made on `host`: what it lacks, installed when the spec says
+    /// so (else refused).
+    async fn provision(&self, host: &SshHost) -> Result<(), ProviderError> {
+        let missing = self.missing_on(host).await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if self.install_packages {
+            return self.install(host, &missing).await;
+        }
+        Err(ProviderError::Config(format!(
+            "host {} lacks {}",
+            host.endpoint(),
+            missing
+                .iter()
+                .map(|p| p.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+}
+
+/// A host needs this much free space where the cluster's directory goes.
+const MIN_FREE_KB: u64 = 1 << 20;
+/// And a clock this close to pgdba's (etcd warns from 1 s).
+const MAX_SKEW_SECS: f64 = 5.0;
+
+/// What a host may lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Package {
+    Postgres,
+    Patroni,
+    Etcd,
+    PgBouncer,
+}
+
+impl Package {
+    fn key(self) -> &'static str {
+        match self {
+            Package::Postgres => "postgres",
+            Package::Patroni => "patroni",
+            Package::Etcd => "etcd",
+            Package::PgBouncer => "pgbouncer",
+        }
+    }
+
+    fn debian_name(self, major: u32) -> String {
+        match self {
+            Package::Postgres => format!("postgresql-{major}"),
+            Package::Patroni => "patroni".to_owned(),
+            Package::Etcd => "etcd-server".to_owned(),
+            Package::PgBouncer => "pgbouncer python3".to_owned(),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Package::Postgres => "PostgreSQL (its server binaries in bin_dir)",
+            Package::Patroni => "Patroni (patroni)",
+            Package::Etcd => "etcd (etcd)",
+            Package::PgBouncer => "PgBouncer and python3 (pgbouncer, python3)",
+        }
     }
 }
 
@@ -645,7 +814,7 @@ impl super::Provider for Ssh {
             for address in addresses {
                 unreachable.push(crate::observe::model::Unreachable {
                     address,
-                    source: "SSH".to_owned(),
+                    source: crate::observe::model::HOST_UNREACHABLE.to_owned(),
                     reason: e.to_string(),
                 });
             }
@@ -740,31 +909,91 @@ impl super::Provider for Ssh {
                 "spec.patroni.watchdog `required` is not supported on the ssh provider yet; use `automatic` or `off`".to_owned(),
             ));
         }
-        let hosts = self.layout.all_hosts();
-        let found = futures::future::join_all(hosts.iter().map(|h| self.missing_on(h))).await;
-        let mut missing = Vec::new();
+        // What each host gets: the ports of the pieces this plan makes there.
+        let mut ports: BTreeMap<String, Vec<(u16, &'static str)>> = BTreeMap::new();
+        let l = &self.layout;
+        for a in &plan.actions {
+            match &a.kind {
+                ActionKind::CreateDcs => {
+                    for n in l.etcd_nodes() {
+                        let p = ports.entry(n.host.endpoint()).or_default();
+                        p.push((l.etcd_port, "etcd client"));
+                        p.push((l.etcd_port + 1, "etcd peer"));
+                    }
+                }
+                ActionKind::CreateMember { .. } => {
+                    if let Some(h) = a.member().and_then(|m| l.member_host(m)) {
+                        let p = ports.entry(h.endpoint()).or_default();
+                        p.push((l.pg_port, "PostgreSQL"));
+                        p.push((l.api_port, "Patroni REST API"));
+                    }
+                }
+                ActionKind::CreatePooler => {
+                    if let Some(h) = l.pooler_host() {
+                        ports
+                            .entry(h.endpoint())
+                            .or_default()
+                            .push((l.pooler_port, "PgBouncer"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let hosts: Vec<SshHost> = l
+            .all_hosts()
+            .into_iter()
+            .filter(|h| ports.contains_key(&h.endpoint()))
+            .collect();
+        let ports = &ports;
+        let checks = hosts.iter().map(|h| async move {
+            let problems = self
+                .host_problems(h, ports.get(&h.endpoint()).map_or(&[][..], Vec::as_slice))
+                .await?;
+            let missing = self.missing_on(h).await?;
+            Ok::<_, ProviderError>((problems, missing))
+        });
+        let found = futures::future::join_all(checks).await;
+        let mut refused = Vec::new();
+        let mut busy = Vec::new();
         for (h, f) in hosts.iter().zip(found) {
             match f {
-                Ok(list) if list.is_empty() => {}
-                Ok(list) => missing.push(format!("{}: {}", h.endpoint(), list.join(", "))),
-                // Not trusted yet: the plan records its key; what it lacks is checked on apply.
+                Ok((problems, missing)) => {
+                    for p in problems {
+                        if p.starts_with("port ") {
+                            busy.push(format!("host {}: {p}", h.endpoint()));
+                        } else {
+                            refused.push(format!("host {}: {p}", h.endpoint()));
+                        }
+                    }
+                    if !missing.is_empty() && !self.install_packages {
+                        refused.push(format!(
+                            "host {} lacks {} (install them with its package manager, or set spec.provider.ssh.install_packages)",
+                            h.endpoint(),
+                            missing.iter().map(|p| p.describe()).collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                }
+                // Not trusted yet: the plan records its key; the host is checked on apply.
                 Err(ProviderError::HostKeyUntrusted(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        if missing.is_empty() {
+        if !busy.is_empty() {
+            return Err(ProviderError::PortInUse(busy.join("; ")));
+        }
+        if refused.is_empty() {
             Ok(())
         } else {
-            Err(ProviderError::Config(format!(
-                "hosts lack what the cluster needs (install it with the host's package manager): {}",
-                missing.join("; ")
-            )))
+            Err(ProviderError::Config(refused.join("; ")))
         }
     }
 
     async fn create_dcs(&self, lineage: &str, creds: &Credentials) -> Result<(), ProviderError> {
         for host in self.layout.all_hosts() {
             self.ensure_root(&host, lineage).await?;
+        }
+        for node in self.layout.etcd_nodes() {
+            self.provision(&node.host).await?;
         }
         for node in self.layout.etcd_nodes() {
             let dir = self.layout.etcd_dir(&node);
@@ -810,6 +1039,7 @@ impl super::Provider for Ssh {
     async fn create_member(&self, name: &str, creds: &Credentials) -> Result<(), ProviderError> {
         let host = self.member_host(name)?.clone();
         self.required_lineage(&host).await?;
+        self.provision(&host).await?;
         let dir = self.layout.member_dir(name);
         self.must(
             &host,
@@ -899,6 +1129,7 @@ impl super::Provider for Ssh {
             .ok_or_else(|| ProviderError::Config("spec.provider.ssh has no hosts".to_owned()))?
             .clone();
         self.required_lineage(&host).await?;
+        self.provision(&host).await?;
         let dir = self.layout.pooler_dir();
         let base = pgbouncer::base_ini(pgb, "0.0.0.0", self.layout.pooler_port, &dir);
         let settings =
@@ -1060,13 +1291,56 @@ impl super::Provider for Ssh {
     }
 
     fn partitions(&self) -> bool {
-        false
+        true
     }
 
-    async fn isolate_member(&self, name: &str, _isolated: bool) -> Result<(), ProviderError> {
-        Err(ProviderError::Config(format!(
-            "the ssh provider cannot cut member {name} off the network yet"
-        )))
+    /// The member's host firewall drops every packet but SSH's (so that pgdba can heal it) and
+    /// loopback's, in two chains of the cluster's own jumped to first from INPUT and OUTPUT;
+    /// healing removes the jumps and the chains. Either is a no-op when already so.
+    async fn isolate_member(&self, name: &str, isolated: bool) -> Result<(), ProviderError> {
+        use sha2::Digest as _;
+        let host = self.member_host(name)?.clone();
+        let tag = hex::encode(&sha2::Sha256::digest(self.layout.cluster.as_bytes())[..4]);
+        let (cin, cout) = (format!("PGDBA-{tag}-IN"), format!("PGDBA-{tag}-OUT"));
+        let heal = format!(
+            "while iptables -w -D INPUT -j {cin} 2>/dev/null; do :; done
+while iptables -w -D OUTPUT -j {cout} 2>/dev/null; do :; done
+for c in {cin} {cout}; do iptables -w -F $c 2>/dev/null || true; iptables -w -X $c 2>/dev/null || true; done
+true
+"
+        );
+        let script = if isolated {
+            format!(
+                "set -e
+command -v iptables >/dev/null || {{ echo 'iptables is not installed' >&2; exit 3; }}
+{heal}iptables -w -N {cin}
+iptables -w -A {cin} -i lo -j RETURN
+iptables -w -A {cin} -p tcp --dport {ssh} -j RETURN
+iptables -w -A {cin} -j DROP
+iptables -w -N {cout}
+iptables -w -A {cout} -o lo -j RETURN
+iptables -w -A {cout} -p tcp --sport {ssh} -j RETURN
+iptables -w -A {cout} -j DROP
+iptables -w -I INPUT 1 -j {cin}
+iptables -w -I OUTPUT 1 -j {cout}
+",
+                ssh = host.port.unwrap_or(22)
+            )
+        } else {
+            heal
+        };
+        self.must(
+            &host,
+            &format!(
+                "{} member {name}",
+                if isolated { "cutting off" } else { "joining" }
+            ),
+            &script,
+            b"",
+            QUICK,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn damage_file(
@@ -1080,7 +1354,7 @@ impl super::Provider for Ssh {
         let host = self.member_host(name)?.clone();
         let data = self.layout.data_dir(name);
         let script = format!(
-            "set -e\nd={d}\npm=$(head -1 \"$d/postmaster.pid\" 2>/dev/null || true)\nif [ -n \"$pm\" ] && kill -0 \"$pm\" 2>/dev/null; then echo 'PostgreSQL runs: its files are damaged only while it is stopped' >&2; exit 3; fi\nf=\"$d/\"{f}\n[ -f \"$f\" ] && [ ! -L \"$f\" ] || {{ echo \"no file $f\" >&2; exit 3; }}\ndd of=\"$f\" bs=1 seek={offset} conv=notrunc status=none",
+            "set -e\nd={d}\npm=$(head -1 \"$d/postmaster.pid\" 2>/dev/null || true)\nif [ -n \"$pm\" ] && live \"$pm\"; then echo 'PostgreSQL runs: its files are damaged only while it is stopped' >&2; exit 3; fi\nf=\"$d/\"{f}\n[ -f \"$f\" ] && [ ! -L \"$f\" ] || {{ echo \"no file $f\" >&2; exit 3; }}\ndd of=\"$f\" bs=1 seek={offset} conv=notrunc status=none",
             d = quote(&data),
             f = quote(file),
         );
