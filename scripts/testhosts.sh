@@ -12,6 +12,8 @@
 #   testhosts.sh start SET I   and comes back
 #   testhosts.sh rekey SET I   host I gets a new host key (as a reinstalled server has)
 #
+# Every host of a set mounts the set's directory shared/ at /srv/pgdba-shared (as NFS would).
+#
 # The addresses 10.231.SET.0/24 are these hosts' and nothing else's. Needs root, iproute2,
 # util-linux (unshare) and openssh-server.
 set -euo pipefail
@@ -83,10 +85,22 @@ host_up() { # $1: index
     mount --rbind /dev "$r/dev"
     mount -t tmpfs -o mode=0755 run "$r/run"
     mount -t tmpfs -o mode=1777 tmp "$r/tmp"
+    # Storage every host of the set mounts at the same path, as an NFS share would be: what
+    # a backup repository on a path every host reaches needs.
+    mkdir -p "$r/srv/pgdba-shared"
+    mount --bind "$h/../shared" "$r/srv/pgdba-shared"
     echo "$name" > "$r/etc/hostname"
     hostname "$name"
+    # As on a provisioned server, the host resolves its own name; and a lookup of any other
+    # fails at once (no resolver answers on the host itself) instead of waiting for the
+    # resolver of this machine, which the host cannot reach.
+    printf "127.0.0.1 localhost\n127.0.1.1 %s\n" "$name" > "$r/etc/hosts"
+    rm -f "$r/etc/resolv.conf"
+    printf "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n" > "$r/etc/resolv.conf"
     rm -f "$r"/etc/ssh/ssh_host_*
     chroot "$r" ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+    # Root of a fresh server: Debian default shell startup files, not those of this machine.
+    for f in .bashrc .profile; do cp "/etc/skel/$f" "$r/root/$f"; done
     mkdir -p "$r/root/.ssh" "$r/run/sshd"
     chmod 700 "$r/root/.ssh"
     cp "$key.pub" "$r/root/.ssh/authorized_keys"
@@ -126,6 +140,8 @@ case "$cmd" in
     down
     mkdir -p "$root"
     chmod 700 "$root"
+    mkdir -p "$root/shared"
+    chmod 755 "$root/shared"
     ssh-keygen -q -t ed25519 -N "" -C "pgdba-testhosts-$set_id" -f "$root/id_ed25519"
     ip link add "$bridge" type bridge
     ip addr add "$net.1/24" dev "$bridge"

@@ -1002,7 +1002,7 @@ fn need_networks(k: &Known, what: &str) -> Result<(), Failure> {
             k.cluster.provider.kind()
         ),
     )
-    .hint("`pgdba chaos freeze --member M` stops a member's processes instead (a hang, not a partition); partitions need a provider whose members have networks of their own (docker)"))
+    .hint("`pgdba chaos freeze --member M` stops a member's processes instead (a hang, not a partition); partitions need a provider whose members have networks of their own (docker, ssh)"))
 }
 
 /// Member `name` of the cluster, or NOT_FOUND naming its members.

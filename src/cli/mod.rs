@@ -340,10 +340,11 @@ pub enum ChaosCommand {
         #[command(flatten)]
         state: StateDir,
     },
-    /// Cut a member off the cluster's network (Docker: its container disconnected), from the
+    /// Cut a member off the cluster's network (Docker: its container disconnected; ssh: its
+    /// host's firewall drops all but SSH), from the
     /// DCS, its peers and clients alike, its processes running on; `chaos heal` joins it again.
     #[command(
-        after_help = "Needs a provider whose members have networks of their own (docker): the local \
+        after_help = "Needs a provider whose members have networks of their own (docker, ssh): the local \
                       provider's members share one loopback that cannot be cut, and `chaos freeze` \
                       is its stand-in. Needs --i-know-what-i-am-doing; refused for env: production. \
                       With spec.backup, an incremental backup is taken first unless --no-backup. An \
@@ -508,7 +509,7 @@ pub enum DrillCommand {
     /// cut); measure the outage, how long the isolated leader still took writes, and whether
     /// two leaders ever took writes at once; then heal and measure how it rejoins.
     #[command(
-        after_help = "Needs a provider whose members have networks of their own (docker), \
+        after_help = "Needs a provider whose members have networks of their own (docker, ssh), \
                       --i-know-what-i-am-doing; refused for env: production. With spec.backup, an \
                       incremental backup is taken first unless --no-backup. Commits the isolated \
                       leader acknowledged after the cut are reported, and those its rejoin \

@@ -487,7 +487,7 @@ pub fn for_spec(
     match &spec.spec.provider {
         ProviderSpec::Local(local) => Box::new(local::Local::new(spec, local, backup_secrets)),
         ProviderSpec::Docker(docker) => Box::new(docker::Docker::new(spec, docker, backup_secrets)),
-        ProviderSpec::Ssh(ssh) => Box::new(ssh::Ssh::new(spec, ssh)),
+        ProviderSpec::Ssh(ssh) => Box::new(ssh::Ssh::new(spec, ssh, backup_secrets)),
         ProviderSpec::Adopted(adopted) => Box::new(adopted::Adopted::new(spec, adopted)),
     }
 }

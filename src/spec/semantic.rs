@@ -143,6 +143,15 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
                 .to_owned(),
         ));
     }
+    if backup.get("from_standby").and_then(Value::as_bool) == Some(true)
+        && doc.pointer("/spec/provider/ssh").is_some()
+    {
+        out.push((
+            positions.value_or_key("/spec/backup/from_standby"),
+            "spec.backup.from_standby works on the local provider so far: on a host pgBackRest reaches only its own member's PostgreSQL, and the primary's too is needed"
+                .to_owned(),
+        ));
+    }
     for name in crate::spec::model::BACKUP_PARAMETERS
         .iter()
         .chain(&["archive_library"])
@@ -160,12 +169,11 @@ fn check_backup(doc: &Value, positions: &Positions, out: &mut Vec<(Pos, String)>
         .pointer("/spec/provider")
         .and_then(Value::as_object)
         .and_then(|o| o.keys().next())
-        && provider != "local"
-        && provider != "docker"
+        && !["local", "docker", "ssh"].contains(&provider.as_str())
     {
         out.push((
             positions.key_or_value("/spec/backup"),
-            format!("spec.backup works on the local and docker providers so far; the {provider} provider does not run pgBackRest yet"),
+            format!("spec.backup works on the local, docker and ssh providers so far; the {provider} provider does not run pgBackRest yet"),
         ));
     }
 }

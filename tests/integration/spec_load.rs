@@ -787,7 +787,7 @@ fn spec_backup_problems_are_reported_where_they_are() {
             (
                 13,
                 3,
-                "spec.backup works on the local and docker providers so far",
+                "spec.backup works on the local, docker and ssh providers so far",
             ),
             (14, 24, "must be an absolute path"),
             (

@@ -130,7 +130,7 @@ fn write_spec(t: &TestCluster, hosts: &TestHosts, params: &str, known_hosts: Opt
         format!("      known_hosts: {}\n", k.display())
     });
     let text = format!(
-        "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: {name}\n  labels: {{env: test}}\nspec:\n  provider:\n    ssh:\n{known}      hosts:\n{list}\n  postgres:\n    version: 15\n    parameters: {{{params}}}\n  replicas: 2\n  patroni: {{ttl: 30, loop_wait: 10, retry_timeout: 10}}\n  pooler:\n    pgbouncer: {{pool_mode: transaction}}\n  roles:\n    - name: app\n      login: true\n      password: {{env: SSH_APP_PASSWORD}}\n  databases:\n    - {{name: appdb, owner: app}}\n  hba:\n    - {{type: host, database: appdb, user: app, address: samenet, method: scram-sha-256}}\n",
+        "apiVersion: pgdba/v1\nkind: Cluster\nmetadata:\n  name: {name}\n  labels: {{env: test}}\nspec:\n  provider:\n    ssh:\n{known}      hosts:\n{list}\n  postgres:\n    version: 15\n    parameters: {{{params}}}\n  replicas: 2\n  patroni: {{ttl: 30, loop_wait: 10, retry_timeout: 10}}\n  pooler:\n    pgbouncer: {{pool_mode: transaction}}\n  roles:\n    - name: app\n      login: true\n      password: {{env: SSH_APP_PASSWORD}}\n  databases:\n    - {{name: appdb, owner: app}}\n  hba:\n    - {{type: host, database: appdb, user: app, address: samenet, method: scram-sha-256}}\n  backup:\n    repository: {{path: /srv/pgdba-shared/repo}}\n",
         name = t.name,
         list = list.join("\n"),
     );
@@ -283,6 +283,23 @@ fn ssh_lifecycle_on_three_hosts() {
     assert!(
         r.stdout.contains("10.231.41.12"),
         "state show gives each member's address: {r:?}"
+    );
+
+    // Backups: the stanza was made by the apply; a full backup into the repository every host
+    // mounts at the same path, seen from another host.
+    let r = t.run(&[
+        "backup", "create", "--type", "full", "-f", &spec, "--format", "json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let b = &r.json()["data"]["backup"];
+    assert_eq!(b["verified"], true, "{b:#}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    let r = t.run(&["backup", "list", "-f", &spec, "--format", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains(&id), "{r:?}");
+    hosts.ssh_ok(
+        2,
+        &format!("test -d /srv/pgdba-shared/repo/backup/{}/{id}", t.name),
     );
 
     // A reload change.

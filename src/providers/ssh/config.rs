@@ -74,6 +74,26 @@ pub fn comparable(cfg: Value) -> Value {
     crate::providers::docker::config::comparable(cfg)
 }
 
+/// Member `name`'s pgBackRest configuration (`spec.backup`): a directory repository is the
+/// DBA's storage, mounted at the same path on every host (NFS, say), or S3. Each member sees
+/// only its own PostgreSQL (`from_standby` is refused on this provider).
+pub fn pgbackrest_config(
+    backup: &crate::spec::model::BackupSpec,
+    secrets: &crate::secret::RepoSecrets,
+    layout: &Layout,
+    name: &str,
+) -> String {
+    let dir = layout.member_dir(name);
+    let me = crate::providers::pgbackrest::Member {
+        data_dir: layout.data_dir(name).into(),
+        port: layout.pg_port,
+        socket_dir: layout.socket_dir(name).into(),
+        log_dir: format!("{dir}/pgbackrest-log").into(),
+        lock_dir: format!("{dir}/pgbackrest-lock").into(),
+    };
+    crate::providers::pgbackrest::config(backup, secrets, &layout.cluster, &me, &[])
+}
+
 /// etcd's arguments for `node`.
 pub fn etcd_args(layout: &Layout, node: &EtcdNode, token: &str) -> Vec<String> {
     let client = layout.etcd_client_url(node);

@@ -71,16 +71,23 @@ pub struct Ssh {
     hosts: Hosts,
     http: reqwest::Client,
     install_packages: bool,
+    /// The secrets of `spec.backup`, read once by the caller.
+    backup_secrets: crate::secret::BackupSecrets,
 }
 
 impl Ssh {
-    pub fn new(spec: &ClusterSpec, ssh: &SshProvider) -> Ssh {
+    pub fn new(
+        spec: &ClusterSpec,
+        ssh: &SshProvider,
+        backup_secrets: &crate::secret::BackupSecrets,
+    ) -> Ssh {
         let layout = Layout::new(spec, ssh);
         Ssh {
             spec: spec.clone(),
             topology: layout.topology(),
             hosts: Hosts::new(ssh.known_hosts.clone()),
             install_packages: ssh.install_packages,
+            backup_secrets: backup_secrets.clone(),
             layout,
             http: super::http_client(),
         }
@@ -268,7 +275,8 @@ impl Ssh {
                  [ -d \"$d/data\" ] && echo \"exists $n\"\n\
                  alive \"$d/patroni.pid\" patroni && echo \"running $n\"\n\
                  pm=$(head -1 \"$d/data/postmaster.pid\" 2>/dev/null) && [ -n \"$pm\" ] && live \"$pm\" && echo \"postgres $n\"\n\
-                 [ -f \"$d/patroni.yml\" ] && echo \"config $n $(base64 -w0 \"$d/patroni.yml\")\"\n",
+                 [ -f \"$d/patroni.yml\" ] && echo \"config $n $(base64 -w0 \"$d/patroni.yml\")\"\n\
+                 [ -f \"$d/pgbackrest.conf\" ] && echo \"pgbackrest $n $(base64 -w0 \"$d/pgbackrest.conf\")\"\n",
                 n = quote(&name),
                 d = quote(&dir),
             ));
@@ -302,11 +310,16 @@ impl Ssh {
             };
             let rest = parts.next().unwrap_or_default();
             match k {
-                "config" => {
+                "config" | "pgbackrest" => {
                     use base64::Engine as _;
                     if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(rest) {
+                        let key = if k == "config" {
+                            a.to_owned()
+                        } else {
+                            format!("pgbackrest {a}")
+                        };
                         p.configs
-                            .insert(a.to_owned(), String::from_utf8_lossy(&b).into_owned());
+                            .insert(key, String::from_utf8_lossy(&b).into_owned());
                     }
                 }
                 "pooler_settings" => {
@@ -476,10 +489,60 @@ impl Ssh {
         );
         let yaml = serde_yaml::to_string(&cfg).map_err(|e| ProviderError::Config(e.to_string()))?;
         self.write_file(host, &self.layout.config_file(name), yaml.as_bytes(), 0o600)
+            .await?;
+        let Some(backup) = &self.spec.spec.backup else {
+            return Ok(());
+        };
+        if let Some(e) = self.backup_secrets.first_error() {
+            return Err(ProviderError::Config(e));
+        }
+        // Its log and lock directories, and a directory repository (the DBA's storage every
+        // host mounts at the same path) when it is not there yet.
+        let dir = self.layout.member_dir(name);
+        let mut script = format!(
+            "set -e; for d in {log} {lock}; do mkdir -p \"$d\"; chown postgres: \"$d\"; done",
+            log = quote(&format!("{dir}/pgbackrest-log")),
+            lock = quote(&format!("{dir}/pgbackrest-lock")),
+        );
+        if let Some(repo) = backup.repository.path() {
+            script.push_str(&format!(
+                "; r={r}; if [ ! -e \"$r\" ]; then mkdir -p \"$r\"; chmod 750 \"$r\"; chown postgres: \"$r\"; fi",
+                r = quote(&repo.display().to_string())
+            ));
+        }
+        self.must(host, "making pgBackRest's directories", &script, b"", QUICK)
+            .await?;
+        let conf =
+            config::pgbackrest_config(backup, self.backup_secrets.backup(), &self.layout, name);
+        self.write_file(host, &self.pgbackrest_conf(name), conf.as_bytes(), 0o600)
             .await
     }
 
-    fn config_current(&self, name: &str, text: &str) -> Option<bool> {
+    /// A member's pgBackRest configuration, beside its data directory (PostgreSQL's
+    /// `archive_command` reads `$PWD/../pgbackrest.conf`).
+    fn pgbackrest_conf(&self, name: &str) -> String {
+        format!("{}/pgbackrest.conf", self.layout.member_dir(name))
+    }
+
+    fn config_current(&self, name: &str, text: &str, pgbackrest: Option<&str>) -> Option<bool> {
+        if !self.backup_secrets.errors().is_empty() {
+            return None;
+        }
+        let backup_current = match &self.spec.spec.backup {
+            None => true,
+            Some(b) => {
+                pgbackrest
+                    == Some(
+                        config::pgbackrest_config(
+                            b,
+                            self.backup_secrets.backup(),
+                            &self.layout,
+                            name,
+                        )
+                        .as_str(),
+                    )
+            }
+        };
         let host = self.layout.member_host(name)?;
         let on_disk: serde_json::Value = serde_yaml::from_str(text).ok()?;
         let wanted = config::patroni_config(
@@ -497,7 +560,7 @@ impl Ssh {
                 pooler: None,
             },
         );
-        Some(config::comparable(on_disk) == config::comparable(wanted))
+        Some(config::comparable(on_disk) == config::comparable(wanted) && backup_current)
     }
 
     async fn api_answers(&self, name: &str) -> bool {
@@ -728,17 +791,10 @@ impl super::Provider for Ssh {
         self.layout.claims()
     }
 
+    /// The directory on every host: the same whichever hosts carry members (adding a
+    /// replica's host does not move the cluster).
     fn location(&self) -> String {
-        format!(
-            "{} on {}",
-            self.layout.root,
-            self.layout
-                .all_hosts()
-                .iter()
-                .map(|h| h.address.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("{} on each of its hosts", self.layout.root)
     }
 
     fn spec_section(&self) -> &'static str {
@@ -834,10 +890,15 @@ impl super::Provider for Ssh {
                         exists: true,
                         running,
                         postgres_running: p.facts.contains_key(&format!("postgres {name}")),
-                        config_current: p
-                            .configs
-                            .get(&name)
-                            .and_then(|t| self.config_current(&name, t)),
+                        config_current: p.configs.get(&name).and_then(|t| {
+                            self.config_current(
+                                &name,
+                                t,
+                                p.configs
+                                    .get(&format!("pgbackrest {name}"))
+                                    .map(String::as_str),
+                            )
+                        }),
                         access: self.access_of(&name),
                     });
                 }
@@ -1385,6 +1446,7 @@ iptables -w -I OUTPUT 1 -j {cout}
         // The environment may hold secrets (a repository's keys): it goes on standard input,
         // one `KEY=VALUE` a line, never on the host's command line.
         let mut envs = vec![
+            format!("PGBACKREST_CONFIG={}", self.pgbackrest_conf(name)),
             format!("PGHOST={}", self.layout.socket_dir(name)),
             format!("PGPORT={}", self.layout.pg_port),
         ];

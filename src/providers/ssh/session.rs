@@ -312,10 +312,11 @@ impl Hosts {
             let mut channel = handle.channel_open_session().await.map_err(broke)?;
             let command = format!("exec /bin/sh -c {}", quote(script));
             channel.exec(true, command).await.map_err(broke)?;
-            if !stdin.is_empty() {
-                channel.data(stdin).await.map_err(broke)?;
-            }
-            channel.eof().await.map_err(broke)?;
+            // Standard input goes once sshd said it runs the command: those packets carry the
+            // acknowledgement of its reply, which it would otherwise wait for (Nagle's
+            // algorithm, against this side's delayed acknowledgement: up to 200 ms a command)
+            // before it sends the command's first output.
+            let mut sent = false;
             let mut out = Output {
                 code: -1,
                 stdout: String::new(),
@@ -324,6 +325,20 @@ impl Hosts {
             let mut stdout = Vec::new();
             let mut stderr = Vec::new();
             while let Some(msg) = channel.wait().await {
+                if !sent && matches!(msg, ChannelMsg::Success | ChannelMsg::Failure) {
+                    if matches!(msg, ChannelMsg::Failure) {
+                        return Err(SshError::Channel {
+                            endpoint: endpoint.clone(),
+                            message: "sshd refused to run the command".to_owned(),
+                        });
+                    }
+                    if !stdin.is_empty() {
+                        channel.data(stdin).await.map_err(broke)?;
+                    }
+                    channel.eof().await.map_err(broke)?;
+                    sent = true;
+                    continue;
+                }
                 match msg {
                     ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
                     ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
