@@ -19,6 +19,7 @@ command -v pgbackrest >/dev/null 2>&1 || need_apt+=(pgbackrest)
 command -v ssh-keyscan >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -13,6 +13,7 @@
 #   testhosts.sh rekey SET I   host I gets a new host key (as a reinstalled server has)
 #
 # Every host of a set mounts the set's directory shared/ at /srv/pgdba-shared (as NFS would).
+# Both root and the user admin (who may run anything through sudo) log in with the key.
 #
 # The addresses 10.231.SET.0/24 are these hosts' and nothing else's. Needs root, iproute2,
 # util-linux (unshare) and openssh-server.
@@ -105,6 +106,16 @@ host_up() { # $1: index
     chmod 700 "$r/root/.ssh"
     cp "$key.pub" "$r/root/.ssh/authorized_keys"
     chmod 600 "$r/root/.ssh/authorized_keys"
+    # And a user that is not root but may run anything through sudo without a password.
+    chroot "$r" useradd -m -s /bin/bash -p "*" admin
+    mkdir -p "$r/home/admin/.ssh"
+    cp "$key.pub" "$r/home/admin/.ssh/authorized_keys"
+    chroot "$r" chown -R admin: /home/admin/.ssh
+    chmod 700 "$r/home/admin/.ssh"
+    chmod 600 "$r/home/admin/.ssh/authorized_keys"
+    mkdir -p "$r/etc/sudoers.d"
+    echo "admin ALL=(ALL) NOPASSWD: ALL" > "$r/etc/sudoers.d/admin"
+    chmod 440 "$r/etc/sudoers.d/admin"
     cat > "$r/etc/ssh/sshd_config" <<EOF
 Port 22
 ListenAddress 0.0.0.0

@@ -1437,8 +1437,25 @@ async fn cleanup(scratch: &Scratch<'_>, may_run: bool) -> Result<(), String> {
 }
 
 /// Stop the scratch server at once (its data is thrown away); one that does not run is
-/// stopped.
+/// stopped. A server caught while it starts has created its PID file and not yet written it
+/// (`pg_ctl`: "the PID file ... is empty"): asked again a moment later, until it has.
 async fn stop(scratch: &Scratch<'_>) -> Result<(), String> {
+    let mut tries = 0;
+    loop {
+        match stop_once(scratch).await {
+            Err(e)
+                if tries < 50
+                    && (e.contains("is empty") || e.contains("invalid data in PID file")) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn stop_once(scratch: &Scratch<'_>) -> Result<(), String> {
     let stop = vec![
         scratch.program("pg_ctl"),
         "-D".to_owned(),

@@ -724,6 +724,10 @@ pub struct SshProvider {
     /// The hosts etcd runs on, when not the first three of `hosts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dcs_hosts: Option<Vec<SshHost>>,
+    /// Run every command with `sudo -n` on hosts whose login user is not `root` (the user may
+    /// run anything through sudo without a password). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sudo: bool,
     /// Root of the cluster's directories on every host. Default `/var/lib/pgdba/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<String>,
@@ -769,8 +773,9 @@ pub struct SshHost {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub port: Option<u16>,
-    /// The user pgdba logs in as: `root` (the default), since pgdba creates directories, runs
-    /// services as `postgres` and writes their files.
+    /// The user pgdba logs in as: `root` (the default), or a user that may run anything
+    /// through sudo (`spec.provider.ssh.sudo`), since pgdba creates directories, runs services
+    /// as `postgres` and writes their files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// The private key pgdba logs in with.

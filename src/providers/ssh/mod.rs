@@ -85,7 +85,7 @@ impl Ssh {
         Ssh {
             spec: spec.clone(),
             topology: layout.topology(),
-            hosts: Hosts::new(ssh.known_hosts.clone()),
+            hosts: Hosts::new(ssh.known_hosts.clone(), ssh.sudo),
             install_packages: ssh.install_packages,
             backup_secrets: backup_secrets.clone(),
             layout,
@@ -583,6 +583,9 @@ impl Ssh {
         if l.hosts.iter().any(same) {
             wanted.push(Package::Postgres);
             wanted.push(Package::Patroni);
+            if self.spec.spec.backup.is_some() {
+                wanted.push(Package::PgBackRest);
+            }
         }
         if l.etcd_hosts.iter().any(same) {
             wanted.push(Package::Etcd);
@@ -596,6 +599,7 @@ impl Ssh {
                 Package::Postgres => format!("[ -x {}/postgres ]", quote(&l.bin_dir)),
                 Package::Patroni => format!("[ -x \"{}\" ]", self.patroni_lookup()),
                 Package::Etcd => "command -v etcd >/dev/null".to_owned(),
+                Package::PgBackRest => "command -v pgbackrest >/dev/null".to_owned(),
                 Package::PgBouncer => {
                     "{ command -v pgbouncer || [ -x /usr/sbin/pgbouncer ]; } >/dev/null && command -v python3 >/dev/null".to_owned()
                 }
@@ -740,6 +744,7 @@ enum Package {
     Patroni,
     Etcd,
     PgBouncer,
+    PgBackRest,
 }
 
 impl Package {
@@ -749,6 +754,7 @@ impl Package {
             Package::Patroni => "patroni",
             Package::Etcd => "etcd",
             Package::PgBouncer => "pgbouncer",
+            Package::PgBackRest => "pgbackrest",
         }
     }
 
@@ -758,6 +764,7 @@ impl Package {
             Package::Patroni => "patroni".to_owned(),
             Package::Etcd => "etcd-server".to_owned(),
             Package::PgBouncer => "pgbouncer python3".to_owned(),
+            Package::PgBackRest => "pgbackrest".to_owned(),
         }
     }
 
@@ -767,6 +774,7 @@ impl Package {
             Package::Patroni => "Patroni (patroni)",
             Package::Etcd => "etcd (etcd)",
             Package::PgBouncer => "PgBouncer and python3 (pgbouncer, python3)",
+            Package::PgBackRest => "pgBackRest (pgbackrest), for spec.backup",
         }
     }
 }
@@ -917,7 +925,30 @@ impl super::Provider for Ssh {
                 _ => {}
             }
         }
+        // PgBouncer on a host pgdba cannot reach: said to run as the spec asks, and named as
+        // not looked at, rather than concluded gone.
+        let pooler_unseen = self.spec.pgbouncer().is_some()
+            && self.layout.pooler_host().is_some_and(|h| {
+                matches!(probes.get(&h.endpoint()), Some(Err(e)) if !matches!(e, ProviderError::HostKeyUntrusted(_)))
+            });
+        if pooler_unseen
+            && let Some(h) = self.layout.pooler_host()
+            && let Some(Err(e)) = probes.get(&h.endpoint())
+        {
+            unreachable.push(crate::observe::model::Unreachable {
+                address: crate::diff::Address::Pooler,
+                source: crate::observe::model::HOST_UNREACHABLE.to_owned(),
+                reason: e.to_string(),
+            });
+        }
         let pooler = self.layout.pooler_host().and_then(|h| {
+            if pooler_unseen {
+                return Some(crate::observe::model::Pooler {
+                    running: true,
+                    settings: crate::diff::pooler_settings(&self.spec).unwrap_or_default(),
+                    address: None,
+                });
+            }
             let p = probes.get(&h.endpoint())?.as_ref().ok()?;
             p.facts.contains_key("exists pgbouncer").then(|| {
                 let running = p.facts.contains_key("running pgbouncer");

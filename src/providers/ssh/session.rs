@@ -105,6 +105,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Handle>>>>;
 /// The hosts of one cluster and their connections.
 pub struct Hosts {
     known_hosts: Option<std::path::PathBuf>,
+    /// Commands go through `sudo -n` on hosts whose login user is not root.
+    sudo: bool,
     /// Keys the state recorded, by endpoint.
     recorded: Mutex<BTreeMap<String, String>>,
     /// Keys hosts offered that nothing trusts yet, by endpoint.
@@ -117,9 +119,10 @@ pub struct Hosts {
 }
 
 impl Hosts {
-    pub fn new(known_hosts: Option<std::path::PathBuf>) -> Hosts {
+    pub fn new(known_hosts: Option<std::path::PathBuf>, sudo: bool) -> Hosts {
         Hosts {
             known_hosts,
+            sudo,
             recorded: Mutex::new(BTreeMap::new()),
             offered: Mutex::new(BTreeMap::new()),
             unanswered: Mutex::new(HashMap::new()),
@@ -310,7 +313,12 @@ impl Hosts {
         let handle = self.handle(host).await?;
         let run = async {
             let mut channel = handle.channel_open_session().await.map_err(broke)?;
-            let command = format!("exec /bin/sh -c {}", quote(script));
+            let root = host.user.as_deref().unwrap_or("root") == "root";
+            let command = if self.sudo && !root {
+                format!("exec sudo -n -- /bin/sh -c {}", quote(script))
+            } else {
+                format!("exec /bin/sh -c {}", quote(script))
+            };
             channel.exec(true, command).await.map_err(broke)?;
             // Standard input goes once sshd said it runs the command: those packets carry the
             // acknowledgement of its reply, which it would otherwise wait for (Nagle's
