@@ -132,8 +132,7 @@ async fn execute(
     };
     // The hosts' keys the plan showed are trusted from now on, and recorded with the first
     // save (trust on first use).
-    let mut trusted = state.host_keys.clone();
-    trusted.extend(plan.host_keys.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let trusted = super::cluster::trusted_keys(Some(&state), &plan.host_keys);
     cluster.provider.trust_host_keys(&trusted);
     // Hosts the plan could not look at before their keys were trusted are checked now, before
     // anything is made on them.

@@ -31,6 +31,17 @@ pub(super) struct Cluster {
     backup_secrets: crate::secret::BackupSecrets,
 }
 
+/// The host keys pgdba trusts: those `state` recorded, and those a plan being applied showed
+/// (`planned`, trusted on first use).
+pub(super) fn trusted_keys(
+    state: Option<&ClusterState>,
+    planned: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut keys = state.map(|s| s.host_keys.clone()).unwrap_or_default();
+    keys.extend(planned.iter().map(|(k, v)| (k.clone(), v.clone())));
+    keys
+}
+
 impl Cluster {
     pub(super) fn new(spec: &ClusterSpec) -> Cluster {
         let backup_secrets = crate::secret::BackupSecrets::resolve(spec);
@@ -64,9 +75,7 @@ impl Cluster {
         state: Option<&ClusterState>,
         planned: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), Failure> {
-        let mut keys = state.map(|s| s.host_keys.clone()).unwrap_or_default();
-        keys.extend(planned.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.provider.trust_host_keys(&keys);
+        self.provider.trust_host_keys(&trusted_keys(state, planned));
         self.provider.check_hosts().await.map_err(|e| {
             Failure::new(codes::HOST_KEY_CHANGED, format!("cluster {}: {e}", self.name()))
                 .hint("a host whose key changes may be another machine answering at its address; make sure it is the host you meant before trusting its new key")

@@ -97,7 +97,6 @@ async fn one(store: &StateStore, loaded: &LoadedSpec) -> Result<ClusterDrift, Fa
     }
     let diff_of = |spec: &ClusterSpec| {
         let cluster = Cluster::new(spec);
-        cluster.provider.trust_host_keys(&state.host_keys);
         crate::diff::diff(&crate::diff::Input {
             spec,
             topology: cluster.topology(),

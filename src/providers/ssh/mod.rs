@@ -471,6 +471,45 @@ impl Ssh {
         Ok(l)
     }
 
+    /// Send `signal` to member `name`'s Patroni, its postmaster and the postmaster's children,
+    /// all at once (`what` names it in an error).
+    async fn signal_member(
+        &self,
+        name: &str,
+        signal: &str,
+        what: &str,
+    ) -> Result<(), ProviderError> {
+        let host = self.member_host(name)?.clone();
+        let script = format!(
+            "d={d}\np=$(cat \"$d/patroni.pid\" 2>/dev/null); pm=$(head -1 \"$d/data/postmaster.pid\" 2>/dev/null)\nkids=$( [ -n \"$pm\" ] && pgrep -P \"$pm\" )\nkill -{signal} $p $pm $kids 2>/dev/null\ntrue",
+            d = quote(&self.layout.member_dir(name))
+        );
+        self.must(&host, &format!("{what} member {name}"), &script, b"", QUICK)
+            .await
+            .map(|_| ())
+    }
+
+    /// Remove directory `dir` of `host` and everything in it (`what` names it in an error).
+    async fn remove_dir(&self, host: &SshHost, what: &str, dir: &str) -> Result<(), ProviderError> {
+        self.must(
+            host,
+            &format!("removing {what}"),
+            &format!("rm -rf {}", quote(dir)),
+            b"",
+            QUICK,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The host PgBouncer runs on.
+    fn pooler_host(&self) -> Result<SshHost, ProviderError> {
+        self.layout
+            .pooler_host()
+            .cloned()
+            .ok_or_else(|| ProviderError::Config("spec.provider.ssh has no hosts".to_owned()))
+    }
+
     fn member_host(&self, name: &str) -> Result<&SshHost, ProviderError> {
         self.layout
             .member_host(name)
@@ -1199,15 +1238,7 @@ impl super::Provider for Ssh {
             .await?
             .forget_member(&prefix, name, creds)
             .await?;
-        self.must(
-            &host,
-            "removing the member's directory",
-            &format!("rm -rf {}", quote(&dir)),
-            b"",
-            QUICK,
-        )
-        .await
-        .map(|_| ())
+        self.remove_dir(&host, "the member's directory", &dir).await
     }
 
     async fn create_pooler(&self, creds: &Credentials) -> Result<(), ProviderError> {
@@ -1215,11 +1246,7 @@ impl super::Provider for Ssh {
             return Err(ProviderError::Config("the spec has no pooler".to_owned()));
         };
         let password = creds.pooler_password()?;
-        let host = self
-            .layout
-            .pooler_host()
-            .ok_or_else(|| ProviderError::Config("spec.provider.ssh has no hosts".to_owned()))?
-            .clone();
+        let host = self.pooler_host()?;
         self.required_lineage(&host).await?;
         self.provision(&host).await?;
         let dir = self.layout.pooler_dir();
@@ -1248,11 +1275,7 @@ impl super::Provider for Ssh {
     }
 
     async fn start_pooler(&self) -> Result<(), ProviderError> {
-        let host = self
-            .layout
-            .pooler_host()
-            .ok_or_else(|| ProviderError::Config("spec.provider.ssh has no hosts".to_owned()))?
-            .clone();
+        let host = self.pooler_host()?;
         let dir = self.layout.pooler_dir();
         let mut argv = vec![
             "python3".to_owned(),
@@ -1283,15 +1306,7 @@ impl super::Provider for Ssh {
         let dir = self.layout.pooler_dir();
         self.stop_daemon(&host, &dir, "pgbouncer", pgbouncer::FOLLOW_FILE)
             .await?;
-        self.must(
-            &host,
-            "removing PgBouncer's directory",
-            &format!("rm -rf {}", quote(&dir)),
-            b"",
-            QUICK,
-        )
-        .await
-        .map(|_| ())
+        self.remove_dir(&host, "PgBouncer's directory", &dir).await
     }
 
     async fn destroy(&self, lineage: &str) -> Result<(), ProviderError> {
@@ -1344,42 +1359,14 @@ impl super::Provider for Ssh {
         Ok(())
     }
 
+    /// Patroni and the postmaster at once, and the postmaster's children: a crash.
     async fn kill_member(&self, name: &str) -> Result<(), ProviderError> {
-        let host = self.member_host(name)?.clone();
-        let dir = self.layout.member_dir(name);
-        // Patroni and the postmaster at once, and the postmaster's children: a crash.
-        let script = format!(
-            "d={d}\np=$(cat \"$d/patroni.pid\" 2>/dev/null); pm=$(head -1 \"$d/data/postmaster.pid\" 2>/dev/null)\nkids=$( [ -n \"$pm\" ] && pgrep -P \"$pm\" )\nkill -KILL $p $pm $kids 2>/dev/null\ntrue",
-            d = quote(&dir)
-        );
-        self.must(
-            &host,
-            &format!("killing member {name}"),
-            &script,
-            b"",
-            QUICK,
-        )
-        .await
-        .map(|_| ())
+        self.signal_member(name, "KILL", "killing").await
     }
 
     async fn freeze_member(&self, name: &str, frozen: bool) -> Result<(), ProviderError> {
-        let host = self.member_host(name)?.clone();
-        let dir = self.layout.member_dir(name);
         let signal = if frozen { "STOP" } else { "CONT" };
-        let script = format!(
-            "d={d}\np=$(cat \"$d/patroni.pid\" 2>/dev/null); pm=$(head -1 \"$d/data/postmaster.pid\" 2>/dev/null)\nkids=$( [ -n \"$pm\" ] && pgrep -P \"$pm\" )\nkill -{signal} $p $pm $kids 2>/dev/null\ntrue",
-            d = quote(&dir)
-        );
-        self.must(
-            &host,
-            &format!("signalling member {name}"),
-            &script,
-            b"",
-            QUICK,
-        )
-        .await
-        .map(|_| ())
+        self.signal_member(name, signal, "signalling").await
     }
 
     fn partitions(&self) -> bool {
